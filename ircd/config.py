@@ -1,0 +1,163 @@
+"""Configuration: built-in defaults, overridden by config.toml, overridden by the command line.
+
+Every key is a field of one of the dataclasses below, documented in the
+repository's ``config.toml`` next to its default. :func:`load_config` reads a
+TOML file with :mod:`tomllib` and rejects unknown keys and wrong types with a
+:class:`ConfigError` that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str(err)`` is a one-line message naming the file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    """``[server]``: identity, listener and per-connection behaviour."""
+
+    name: str = "irc.chatserver.local"
+    network: str = "chatserver"
+    host: str = "127.0.0.1"
+    port: int = 6667
+    data_dir: str = "data"
+    password: str = ""
+    motd: str = (
+        "Welcome to chatserver.\n"
+        "Everyone is in #general. /join #room for more; /msg NICK for a direct message."
+    )
+    autojoin: list[str] = field(default_factory=lambda: ["#general"])
+    sendq: int = 1_048_576
+    recvq_lines: int = 64
+    ping_interval: float = 120.0
+    ping_timeout: float = 60.0
+    registration_timeout: float = 30.0
+    nicklen: int = 30
+    channellen: int = 64
+    topiclen: int = 390
+    awaylen: int = 390
+    kicklen: int = 390
+    maxtargets: int = 4
+    max_channels: int = 50
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsSection:
+    """``[accounts]``: account registration and argon2id parameters (passlib)."""
+
+    allow_guests: bool = True
+    argon2_time_cost: int = 2
+    argon2_memory_cost: int = 19_456
+    argon2_parallelism: int = 1
+    hash_workers: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration: one attribute per TOML table."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    accounts: AccountsSection = field(default_factory=AccountsSection)
+
+    def with_overrides(self, section: str, **values: Any) -> Config:
+        """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            return self
+        return replace(self, **{section: replace(getattr(self, section), **values)})
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    return isinstance(value, annotation)
+
+
+def _build(cls: type, data: dict[str, Any], path: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else key
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{dotted}'")
+        annotation = hints[key]
+        if is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{dotted}' must be a table")
+            kwargs[key] = _build(annotation, value, dotted, where)
+        elif not _type_ok(value, annotation):
+            name = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+            raise ConfigError(f"{where}: '{dotted}' must be of type {name}, not {type(value).__name__}")
+        else:
+            kwargs[key] = float(value) if annotation is float else value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
+    """Build a :class:`Config` from parsed TOML; raises :class:`ConfigError`."""
+    config = _build(Config, data, "", where)
+    validate(config, where)
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load ``path`` (TOML) over the built-in defaults; ``None`` means defaults only.
+
+    Raises :class:`ConfigError` for an unreadable file, invalid TOML, an
+    unknown key, a value of the wrong type or out of range.
+    """
+    if path is None:
+        return Config()
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+    return config_from_dict(data, where)
+
+
+def validate(config: Config, where: str = "<config>") -> None:
+    """Check ranges that types alone do not catch; raises :class:`ConfigError`."""
+    s = config.server
+    checks = [
+        ("server.port", 0 <= s.port <= 65535, "must be 0..65535"),
+        ("server.sendq", s.sendq >= 4096, "must be at least 4096 bytes"),
+        ("server.nicklen", 1 <= s.nicklen <= 64, "must be 1..64"),
+        ("server.channellen", 2 <= s.channellen <= 200, "must be 2..200"),
+        ("server.maxtargets", s.maxtargets >= 1, "must be at least 1"),
+        ("server.ping_interval", s.ping_interval > 0, "must be positive"),
+        ("server.ping_timeout", s.ping_timeout > 0, "must be positive"),
+        ("server.registration_timeout", s.registration_timeout > 0, "must be positive"),
+        ("server.log_level", s.log_level.lower() in ("debug", "info", "warning", "error"),
+         "must be one of debug, info, warning, error"),
+        ("accounts.argon2_time_cost", config.accounts.argon2_time_cost >= 1, "must be at least 1"),
+        ("accounts.argon2_memory_cost", config.accounts.argon2_memory_cost >= 8, "must be at least 8 (KiB)"),
+        ("accounts.argon2_parallelism", config.accounts.argon2_parallelism >= 1, "must be at least 1"),
+        ("accounts.hash_workers", config.accounts.hash_workers >= 1, "must be at least 1"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{where}: '{key}' {why}")

@@ -1,0 +1,209 @@
+"""IRC messages: parsing a line into a :class:`Message`, and formatting one back.
+
+Grammar: RFC 1459 section 2.3.1 and RFC 2812 section 2.3.1, with the IRCv3
+message-tags extension (``@key=value;key2 :source COMMAND params :trailing``)
+and the "Modern IRC" leniencies: tokens may be separated by several spaces,
+and only the last parameter may contain spaces or be empty, introduced by
+``:``.  Tested against the ircdocs parser-tests vectors (msg-split, msg-join).
+
+Size limits (Modern IRC "Message format", IRCv3 message-tags "Size limit"):
+the part after the tags is at most 512 bytes including CR LF (so 510 here,
+where lines come without their terminator), and the tag section, counting the
+leading ``@`` and the separating space, at most 4096 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_LINE_BODY = 510
+"""Bytes allowed for source, command and parameters (512 minus CR LF)."""
+
+MAX_TAGS = 4096
+"""Bytes allowed for the tag section, ``@`` and trailing space included."""
+
+
+class MessageParseError(ValueError):
+    """A line that cannot be parsed as an IRC message.
+
+    ``reason`` is a short machine-readable word: ``"empty"`` (no command),
+    ``"too-long"`` (the body exceeds 510 bytes), ``"tags-too-long"`` (the
+    tag section exceeds 4096 bytes). This is the one error :func:`parse_line`
+    raises.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+_TAG_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_TAG_ESCAPE = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+
+
+def unescape_tag_value(value: str) -> str:
+    """Undo IRCv3 tag-value escaping (message-tags spec, "Escaping values").
+
+    A backslash before a character that needs no escaping is dropped; a
+    trailing lone backslash is dropped.
+    """
+    if "\\" not in value:
+        return value
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if ch == "\\":
+            i += 1
+            if i < n:
+                nxt = value[i]
+                out.append(_TAG_UNESCAPE.get(nxt, nxt))
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def escape_tag_value(value: str) -> str:
+    """Escape a tag value for the wire (IRCv3 message-tags, "Escaping values")."""
+    return value.translate(_TAG_ESCAPE)
+
+
+def parse_tags(raw: str) -> dict[str, str]:
+    """Parse the tag section (without the leading ``@``) into ``{key: value}``.
+
+    Tags without a value, or with an empty one, map to ``""``. When a key is
+    repeated the last occurrence wins (message-tags spec).
+    """
+    tags: dict[str, str] = {}
+    for item in raw.split(";"):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if key:
+            tags[key] = unescape_tag_value(value) if sep else ""
+    return tags
+
+
+def format_tags(tags: dict[str, str]) -> str:
+    """Serialise tags as ``@k=v;k2`` (without the trailing space)."""
+    parts = []
+    for key, value in tags.items():
+        parts.append(f"{key}={escape_tag_value(value)}" if value else key)
+    return "@" + ";".join(parts)
+
+
+@dataclass(slots=True)
+class Message:
+    """One IRC message.
+
+    - ``command``: the verb as sent (``parse_line`` upper-cases it), or a
+      three-digit numeric.
+    - ``params``: the parameters as ``str``; the last one may contain spaces.
+    - ``source``: the prefix without its leading ``:`` (``nick!user@host`` or
+      a server name), or ``None``.
+    - ``tags``: IRCv3 message tags, unescaped; empty when none were sent.
+    """
+
+    command: str
+    params: list[str] = field(default_factory=list)
+    source: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_line(self) -> str:
+        """Serialise without the CR LF terminator (see :func:`format_line`)."""
+        return format_line(self.command, self.params, source=self.source, tags=self.tags or None)
+
+    def to_bytes(self) -> bytes:
+        """Serialise as UTF-8 with the CR LF terminator."""
+        return (self.to_line() + "\r\n").encode("utf-8")
+
+
+def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
+    """Parse one line (without CR LF) into a :class:`Message`.
+
+    ``bytes`` input is decoded as UTF-8; invalid sequences become U+FFFD (the
+    server advertises ``UTF8ONLY`` and never relays invalid UTF-8). With
+    ``check_length`` the 510-byte body and 4096-byte tag limits are enforced.
+
+    Raises :class:`MessageParseError` for an empty line, a line of only tags
+    and/or source, or a line over the limits. The command is upper-cased.
+    """
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    tags: dict[str, str] = {}
+    pos = 0
+    if text.startswith("@"):
+        end = text.find(" ")
+        if end < 0:
+            raise MessageParseError("empty", "tags without a command")
+        if check_length:
+            seg = text[: end + 1]
+            if (len(seg) if seg.isascii() else len(seg.encode("utf-8"))) > MAX_TAGS:
+                raise MessageParseError("tags-too-long")
+        tags = parse_tags(text[1:end])
+        pos = end + 1
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    body = text[pos:] if pos else text
+    if check_length:
+        blen = len(body) if body.isascii() else len(body.encode("utf-8"))
+        if blen > MAX_LINE_BODY:
+            raise MessageParseError("too-long")
+    source = None
+    if body.startswith(":"):
+        end = body.find(" ")
+        if end < 0:
+            raise MessageParseError("empty", "source without a command")
+        source = body[1:end]
+        body = body[end + 1 :].lstrip(" ")
+    trailing = None
+    idx = body.find(" :")
+    if idx >= 0:
+        trailing = body[idx + 2 :]
+        body = body[:idx]
+    parts = body.split()
+    if not parts:
+        raise MessageParseError("empty", "no command")
+    command = parts[0].upper()
+    params = parts[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return Message(command, params, source, tags)
+
+
+def format_line(
+    command: str,
+    params: list[str] | tuple[str, ...] = (),
+    *,
+    source: str | None = None,
+    tags: dict[str, str] | None = None,
+    trailing: bool = False,
+) -> str:
+    """Build one line (without CR LF) from its parts.
+
+    The last parameter gets a ``:`` when it must (it is empty, contains a
+    space, or starts with ``:``) or when ``trailing`` is true, which servers
+    use for human-readable text. Raises ``ValueError`` when a middle parameter
+    is empty, contains a space or starts with ``:``, or when any parameter
+    contains CR, LF or NUL (they would split or corrupt the line).
+    """
+    out = []
+    if tags:
+        out.append(format_tags(tags))
+    if source:
+        out.append(":" + source)
+    out.append(command)
+    if params:
+        *middle, last = params
+        for p in middle:
+            if not p or " " in p or p[0] == ":" or "\r" in p or "\n" in p or "\0" in p:
+                raise ValueError(f"invalid middle parameter {p!r}")
+        out.extend(middle)
+        if "\r" in last or "\n" in last or "\0" in last:
+            raise ValueError(f"invalid last parameter {last!r}")
+        if trailing or not last or " " in last or last[0] == ":":
+            out.append(":" + last)
+        else:
+            out.append(last)
+    return " ".join(out)

@@ -1,0 +1,221 @@
+"""Helpers shared by the integration tests: start the real server, talk raw IRC.
+
+The server always runs as a subprocess (``python -m ircd``) on a free loopback
+port with a temporary data directory; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fast argon2 parameters keep the suite quick; the defaults are exercised by
+# tests that load the default config explicitly.
+FAST_HASH_TOML = """
+[accounts]
+argon2_time_cost = 1
+argon2_memory_cost = 1024
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
+    """Block until 127.0.0.1:port accepts connections; raise if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+class ServerProcess:
+    """A running ``python -m ircd`` subprocess.
+
+    ``port`` is the IRC port; ``data_dir`` the temporary data directory;
+    ``stderr_path`` the log file. ``extra_args`` are appended to the command
+    line; ``config_text`` is written to a config.toml passed with ``--config``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config_text: str = FAST_HASH_TOML,
+        extra_args: Iterable[str] = (),
+        port: int | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.config_path = self.data_dir.parent / f"config-{self.port}.toml"
+        self.config_path.write_text(config_text)
+        self.stderr_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "ircd", str(self.port),
+            "--host", "127.0.0.1",
+            "--data-dir", str(self.data_dir),
+            "--config", str(self.config_path),
+            *self.extra_args,
+        ]
+
+    def start(self) -> ServerProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log, env=env)
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait; returns the exit code (kills after ``timeout`` seconds)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+class RawClient:
+    """A raw-socket IRC client for byte-level tests.
+
+    ``send(bytes | str)`` writes exactly what it is given (str gets CR LF
+    appended); ``expect(pred)`` reads lines until one satisfies ``pred`` or
+    ``timeout`` seconds pass (raising ``TimeoutError`` with what was seen).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.lines: list[str] = []  # every line received, in order
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = (data + "\r\n").encode()
+        self.sock.sendall(data)
+
+    def readline(self, timeout: float | None = None) -> str | None:
+        """One line (str, no CR LF), or None when the server closed the connection."""
+        self.sock.settimeout(timeout if timeout is not None else self.timeout)
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        raw, self.buf = self.buf.split(b"\n", 1)
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(line)
+        return line
+
+    def expect(self, pred, timeout: float | None = None) -> str:
+        """Read until a line with ``pred(line)`` true (or containing ``pred`` if it is a str)."""
+        if isinstance(pred, str):
+            needle = pred
+            pred = lambda line: needle in line  # noqa: E731
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        seen = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching line; saw: {seen!r}")
+            try:
+                line = self.readline(left)
+            except TimeoutError:
+                raise TimeoutError(f"no matching line; saw: {seen!r}") from None
+            except OSError as exc:
+                raise TimeoutError(f"socket error {exc}; saw: {seen!r}") from None
+            if line is None:
+                raise ConnectionError(f"closed by server; saw: {seen!r}")
+            seen.append(line)
+            if pred(line):
+                return line
+
+    def expect_numeric(self, numeric: str, timeout: float | None = None) -> str:
+        """Read until a line whose command is ``numeric`` (e.g. ``"001"``)."""
+        return self.expect(lambda line: _command_of(line) == numeric, timeout)
+
+    def register(self, nick: str, password: str | None = None, user: str | None = None) -> None:
+        """PASS (optional), NICK, USER; wait for 001 and the end of MOTD (376/422)."""
+        if password is not None:
+            self.send(f"PASS {password}")
+        self.send(f"NICK {nick}")
+        self.send(f"USER {user or nick} 0 * :{nick}'s real name")
+        self.expect_numeric("001")
+        self.expect(lambda line: _command_of(line) in ("376", "422"))
+
+    def drain(self, quiet: float = 0.3) -> list[str]:
+        """Read until the server is quiet for ``quiet`` seconds; return the lines."""
+        out = []
+        while True:
+            try:
+                line = self.readline(quiet)
+            except TimeoutError:
+                return out
+            if line is None:
+                return out
+            out.append(line)
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True if the server closes the connection within ``timeout`` (lines are consumed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.readline(max(0.01, deadline - time.monotonic())) is None:
+                    return True
+            except TimeoutError:
+                return False
+            except OSError:
+                return True
+        return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _command_of(line: str) -> str:
+    parts = line.split(" ")
+    i = 0
+    if parts and parts[0].startswith("@"):
+        i += 1
+    if len(parts) > i and parts[i].startswith(":"):
+        i += 1
+    return parts[i].upper() if len(parts) > i else ""
+
+
+command_of = _command_of
