@@ -1,0 +1,12 @@
+"""The command table: importing this package registers every handler.
+
+Where is X handled? ``registration.py`` (CAP PASS NICK USER PING PONG QUIT),
+``messaging.py`` (PRIVMSG NOTICE), ``channels.py`` (JOIN PART TOPIC NAMES
+LIST KICK INVITE MODE), ``queries.py`` (WHO WHOIS WHOWAS ISON USERHOST AWAY
+LUSERS MOTD VERSION TIME). The table and dispatcher are in ``registry.py``.
+"""
+
+from ircd.commands import channels, messaging, queries, registration  # noqa: F401
+from ircd.commands.registry import COMMANDS, Context, command, dispatch
+
+__all__ = ["COMMANDS", "Context", "command", "dispatch"]

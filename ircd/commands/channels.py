@@ -1,0 +1,489 @@
+"""Channel commands: JOIN, PART, TOPIC, NAMES, LIST, KICK, INVITE, and channel MODE.
+
+RFC 2812 section 3.2 (channel operations) and RFC 2811 (channel modes);
+"Modern IRC" for the numerics. The first member of a new channel becomes its
+operator; new channels are ``+nt``.
+"""
+
+from __future__ import annotations
+
+from ircd.commands.registry import Context, command
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold, is_valid_channel
+from ircd.protocol.masks import mask_match, normalize_ban_mask
+from ircd.protocol.message import Message
+from ircd.reply import Reply
+from ircd.state import Channel, Client, prefix_of
+
+
+def _user_mask(client: Client) -> str:
+    return client.source
+
+
+def is_banned(chan: Channel, client: Client) -> bool:
+    src = _user_mask(client)
+    return any(mask_match(mask, src) for mask, _, _ in chan.bans)
+
+
+# -- JOIN ------------------------------------------------------------------
+
+def join_channel(server, client: Client, name: str, key: str | None, reply: Reply) -> None:
+    """Join ``client`` to channel ``name``, creating it if needed (RFC 2812 section 3.2.1).
+
+    Sends JOIN to the members, and to the joiner JOIN, the topic (332/333) and
+    NAMES (353/366). Errors: 403 (bad name), 405 (too many channels), 471
+    (+l), 473 (+i), 474 (+b), 475 (+k).
+    """
+    cfg = server.config.server
+    if not is_valid_channel(name, cfg.channellen):
+        reply.numeric(N.ERR_NOSUCHCHANNEL, name or "*", "No such channel")
+        return
+    world = server.world
+    cf = casefold(name)
+    chan = world.channels.get(cf)
+    if chan is not None and client in chan.members:
+        return
+    if len(client.channels) >= cfg.max_channels:
+        reply.numeric(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+        return
+    if chan is None:
+        chan = Channel(name=name, created=server.clock())
+        world.channels[cf] = chan
+        modes = "o"
+    else:
+        invited = cf in client.invites
+        if chan.key is not None and key != chan.key and not invited:
+            reply.numeric(N.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
+            return
+        if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
+            reply.numeric(N.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
+            return
+        if "i" in chan.modes and not invited:
+            reply.numeric(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
+            return
+        if is_banned(chan, client) and not invited:
+            reply.numeric(N.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
+            return
+        modes = ""
+    client.invites.discard(cf)
+    line = f":{client.source} JOIN {chan.name}"
+    data = (line + "\r\n").encode()
+    for member in chan.members:
+        member.write(data)
+    world.join(client, chan, modes)
+    reply.raw(line)
+    if chan.topic:
+        send_topic(chan, reply)
+    send_names(server, client, chan, reply)
+
+
+@command("JOIN", min_params=1)
+def handle_join(ctx: Context, msg: Message) -> None:
+    """``JOIN <chan>{,<chan>} [<key>{,<key>}]``; ``JOIN 0`` leaves every channel."""
+    names = msg.params[0]
+    if names == "0":
+        for chan in list(ctx.client.channels.values()):
+            part_channel(ctx.server, ctx.client, chan, "Left all channels", ctx.reply)
+        return
+    if not names:
+        ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
+        return
+    keys = msg.params[1].split(",") if len(msg.params) > 1 else []
+    for i, name in enumerate(names.split(",")):
+        join_channel(ctx.server, ctx.client, name, keys[i] if i < len(keys) else None, ctx.reply)
+
+
+# -- PART ------------------------------------------------------------------
+
+def part_channel(server, client: Client, chan: Channel, reason: str | None, reply: Reply) -> None:
+    """Remove ``client`` from ``chan`` and tell every member (the client through ``reply``)."""
+    line = f":{client.source} PART {chan.name}" + (f" :{reason}" if reason else "")
+    data = (line + "\r\n").encode()
+    for member in chan.members:
+        if member is not client:
+            member.write(data)
+    reply.raw(line)
+    server.world.part(client, chan)
+
+
+@command("PART", min_params=1)
+def handle_part(ctx: Context, msg: Message) -> None:
+    """``PART <chan>{,<chan>} [:<reason>]`` (RFC 2812 section 3.2.2; 403, 442)."""
+    reason = msg.params[1] if len(msg.params) > 1 else None
+    for name in msg.params[0].split(","):
+        chan = ctx.server.world.find_channel(name)
+        if chan is None:
+            ctx.reply.numeric(N.ERR_NOSUCHCHANNEL, name or "*", "No such channel")
+        elif ctx.client not in chan.members:
+            ctx.reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        else:
+            part_channel(ctx.server, ctx.client, chan, reason, ctx.reply)
+
+
+# -- TOPIC -----------------------------------------------------------------
+
+def send_topic(chan: Channel, reply: Reply) -> None:
+    """332 RPL_TOPIC and 333 RPL_TOPICWHOTIME, or 331 RPL_NOTOPIC."""
+    if chan.topic:
+        reply.numeric(N.RPL_TOPIC, chan.name, chan.topic)
+        reply.numeric(N.RPL_TOPICWHOTIME, chan.name, chan.topic_by, str(int(chan.topic_at)))
+    else:
+        reply.numeric(N.RPL_NOTOPIC, chan.name, "No topic is set")
+
+
+@command("TOPIC", min_params=1)
+def handle_topic(ctx: Context, msg: Message) -> None:
+    """``TOPIC <chan> [:<topic>]`` (RFC 2812 section 3.2.4; 403, 442, 482 under +t)."""
+    client, reply = ctx.client, ctx.reply
+    chan = ctx.server.world.find_channel(msg.params[0])
+    if chan is None:
+        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        return
+    member = client in chan.members
+    if len(msg.params) == 1:
+        if not member and "s" in chan.modes:
+            reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        else:
+            send_topic(chan, reply)
+        return
+    if not member:
+        reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        return
+    if "t" in chan.modes and not chan.is_op(client):
+        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return
+    chan.topic = msg.params[1][: ctx.server.config.server.topiclen]
+    chan.topic_by = client.source
+    chan.topic_at = ctx.server.clock()
+    line = f":{client.source} TOPIC {chan.name} :{chan.topic}"
+    data = (line + "\r\n").encode()
+    for m in chan.members:
+        if m is not client:
+            m.write(data)
+    reply.raw(line)
+
+
+# -- NAMES / LIST ----------------------------------------------------------
+
+def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
+    """353 RPL_NAMREPLY lines (split to fit) then 366 RPL_ENDOFNAMES.
+
+    Honours the IRCv3 ``multi-prefix`` and ``userhost-in-names`` capabilities.
+    """
+    multi = "multi-prefix" in client.caps
+    full = "userhost-in-names" in client.caps
+    symbol = "@" if "s" in chan.modes else "="
+    entries = [
+        prefix_of(modes, multi) + (m.source if full else m.nick)
+        for m, modes in chan.members.items()
+    ]
+    head = len(server.name) + len(client.nick) + len(chan.name) + 16
+    batch: list[str] = []
+    size = head
+    for entry in entries:
+        if batch and size + len(entry) + 1 > 500:
+            reply.numeric(N.RPL_NAMREPLY, symbol, chan.name, " ".join(batch))
+            batch, size = [], head
+        batch.append(entry)
+        size += len(entry) + 1
+    if batch:
+        reply.numeric(N.RPL_NAMREPLY, symbol, chan.name, " ".join(batch))
+    reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+
+
+@command("NAMES")
+def handle_names(ctx: Context, msg: Message) -> None:
+    """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members."""
+    if not msg.params or not msg.params[0]:
+        ctx.reply.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        return
+    for name in msg.params[0].split(","):
+        chan = ctx.server.world.find_channel(name)
+        if chan is not None and ("s" not in chan.modes or ctx.client in chan.members):
+            send_names(ctx.server, ctx.client, chan, ctx.reply)
+        else:
+            ctx.reply.numeric(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+
+
+@command("LIST")
+def handle_list(ctx: Context, msg: Message) -> None:
+    """``LIST [<chan>{,<chan>} | >N | <N]`` (RFC 2812 section 3.2.6; ELIST=U)."""
+    world, client, reply = ctx.server.world, ctx.client, ctx.reply
+    reply.numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
+    wanted = None
+    low, high = -1, 1 << 30
+    if msg.params and msg.params[0]:
+        arg = msg.params[0]
+        if arg[0] in "<>" and arg[1:].isdigit():
+            if arg[0] == ">":
+                low = int(arg[1:])
+            else:
+                high = int(arg[1:])
+        else:
+            wanted = [casefold(n) for n in arg.split(",")]
+    channels = (
+        [world.channels[n] for n in wanted if n in world.channels]
+        if wanted is not None else list(world.channels.values())
+    )
+    for chan in channels:
+        if "s" in chan.modes and client not in chan.members:
+            continue
+        if low < len(chan.members) < high:
+            modes, _ = chan.mode_string(show_key=False)
+            reply.numeric(N.RPL_LIST, chan.name, str(len(chan.members)),
+                          f"[{modes}] {chan.topic}" if chan.topic else f"[{modes}]")
+    reply.numeric(N.RPL_LISTEND, "End of /LIST")
+
+
+# -- KICK / INVITE ---------------------------------------------------------
+
+@command("KICK", min_params=2)
+def handle_kick(ctx: Context, msg: Message) -> None:
+    """``KICK <chan> <nick>{,<nick>} [:<reason>]`` (RFC 2812 section 3.2.8; 403 442 482 441)."""
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    chan = server.world.find_channel(msg.params[0])
+    if chan is None:
+        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        return
+    if client not in chan.members:
+        reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        return
+    if not chan.is_op(client):
+        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return
+    reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
+    reason = reason[: server.config.server.kicklen]
+    for nick in msg.params[1].split(","):
+        target = server.world.find_user(nick)
+        if target is None:
+            reply.numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+            continue
+        if target not in chan.members:
+            reply.numeric(N.ERR_USERNOTINCHANNEL, target.nick, chan.name,
+                          "They aren't on that channel")
+            continue
+        line = f":{client.source} KICK {chan.name} {target.nick} :{reason}"
+        data = (line + "\r\n").encode()
+        for m in chan.members:
+            if m is not client:
+                m.write(data)
+        reply.raw(line)
+        server.world.part(target, chan)
+
+
+@command("INVITE", min_params=2)
+def handle_invite(ctx: Context, msg: Message) -> None:
+    """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 442 443 482, 341)."""
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    target = server.world.find_user(msg.params[0])
+    if target is None:
+        reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
+        return
+    chan = server.world.find_channel(msg.params[1])
+    if chan is None:
+        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[1], "No such channel")
+        return
+    if client not in chan.members:
+        reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        return
+    if target in chan.members:
+        reply.numeric(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
+        return
+    if "i" in chan.modes and not chan.is_op(client):
+        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return
+    target.invites.add(casefold(chan.name))
+    reply.numeric(N.RPL_INVITING, target.nick, chan.name)
+    target.write(f":{client.source} INVITE {target.nick} {chan.name}\r\n".encode())
+    if target.away is not None:
+        reply.numeric(N.RPL_AWAY, target.nick, target.away)
+
+
+# -- MODE ------------------------------------------------------------------
+
+FLAG_MODES = "imnst"
+MAX_MODE_PARAMS = 4
+
+
+@command("MODE", min_params=1)
+def handle_mode(ctx: Context, msg: Message) -> None:
+    """``MODE <nick|chan> [<modestring> [<args>...]]`` (RFC 2812 3.1.5, RFC 2811 section 4)."""
+    target = msg.params[0]
+    if target[:1] == "#":
+        _channel_mode(ctx, msg)
+    else:
+        _user_mode(ctx, msg)
+
+
+def _user_mode(ctx: Context, msg: Message) -> None:
+    client, reply = ctx.client, ctx.reply
+    target = ctx.server.world.find_user(msg.params[0])
+    if target is None:
+        reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
+        return
+    if target is not client:
+        reply.numeric(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
+        return
+    if len(msg.params) < 2:
+        reply.numeric(N.RPL_UMODEIS, "+" + "".join(sorted(client.modes)))
+        return
+    adding = True
+    added, removed, unknown = [], [], False
+    for ch in msg.params[1]:
+        if ch in "+-":
+            adding = ch == "+"
+        elif ch in "iw":
+            if adding and ch not in client.modes:
+                client.modes.add(ch)
+                added.append(ch)
+            elif not adding and ch in client.modes:
+                client.modes.discard(ch)
+                removed.append(ch)
+        elif ch != "o" or adding:  # -o is always accepted (we have no operators)
+            unknown = True
+    if unknown:
+        reply.numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+    change = ("+" + "".join(added) if added else "") + ("-" + "".join(removed) if removed else "")
+    if change:
+        reply.raw(f":{client.source} MODE {client.nick} :{change}")
+
+
+def _channel_mode(ctx: Context, msg: Message) -> None:
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    chan = server.world.find_channel(msg.params[0])
+    if chan is None:
+        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        return
+    if len(msg.params) < 2:
+        modes, params = chan.mode_string(show_key=client in chan.members)
+        reply.numeric(N.RPL_CHANNELMODEIS, chan.name, modes, *params)
+        reply.numeric(N.RPL_CREATIONTIME, chan.name, str(int(chan.created)))
+        return
+    modestring, args = msg.params[1], list(msg.params[2:])
+    # A bare list query ("MODE #c b", sent by irssi on join) needs no privileges.
+    if modestring.lstrip("+") in ("b",) and not args:
+        for mask, setter, at in chan.bans:
+            reply.numeric(N.RPL_BANLIST, chan.name, mask, setter, str(int(at)))
+        reply.numeric(N.RPL_ENDOFBANLIST, chan.name, "End of channel ban list")
+        return
+    is_op = chan.is_op(client)
+    adding = True
+    applied: list[tuple[str, str, str | None]] = []  # (sign, letter, arg)
+    param_count = 0
+    denied = False
+    for ch in modestring:
+        if ch in "+-":
+            adding = ch == "+"
+            continue
+        takes_arg = ch in "ovb" or ch == "k" or (ch == "l" and adding)
+        arg = None
+        if takes_arg:
+            if not args:
+                if ch == "b":
+                    for mask, setter, at in chan.bans:
+                        reply.numeric(N.RPL_BANLIST, chan.name, mask, setter, str(int(at)))
+                    reply.numeric(N.RPL_ENDOFBANLIST, chan.name, "End of channel ban list")
+                elif ch != "k" or adding:
+                    reply.numeric(N.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+                    continue
+            else:
+                arg = args.pop(0)
+            param_count += 1
+            if param_count > MAX_MODE_PARAMS:
+                break
+            if arg is None and ch == "b":
+                continue
+        if ch not in "ovbkl" + FLAG_MODES:
+            reply.numeric(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me")
+            continue
+        if not is_op:
+            denied = True
+            continue
+        result = _apply_channel_mode(ctx, chan, adding, ch, arg)
+        if result is not None:
+            applied.append(("+" if adding else "-", ch, result if result != "" else None))
+    if denied:
+        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    if not applied:
+        return
+    out, out_args, sign = "", [], ""
+    for s, letter, arg in applied:
+        if s != sign:
+            out += s
+            sign = s
+        out += letter
+        if arg is not None:
+            out_args.append(arg)
+    line = " ".join([f":{client.source} MODE {chan.name} {out}", *out_args])
+    data = (line + "\r\n").encode()
+    for m in chan.members:
+        if m is not client:
+            m.write(data)
+    reply.raw(line)
+
+
+def _apply_channel_mode(ctx: Context, chan: Channel, adding: bool, ch: str,
+                        arg: str | None) -> str | None:
+    """Apply one mode change; return the argument to show ("" for none) or None if no change."""
+    reply, server = ctx.reply, ctx.server
+    if ch in FLAG_MODES:
+        if adding == (ch in chan.modes):
+            return None
+        (chan.modes.add if adding else chan.modes.discard)(ch)
+        return ""
+    if ch in "ov":
+        assert arg is not None
+        target = server.world.find_user(arg)
+        if target is None:
+            reply.numeric(N.ERR_NOSUCHNICK, arg, "No such nick/channel")
+            return None
+        if target not in chan.members:
+            reply.numeric(N.ERR_USERNOTINCHANNEL, target.nick, chan.name,
+                          "They aren't on that channel")
+            return None
+        current = chan.members[target]
+        if adding == (ch in current):
+            return None
+        if adding:
+            chan.members[target] = "".join(m for m in "ov" if m in current or m == ch)
+        else:
+            chan.members[target] = current.replace(ch, "")
+        return target.nick
+    if ch == "k":
+        if adding:
+            assert arg is not None
+            if not arg or " " in arg or "," in arg:
+                reply.numeric(N.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
+                return None
+            chan.key = arg[:32]
+            return chan.key
+        if chan.key is None:
+            return None
+        chan.key = None
+        return "*"
+    if ch == "l":
+        if adding:
+            assert arg is not None
+            if not arg.isdigit() or int(arg) <= 0:
+                reply.numeric(N.ERR_INVALIDMODEPARAM, chan.name, "l", arg, "Invalid limit")
+                return None
+            chan.limit = int(arg)
+            return str(chan.limit)
+        if chan.limit is None:
+            return None
+        chan.limit = None
+        return ""
+    if ch == "b":
+        assert arg is not None
+        mask = normalize_ban_mask(arg)
+        existing = [b for b in chan.bans if casefold(b[0]) == casefold(mask)]
+        if adding:
+            if existing or len(chan.bans) >= 100:
+                return None
+            chan.bans.append((mask, ctx.client.source, server.clock()))
+        else:
+            if not existing:
+                return None
+            chan.bans.remove(existing[0])
+        return mask
+    return None

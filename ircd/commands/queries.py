@@ -1,0 +1,165 @@
+"""User and server queries: WHO, WHOIS, WHOWAS, ISON, USERHOST, AWAY, LUSERS, MOTD, VERSION, TIME.
+
+RFC 2812 sections 3.4 (server queries), 3.6 (user based queries), 4.1 (AWAY),
+4.8 and 4.9 (USERHOST, ISON); "Modern IRC" for the numerics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ircd.commands.registration import send_isupport, send_lusers, send_motd
+from ircd.commands.registry import Context, command
+from ircd.protocol import numerics as N
+from ircd.protocol.masks import mask_match
+from ircd.protocol.message import Message
+from ircd.state import Channel, Client, prefix_of
+
+
+def _shares_channel(a: Client, b: Client) -> bool:
+    return any(cf in b.channels for cf in a.channels)
+
+
+def _who_line(ctx: Context, user: Client, chan: Channel | None) -> None:
+    flags = "G" if user.away is not None else "H"
+    if chan is not None:
+        flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
+    ctx.reply.numeric(N.RPL_WHOREPLY, chan.name if chan else "*", user.user, user.host,
+                      ctx.server.name, user.nick, flags, f"0 {user.realname}")
+
+
+@command("WHO")
+def handle_who(ctx: Context, msg: Message) -> None:
+    """``WHO [<mask>]``: 352 RPL_WHOREPLY per match, then 315 (RFC 2812 section 3.6.1).
+
+    ``<mask>`` is a channel, a nick, or a glob over nicks, hosts and real
+    names. Invisible (+i) users are listed only to people who share a channel.
+    """
+    world, client = ctx.server.world, ctx.client
+    mask = msg.params[0] if msg.params and msg.params[0] else "*"
+    if mask[:1] == "#":
+        chan = world.find_channel(mask)
+        if chan is not None and ("s" not in chan.modes or client in chan.members):
+            for member in chan.members:
+                _who_line(ctx, member, chan)
+    else:
+        exact = world.find_user(mask)
+        if exact is not None:
+            _who_line(ctx, exact, None)
+        else:
+            everyone = mask in ("*", "0")
+            for user in world.users.values():
+                if "i" in user.modes and user is not client and not _shares_channel(client, user):
+                    continue
+                if everyone or any(mask_match(mask, f) for f in (user.nick, user.host,
+                                                                 user.realname, user.source)):
+                    _who_line(ctx, user, None)
+    ctx.reply.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+@command("WHOIS", min_params=1)
+def handle_whois(ctx: Context, msg: Message) -> None:
+    """``WHOIS [<server>] <nick>``: 311 319 312 301 330 317 318, or 401 (RFC 2812 section 3.6.2)."""
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    nick = msg.params[-1].split(",")[0]
+    user = server.world.find_user(nick)
+    if user is None:
+        reply.numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        reply.numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return
+    reply.numeric(N.RPL_WHOISUSER, user.nick, user.user, user.host, "*", user.realname)
+    multi = "multi-prefix" in client.caps
+    chans = [
+        prefix_of(chan.members[user], multi) + chan.name
+        for chan in user.channels.values()
+        if "s" not in chan.modes or client in chan.members
+    ]
+    if chans:
+        reply.numeric(N.RPL_WHOISCHANNELS, user.nick, " ".join(chans))
+    reply.numeric(N.RPL_WHOISSERVER, user.nick, server.name, server.config.server.network)
+    if user.away is not None:
+        reply.numeric(N.RPL_AWAY, user.nick, user.away)
+    if user.account:
+        reply.numeric(N.RPL_WHOISACCOUNT, user.nick, user.account, "is logged in as")
+    if user is client:
+        reply.numeric(N.RPL_WHOISHOST, user.nick, f"is connecting from *@{user.ip} {user.ip}")
+    idle = max(0, int(server.clock() - user.last_active))
+    reply.numeric(N.RPL_WHOISIDLE, user.nick, str(idle), str(int(user.signon)),
+                  "seconds idle, signon time")
+    reply.numeric(N.RPL_ENDOFWHOIS, user.nick, "End of /WHOIS list")
+
+
+@command("WHOWAS", min_params=1)
+def handle_whowas(ctx: Context, msg: Message) -> None:
+    """``WHOWAS <nick>``: no history is kept, so 406 then 369 (RFC 2812 section 3.6.3)."""
+    nick = msg.params[0]
+    ctx.reply.numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+    ctx.reply.numeric(N.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+@command("ISON", min_params=1)
+def handle_ison(ctx: Context, msg: Message) -> None:
+    """``ISON <nick> ...``: 303 with the nicks that are online (RFC 2812 section 4.9)."""
+    world = ctx.server.world
+    online = []
+    for param in msg.params:
+        for nick in param.split():
+            user = world.find_user(nick)
+            if user is not None:
+                online.append(user.nick)
+    ctx.reply.numeric(N.RPL_ISON, " ".join(online))
+
+
+@command("USERHOST", min_params=1)
+def handle_userhost(ctx: Context, msg: Message) -> None:
+    """``USERHOST <nick>{ <nick>}`` (up to 5): 302 ``nick=+user@host`` (RFC 2812 section 4.8)."""
+    world = ctx.server.world
+    out = []
+    for nick in msg.params[:5]:
+        user = world.find_user(nick)
+        if user is not None:
+            away = "-" if user.away is not None else "+"
+            out.append(f"{user.nick}={away}{user.user}@{user.host}")
+    ctx.reply.numeric(N.RPL_USERHOST, " ".join(out))
+
+
+@command("AWAY")
+def handle_away(ctx: Context, msg: Message) -> None:
+    """``AWAY [:<message>]``: 306 RPL_NOWAWAY, or 305 RPL_UNAWAY without a message."""
+    client = ctx.client
+    if msg.params and msg.params[0]:
+        client.away = msg.params[0][: ctx.server.config.server.awaylen]
+        ctx.reply.numeric(N.RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        client.away = None
+        ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
+
+
+@command("LUSERS")
+def handle_lusers(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.4.2."""
+    send_lusers(ctx.server, ctx.reply)
+
+
+@command("MOTD")
+def handle_motd(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.4.1."""
+    send_motd(ctx.server, ctx.reply)
+
+
+@command("VERSION")
+def handle_version(ctx: Context, msg: Message) -> None:
+    """351 RPL_VERSION and the ISUPPORT lines (RFC 2812 section 3.4.3)."""
+    server = ctx.server
+    ctx.reply.numeric(N.RPL_VERSION, server.version, server.name, "chatserver IRC daemon")
+    send_isupport(server, ctx.reply)
+
+
+@command("TIME")
+def handle_time(ctx: Context, msg: Message) -> None:
+    """391 RPL_TIME (RFC 2812 section 3.4.6)."""
+    now = ctx.server.clock()
+    text = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now))
+    ctx.reply.numeric(N.RPL_TIME, ctx.server.name, str(int(now)), "0", text)
+
+

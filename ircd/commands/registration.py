@@ -1,0 +1,377 @@
+"""Connection registration: CAP, PASS, NICK, USER, PING, PONG, QUIT.
+
+RFC 2812 section 3.1 and "Modern IRC" ("Connection Registration"), with
+IRCv3 capability negotiation (``CAP``, "Capability Negotiation" 302).
+Registration completes when NICK and USER are known and no CAP negotiation is
+open; then the account check runs off the event loop (see
+:func:`try_register`), and on success the welcome burst is sent
+(:func:`complete_registration`).
+
+Accounts (the assignment's login): ``PASS <password>`` with ``NICK <name>``
+logs in to account ``<name>``, creating it on first use. A registered name
+without its password, or with a wrong one, gets 464 ERR_PASSWDMISMATCH and is
+disconnected. Without PASS an unregistered name is a guest
+(``accounts.allow_guests``). With ``server.password`` set, PASS is the server
+password instead (RFC 2812 section 3.1.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ircd.accounts import LoginResult
+from ircd.commands.registry import Context, command
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold, is_valid_nick
+from ircd.protocol.message import Message
+from ircd.reply import Reply
+
+log = logging.getLogger("ircd.registration")
+
+# Capabilities offered (IRCv3). Each is fully implemented; values are sent to
+# clients that ask with CAP LS 302.
+CAPABILITIES: dict[str, str | None] = {
+    "cap-notify": None,
+    "multi-prefix": None,
+    "userhost-in-names": None,
+}
+
+USER_MODES = "iw"
+
+
+# -- CAP -------------------------------------------------------------------
+
+def _cap_target(client) -> str:
+    return client.nick if client.registered else "*"
+
+
+@command("CAP", min_params=1, pre_registration=True)
+def handle_cap(ctx: Context, msg: Message) -> None:
+    """IRCv3 capability negotiation: LS, LIST, REQ, END (ircv3.net "capability-negotiation")."""
+    client, reply = ctx.client, ctx.reply
+    sub = msg.params[0].upper()
+    target = _cap_target(client)
+    if sub == "LS":
+        if not client.registered:
+            client.cap_negotiating = True
+        version = 0
+        if len(msg.params) > 1 and msg.params[1].isdigit():
+            version = int(msg.params[1])
+        client.cap_version = max(client.cap_version, version)
+        if client.cap_version >= 302:
+            client.caps.add("cap-notify")  # implied by 302 (spec, "cap-notify")
+            items = [k if v is None else f"{k}={v}" for k, v in CAPABILITIES.items()]
+        else:
+            items = list(CAPABILITIES)
+        _send_cap_list(reply, target, "LS", items, multiline=client.cap_version >= 302)
+    elif sub == "LIST":
+        _send_cap_list(reply, target, "LIST", sorted(client.caps), multiline=client.cap_version >= 302)
+    elif sub == "REQ":
+        if not client.registered:
+            client.cap_negotiating = True
+        wanted = msg.params[1].split() if len(msg.params) > 1 else []
+        ok = bool(wanted)
+        for item in wanted:
+            name = item[1:] if item.startswith("-") else item
+            if name not in CAPABILITIES:
+                ok = False
+        if ok:
+            for item in wanted:
+                if item.startswith("-"):
+                    client.caps.discard(item[1:])
+                else:
+                    client.caps.add(item)
+        reply.send("CAP", target, "ACK" if ok else "NAK", " ".join(wanted), trailing=True)
+    elif sub == "END":
+        if not client.registered:
+            client.cap_negotiating = False
+            try_register(ctx.server, client, reply)
+    else:
+        reply.numeric("410", sub, "Invalid CAP command")
+
+
+def _send_cap_list(reply: Reply, target: str, sub: str, items: list[str], multiline: bool) -> None:
+    """Send a CAP LS/LIST reply, split over several lines (``* `` marker) when long."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for item in items:
+        if size + len(item) + 1 > 400 and chunks[-1]:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item) + 1
+    if not multiline:
+        chunks = [[i for c in chunks for i in c]]
+    for i, chunk in enumerate(chunks):
+        if i < len(chunks) - 1:
+            reply.send("CAP", target, sub, "*", " ".join(chunk), trailing=True)
+        else:
+            reply.send("CAP", target, sub, " ".join(chunk), trailing=True)
+
+
+# -- PASS / NICK / USER ----------------------------------------------------
+
+@command("PASS", min_params=1, pre_registration=True)
+def handle_pass(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.1.1; here also the account password (see module docstring)."""
+    if ctx.client.registered:
+        ctx.reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    ctx.client.password = msg.params[0]
+
+
+def nick_reserved_for_other(ctx: Context, nick_cf: str) -> bool:
+    """True if ``nick_cf`` names an account that the client is not logged in to."""
+    account = ctx.client.account
+    return nick_cf in ctx.server.account_names and (account is None or casefold(account) != nick_cf)
+
+
+@command("NICK", pre_registration=True)
+def handle_nick(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.1.2: set or change the nickname (431, 432, 433)."""
+    client, reply, server = ctx.client, ctx.reply, ctx.server
+    if not msg.params or not msg.params[0]:
+        reply.numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    nick = msg.params[0]
+    if not is_valid_nick(nick, server.config.server.nicklen):
+        reply.numeric(N.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+        return
+    nick_cf = casefold(nick)
+    holder = server.world.users.get(nick_cf)
+    if holder is not None and holder is not client:
+        reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        return
+    if not client.registered:
+        client.set_nick(nick)
+        try_register(server, client, reply)
+        return
+    if nick == client.nick:
+        return
+    if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
+        reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
+        return
+    line = f":{client.source} NICK :{nick}\r\n".encode()
+    for peer in server.world.peers(client):
+        peer.write(line)
+    reply.raw(line.decode().rstrip("\r\n"))
+    server.world.rename_user(client, nick)
+
+
+def _clean_username(raw: str, fallback: str) -> str:
+    name = "".join(c for c in raw if c.isascii() and (c.isalnum() or c in "-_.[]{}|^`"))
+    return (name or casefold(fallback) or "user")[:10]
+
+
+@command("USER", min_params=4, pre_registration=True)
+def handle_user(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.1.3: ``USER <user> <mode> <unused> :<realname>`` (462 once registered)."""
+    client = ctx.client
+    if client.registered or client.user:
+        ctx.reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    client.user = _clean_username(msg.params[0], client.nick if client.nick != "*" else "")
+    client.realname = msg.params[3][:100]
+    client.update_source()
+    try_register(ctx.server, client, ctx.reply)
+
+
+# -- PING / PONG / QUIT ----------------------------------------------------
+
+@command("PING", pre_registration=True)
+def handle_ping(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.7.2: answer ``PONG <server> :<token>`` (409 without a token)."""
+    if not msg.params or not msg.params[0]:
+        ctx.reply.numeric(N.ERR_NOORIGIN, "No origin specified")
+        return
+    ctx.reply.send("PONG", ctx.server.name, msg.params[0], trailing=True)
+
+
+@command("PONG", pre_registration=True)
+def handle_pong(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.7.3: any line already counts as activity; nothing more to do."""
+
+
+@command("QUIT", pre_registration=True)
+def handle_quit(ctx: Context, msg: Message) -> None:
+    """RFC 2812 section 3.1.7: leave; others see ``Quit: <reason>``."""
+    reason = f"Quit: {msg.params[0]}" if msg.params and msg.params[0] else "Quit"
+    client = ctx.client
+    ctx.server.quit(client, reason, error=f"Closing Link: {client.host} ({reason})")
+
+
+# -- the registration flow -------------------------------------------------
+
+def try_register(server, client, reply: Reply) -> None:
+    """Complete registration if NICK and USER are known and CAP negotiation is closed.
+
+    Starts the off-loop account check when one is needed; the rest happens in
+    its callback. Answers 464 (and disconnects) for a missing or wrong
+    password, 433 (and waits for another NICK) when the nick was taken in the
+    meantime.
+    """
+    if client.registered or client.pending or client.cap_negotiating:
+        return
+    if client.nick == "*" or not client.user:
+        return
+    cfg = server.config
+    if client.nick_cf in server.world.users:
+        reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+        return
+    if cfg.server.password:
+        if client.password != cfg.server.password:
+            _refuse(server, client, reply, "Password incorrect", "Bad server password")
+            return
+        if client.nick_cf in server.account_names and not client.account:
+            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick,
+                          "Nickname is a registered account: log in with SASL")
+            return
+        complete_registration(server, client, reply)
+        return
+    if client.account and casefold(client.account) == client.nick_cf:
+        complete_registration(server, client, reply)  # already authenticated (SASL)
+        return
+    if client.password is None:
+        if client.nick_cf in server.account_names:
+            _refuse(server, client, reply,
+                    f"Password required: {client.nick} is a registered account",
+                    "Password required")
+        elif cfg.accounts.allow_guests:
+            complete_registration(server, client, reply)
+        else:
+            _refuse(server, client, reply, "Password required: this server has no guests",
+                    "Password required")
+        return
+    _start_login(server, client)
+
+
+def _refuse(server, client, reply: Reply, text: str, error: str) -> None:
+    reply.numeric(N.ERR_PASSWDMISMATCH, text)
+    client.write(reply.to_bytes())
+    reply.lines.clear()
+    log.info("refused %s from %s: %s", client.nick, client.ip, error)
+    server.quit(client, error, error=f"Closing Link: {client.host} ({error})")
+
+
+def _start_login(server, client) -> None:
+    nick, password = client.nick, client.password
+    client.pending = True
+    started = time.monotonic()
+
+    def done(result: LoginResult | None, error: BaseException | None) -> None:
+        client.pending = False
+        if not client.quitting:
+            _finish_login(server, client, nick, result, error, time.monotonic() - started)
+        if client.resume is not None and not client.quitting:
+            client.resume()
+
+    server.scheduler.run_blocking(lambda: server.accounts.login_or_register(nick, password), done)
+
+
+def _finish_login(server, client, nick: str, result: LoginResult | None,
+                  error: BaseException | None, seconds: float) -> None:
+    reply = Reply(server.name, client)
+    if error is not None or result is None:
+        log.error("account check for %s failed: %r", nick, error)
+        reply.numeric(N.ERR_UNKNOWNERROR, "PASS", "Account database unavailable, try again later")
+        client.write(reply.to_bytes())
+        server.quit(client, "Account database error", error="Account database error")
+        return
+    if result is LoginResult.BAD_PASSWORD:
+        _refuse(server, client, reply, "Password incorrect", "Bad password")
+        return
+    if casefold(nick) != client.nick_cf:
+        # The client changed NICK while the check ran: check the new nick instead.
+        try_register(server, client, reply)
+        client.write(reply.to_bytes())
+        return
+    client.account = nick
+    created = result is LoginResult.CREATED
+    if created:
+        server.account_names.add(casefold(nick))
+        log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
+    complete_registration(server, client, reply, created=created)
+    client.write(reply.to_bytes())
+
+
+def complete_registration(server, client, reply: Reply, created: bool = False) -> None:
+    """Make ``client`` a user: the nick table, the welcome burst, autojoin.
+
+    Sends 001-005, LUSERS (251-255, 265, 266), the MOTD (375/372/376 or 422);
+    then, for an account login, a NOTICE for a new account and 900
+    RPL_LOGGEDIN; then joins the ``server.autojoin`` channels.
+    """
+    world = server.world
+    if client.nick_cf in world.users:
+        client.account = None
+        reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+        return
+    client.registered = True
+    client.update_source()
+    world.add_user(client)
+    client.password = None  # not kept in memory once used
+    log.info("registered %s (%s) from %s%s", client.nick, client.kind, client.ip,
+             f" as account {client.account}" if client.account else " as guest")
+    send_welcome(server, client, reply)
+    if client.account:
+        if created:
+            reply.send("NOTICE", client.nick, f"Registered new account {client.account}",
+                       trailing=True)
+        reply.numeric(N.RPL_LOGGEDIN, client.source, client.account,
+                      f"You are now logged in as {client.account}")
+    from ircd.commands.channels import join_channel  # one family per module
+
+    for name in server.config.server.autojoin:
+        join_channel(server, client, name, None, reply)
+
+
+def send_welcome(server, client, reply: Reply) -> None:
+    """001-005, LUSERS and MOTD (RFC 2812 section 5.1; "Modern IRC" registration burst)."""
+    cfg = server.config.server
+    reply.numeric(N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {client.source}")
+    reply.numeric(N.RPL_YOURHOST, f"Your host is {server.name}, running version {server.version}")
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.created))
+    reply.numeric(N.RPL_CREATED, f"This server was created {created}")
+    reply.lines.append(f":{server.name} {N.RPL_MYINFO} {client.nick} {server.name} "
+                       f"{server.version} {USER_MODES} biklmnostv bklov")
+    send_isupport(server, reply)
+    send_lusers(server, reply)
+    send_motd(server, reply)
+
+
+def send_isupport(server, reply: Reply) -> None:
+    """005 RPL_ISUPPORT, at most 13 tokens a line ("Modern IRC", RPL_ISUPPORT)."""
+    tokens = [k if v == "" else f"{k}={v}" for k, v in sorted(server.isupport.items())]
+    for i in range(0, len(tokens), 13):
+        reply.numeric(N.RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
+
+
+def send_lusers(server, reply: Reply) -> None:
+    """251-255, 265, 266 (RFC 2812 section 3.4.2)."""
+    world = server.world
+    users = len(world.users)
+    invisible = sum(1 for u in world.users.values() if "i" in u.modes)
+    unknown = len(world.clients) - users
+    reply.numeric(N.RPL_LUSERCLIENT,
+                  f"There are {users - invisible} users and {invisible} invisible on 1 servers")
+    reply.numeric(N.RPL_LUSEROP, "0", "operator(s) online")
+    reply.numeric(N.RPL_LUSERUNKNOWN, str(max(unknown, 0)), "unknown connection(s)")
+    reply.numeric(N.RPL_LUSERCHANNELS, str(len(world.channels)), "channels formed")
+    reply.numeric(N.RPL_LUSERME, f"I have {users} clients and 0 servers")
+    reply.numeric(N.RPL_LOCALUSERS, str(users), str(world.max_users),
+                  f"Current local users {users}, max {world.max_users}")
+    reply.numeric(N.RPL_GLOBALUSERS, str(users), str(world.max_users),
+                  f"Current global users {users}, max {world.max_users}")
+
+
+def send_motd(server, reply: Reply) -> None:
+    """375/372/376, or 422 when the MOTD is empty (RFC 2812 section 3.4.1)."""
+    motd = server.config.server.motd
+    if not motd.strip():
+        reply.numeric(N.ERR_NOMOTD, "MOTD File is missing")
+        return
+    reply.numeric(N.RPL_MOTDSTART, f"- {server.name} Message of the day - ")
+    for line in motd.splitlines():
+        reply.numeric(N.RPL_MOTD, f"- {line}")
+    reply.numeric(N.RPL_ENDOFMOTD, "End of /MOTD command.")

@@ -1,0 +1,206 @@
+"""The server's sans-I/O core: one object that owns the world and runs commands.
+
+The asyncio edge (:mod:`ircd.net`) and the course dialect (:mod:`ircd.simple`)
+create clients with :meth:`Server.new_client`, feed each received line to
+:meth:`Server.handle_line`, report lost connections with :meth:`Server.quit`
+and call :meth:`Server.tick` about once a second. Blocking work (password
+hashing, database access) goes through the injected :class:`Scheduler`, and
+time comes from the injected ``clock``, so the core is testable without
+sockets, threads or sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ircd import __version__
+from ircd.accounts import AccountStore
+from ircd.commands import dispatch
+from ircd.config import Config
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
+from ircd.protocol.framing import LineTooLong
+from ircd.protocol.message import MessageParseError, parse_line
+from ircd.reply import Reply
+from ircd.state import Client, World
+
+log = logging.getLogger("ircd")
+
+USERLEN = 10
+
+
+class Scheduler(Protocol):
+    """Runs blocking work away from the event loop.
+
+    ``run_blocking(fn, done)`` calls ``fn()`` in a worker and later, back on
+    the loop, ``done(result, error)`` with either the result or the exception.
+    """
+
+    def run_blocking(self, fn: Callable[[], Any],
+                     done: Callable[[Any, BaseException | None], None]) -> None: ...
+
+
+class ImmediateScheduler:
+    """A :class:`Scheduler` that runs the work at once, for tests of the core."""
+
+    def run_blocking(self, fn: Callable[[], Any],
+                     done: Callable[[Any, BaseException | None], None]) -> None:
+        try:
+            result = fn()
+        except Exception as exc:
+            done(None, exc)
+        else:
+            done(result, None)
+
+
+class Server:
+    """The IRC server's state machine.
+
+    ``config`` is the loaded :class:`~ircd.config.Config`; ``accounts`` the
+    account store (its methods are only called through ``scheduler``, except
+    :meth:`AccountStore.names` once here at start-up); ``clock`` returns unix
+    seconds.
+    """
+
+    def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.accounts = accounts
+        self.scheduler = scheduler
+        self.clock = clock
+        self.world = World()
+        self.account_names: set[str] = accounts.names()
+        self.created = clock()
+        self._next_id = 0
+        self.version = f"chatserver-{__version__}"
+        self.reconfigure(config)
+
+    # -- configuration -----------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a (re)loaded configuration: limits, MOTD, ISUPPORT."""
+        self.config = config
+        s = config.server
+        self.name = s.name
+        self.isupport = {
+            "AWAYLEN": str(s.awaylen),
+            "CASEMAPPING": CASEMAPPING,
+            "CHANLIMIT": f"{CHANTYPES}:{s.max_channels}",
+            "CHANMODES": "b,k,l,imnst",
+            "CHANNELLEN": str(s.channellen),
+            "CHANTYPES": CHANTYPES,
+            "ELIST": "U",
+            "HOSTLEN": "64",
+            "KICKLEN": str(s.kicklen),
+            "MAXLIST": "b:100",
+            "MAXTARGETS": str(s.maxtargets),
+            "MODES": "4",
+            "NETWORK": s.network,
+            "NICKLEN": str(s.nicklen),
+            "PREFIX": "(ov)@+",
+            "SAFELIST": "",
+            "STATUSMSG": "@+",
+            "TARGMAX": f"JOIN:,KICK:1,NAMES:1,NOTICE:{s.maxtargets},PART:,"
+                       f"PRIVMSG:{s.maxtargets},WHOIS:1",
+            "TOPICLEN": str(s.topiclen),
+            "USERLEN": str(USERLEN),
+            "UTF8ONLY": "",
+        }
+
+    # -- connections -------------------------------------------------------
+
+    def new_client(self, write: Callable[[bytes], None], close: Callable[[str], None],
+                   ip: str, kind: str = "irc") -> Client:
+        """Create the state for a new connection from ``ip``."""
+        self._next_id += 1
+        client = Client(self._next_id, write, close, ip, kind, self.clock())
+        self.world.clients[client.id] = client
+        return client
+
+    def handle_line(self, client: Client, line: bytes | object) -> None:
+        """Parse and run one received line (bytes without CR LF, or ``LineTooLong``).
+
+        A line over the limits gets 417 ERR_INPUTTOOLONG and is dropped
+        ("Modern IRC"); the connection stays usable.
+        """
+        if client.quitting:
+            return
+        client.last_seen = self.clock()
+        if line is LineTooLong:
+            self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        try:
+            msg = parse_line(line)  # type: ignore[arg-type]
+        except MessageParseError as exc:
+            if exc.reason in ("too-long", "tags-too-long"):
+                self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            return  # an empty or prefix-only line is ignored, as RFC 1459 allows
+        reply = dispatch(self, client, msg)
+        if reply.lines and not client.quitting:
+            client.write(reply.to_bytes())
+
+    def send_numeric(self, client: Client, code: str, *params: str) -> None:
+        """Write one numeric to ``client`` at once (outside a command's reply)."""
+        reply = Reply(self.name, client)
+        reply.numeric(code, *params)
+        client.write(reply.to_bytes())
+
+    def notice(self, client: Client, text: str) -> None:
+        """Write a server NOTICE to ``client``."""
+        client.write(f":{self.name} NOTICE {client.nick} :{text}\r\n".encode())
+
+    def quit(self, client: Client, reason: str, *, error: str | None = None) -> None:
+        """Remove ``client`` from the world and tell everyone who shares a channel.
+
+        ``reason`` is the QUIT message others see. If ``error`` is given the
+        client is sent ``ERROR :<error>`` and its connection is closed.
+        Idempotent: later calls do nothing.
+        """
+        if client.quitting:
+            return
+        client.quitting = True
+        self.world.clients.pop(client.id, None)
+        if client.registered:
+            line = f":{client.source} QUIT :{reason}\r\n".encode()
+            for peer in self.world.peers(client):
+                peer.write(line)
+            for chan in list(client.channels.values()):
+                self.world.part(client, chan)
+            self.world.remove_user(client)
+            log.info("quit %s (%s)", client.nick, reason)
+        client.close(error if error is not None else reason)
+
+    def tick(self, now: float | None = None) -> None:
+        """Time-based work, called about once a second: registration and ping timeouts.
+
+        A client silent for ``ping_interval`` seconds is sent ``PING``; if it
+        stays silent ``ping_timeout`` more seconds it is disconnected with
+        ``Ping timeout: N seconds``. An unregistered connection older than
+        ``registration_timeout`` is closed with ``Registration timeout``.
+        """
+        now = self.clock() if now is None else now
+        s = self.config.server
+        for client in list(self.world.clients.values()):
+            if client.kind != "irc":
+                continue
+            if not client.registered:
+                if not client.pending and now - client.signon > s.registration_timeout:
+                    self.quit(client, "Registration timeout", error="Registration timeout")
+                continue
+            silent = now - client.last_seen
+            if client.ping_sent and client.last_seen < client.ping_sent:
+                if now - client.ping_sent > s.ping_timeout:
+                    secs = int(now - client.last_seen)
+                    self.quit(client, f"Ping timeout: {secs} seconds",
+                              error=f"Ping timeout: {secs} seconds")
+            elif silent > s.ping_interval:
+                client.ping_sent = now
+                client.write(f"PING :{self.name}\r\n".encode())
+
+    def shutdown(self, reason: str = "Server shutting down") -> None:
+        """Disconnect every client with ``ERROR :<reason>``."""
+        for client in list(self.world.clients.values()):
+            self.quit(client, reason, error=reason)
