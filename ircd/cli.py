@@ -24,6 +24,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config, ConfigError, load_config
 from ircd.core import Server
 from ircd.net import ExecutorScheduler, Node
+from ircd.simple import EchoBot
 
 log = logging.getLogger("ircd")
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory for the database (default ./data)")
     p.add_argument("--server-name", help="the server's name in replies")
     p.add_argument("--server-password", help="require this server password (PASS)")
+    p.add_argument("--simple-port", type=int,
+                   help="also listen for the SEND/SEND-OK dialect on this port (course: 5378)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -50,6 +53,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     """Defaults < config file < command line; raises :class:`ConfigError`."""
     path = args.config or os.environ.get("CHATSERVER_CONFIG")
     config = load_config(path)
+    if args.simple_port is not None:
+        config = config.with_overrides("simple", enabled=True, port=args.simple_port)
     return config.with_overrides(
         "server",
         port=args.port,
@@ -76,13 +81,20 @@ async def serve(config: Config) -> int:
         return 1
     scheduler = ExecutorScheduler(loop, a.hash_workers)
     core = Server(config, accounts, scheduler)
+    if config.simple.echobot:
+        EchoBot(core)
     node = Node(core, loop)
+    listeners = [(config.server.port, "auto")]
+    if config.simple.enabled:
+        listeners.append((config.simple.port, "simple"))
     try:
-        await node.listen(config.server.host, config.server.port)
+        for port, dialect in listeners:
+            await node.listen(config.server.host, port, dialect)
     except OSError as exc:
         why = exc.strerror or str(exc)
-        print(f"chatserver: cannot listen on {config.server.host}:{config.server.port}: {why}",
+        print(f"chatserver: cannot listen on {config.server.host}:{port}: {why}",
               file=sys.stderr)
+        await node.shutdown()
         scheduler.shutdown()
         accounts.close()
         return 1

@@ -62,11 +62,24 @@ class AccountsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SimpleSection:
+    """``[simple]``: the course SEND/SEND-OK dialect (see docs/protocol.md)."""
+
+    enabled: bool = False
+    port: int = 5378
+    max_clients: int = 16
+    max_line: int = 8192
+    echobot: bool = True
+    deliver_channel_messages: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
     server: ServerSection = field(default_factory=ServerSection)
     accounts: AccountsSection = field(default_factory=AccountsSection)
+    simple: SimpleSection = field(default_factory=SimpleSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -153,6 +166,9 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("server.registration_timeout", s.registration_timeout > 0, "must be positive"),
         ("server.log_level", s.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be one of debug, info, warning, error"),
+        ("simple.port", 0 <= config.simple.port <= 65535, "must be 0..65535"),
+        ("simple.max_clients", config.simple.max_clients >= 1, "must be at least 1"),
+        ("simple.max_line", 512 <= config.simple.max_line <= 1_048_576, "must be 512..1048576"),
         ("accounts.argon2_time_cost", config.accounts.argon2_time_cost >= 1, "must be at least 1"),
         ("accounts.argon2_memory_cost", config.accounts.argon2_memory_cost >= 8, "must be at least 8 (KiB)"),
         ("accounts.argon2_parallelism", config.accounts.argon2_parallelism >= 1, "must be at least 1"),

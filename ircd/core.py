@@ -42,6 +42,9 @@ class Scheduler(Protocol):
     def run_blocking(self, fn: Callable[[], Any],
                      done: Callable[[Any, BaseException | None], None]) -> None: ...
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the loop after the current work (e.g. a bot's answer)."""
+
 
 class ImmediateScheduler:
     """A :class:`Scheduler` that runs the work at once, for tests of the core."""
@@ -54,6 +57,9 @@ class ImmediateScheduler:
             done(None, exc)
         else:
             done(result, None)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        fn()
 
 
 class Server:

@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ircd.core import Server
-from ircd.protocol.framing import LineDecoder
+from ircd.protocol.framing import LineDecoder, LineTooLong
+from ircd.simple import SimpleSession
 
 log = logging.getLogger("ircd.net")
 
@@ -54,6 +55,9 @@ class ExecutorScheduler:
                 done(fut.result(), None)
 
         future.add_done_callback(finished)
+
+    def call_soon(self, fn) -> None:
+        self.loop.call_soon(fn)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -83,10 +87,18 @@ class Flusher:
 
 
 class IRCConnection(asyncio.Protocol):
-    """One client connection speaking IRC (or, after its first line, another dialect)."""
+    """One client connection speaking IRC, or the SEND/SEND-OK dialect.
 
-    def __init__(self, node: Node) -> None:
+    With ``dialect="auto"`` (the IRC port) a first line starting with
+    ``HELLO-FROM `` switches the connection to the SEND/SEND-OK dialect;
+    ``dialect="simple"`` (the dedicated listener) speaks only that dialect.
+    """
+
+    def __init__(self, node: Node, dialect: str = "auto") -> None:
         self.node = node
+        self.dialect = dialect
+        self.simple: SimpleSession | None = None
+        self.first_line = True
         self.core: Server = node.core
         self.transport: asyncio.Transport | None = None
         self.decoder = LineDecoder()
@@ -109,14 +121,46 @@ class IRCConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else "unknown"
         self.peer = f"{ip}:{peer[1]}" if peer else "?"
+        self.ip = ip
+        self.node.connections.add(self)
+        if self.dialect == "simple":
+            self._start_simple()
+            log.info("connect %s (simple dialect)", self.peer)
+            return
         self.client = self.core.new_client(self.write, self.close, ip)
         self.client.resume = self.resume
-        self.node.connections.add(self)
         log.info("connect %s (client %d)", self.peer, self.client.id)
+
+    def _start_simple(self) -> None:
+        self.simple = SimpleSession(self.core, self.write, self._close_simple, self.ip)
+        self.decoder.max_line = self.core.config.simple.max_line
+
+    def _close_simple(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         lines = self.decoder.push(data)
         if not lines:
+            return
+        if self.first_line and self.dialect == "auto":
+            self.first_line = False
+            first = lines[0]
+            if first is not LineTooLong and first.startswith(b"HELLO-FROM "):  # type: ignore[union-attr]
+                # The course dialect on the IRC port: forget the IRC client state.
+                self.core.world.clients.pop(self.client.id, None)
+                self.client = None
+                self._start_simple()
+        if self.simple is not None:
+            session = self.simple
+            for line in lines:
+                if line is LineTooLong:
+                    session.line_too_long()
+                else:
+                    session.handle_line(line)  # type: ignore[arg-type]
             return
         if self.backlog or self.client.pending:
             self.backlog.extend(lines)
@@ -138,7 +182,9 @@ class IRCConnection(asyncio.Protocol):
         was_closed = self.closed
         self.closed = True
         self.out = []
-        if self.client is not None and not self.client.quitting:
+        if self.simple is not None:
+            self.simple.connection_lost("Connection closed" if exc is None else "Connection reset by peer")
+        elif self.client is not None and not self.client.quitting:
             reason = "Connection reset by peer" if exc else "Remote host closed the connection"
             self.core.quit(self.client, reason)
         if not was_closed:
@@ -186,8 +232,11 @@ class IRCConnection(asyncio.Protocol):
             return
         transport.write(data)
         if transport.get_write_buffer_size() > self.core.config.server.sendq:
-            log.warning("sendq exceeded for %s (client %d)", self.peer, self.client.id)
-            self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")
+            log.warning("sendq exceeded for %s", self.peer)
+            if self.client is not None:
+                self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")
+            else:
+                self.close("SendQ exceeded")
             self.node.loop.call_later(SENDQ_GRACE, transport.abort)
 
     def close(self, reason: str) -> None:
@@ -213,14 +262,19 @@ class Node:
         self.listeners: list[asyncio.base_events.Server] = []
         self._ticker: asyncio.TimerHandle | None = None
 
-    async def listen(self, host: str, port: int) -> None:
-        """Open a plaintext IRC listener; raises ``OSError`` (e.g. address in use)."""
+    async def listen(self, host: str, port: int, dialect: str = "auto") -> None:
+        """Open a plaintext listener; raises ``OSError`` (e.g. address in use).
+
+        ``dialect`` is ``"auto"`` for the IRC port, ``"simple"`` for the
+        dedicated SEND/SEND-OK listener.
+        """
         srv = await self.loop.create_server(
-            lambda: IRCConnection(self), host, port, reuse_address=True, backlog=4096
+            lambda: IRCConnection(self, dialect), host, port, reuse_address=True, backlog=4096
         )
         self.listeners.append(srv)
         for sock in srv.sockets:
-            log.info("listening on %s:%s", *sock.getsockname()[:2])
+            log.info("listening on %s:%s (%s)", *sock.getsockname()[:2],
+                     "IRC" if dialect == "auto" else "SEND/SEND-OK dialect")
 
     def start_ticker(self) -> None:
         def tick() -> None:

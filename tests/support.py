@@ -6,6 +6,7 @@ port with a temporary data directory; nothing of ours is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,12 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Fast argon2 parameters keep the suite quick; the defaults are exercised by
-# tests that load the default config explicitly.
+# Fast argon2 parameters keep the suite quick, and the world starts empty (no
+# echobot); tests of the defaults and of the echobot say so explicitly.
 FAST_HASH_TOML = """
 [accounts]
 argon2_time_cost = 1
 argon2_memory_cost = 1024
+
+[simple]
+echobot = false
 """
 
 
@@ -83,7 +87,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._log = open(self.stderr_path, "ab")
+        self._log = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log, env=env)
         wait_for_port(self.port, self.proc)
         return self
@@ -202,10 +206,8 @@ class RawClient:
         return False
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def _command_of(line: str) -> str:
