@@ -6,7 +6,8 @@ the config file, which overrides the built-in defaults (:mod:`ircd.config`).
 
 Exit codes: 0 after a graceful shutdown (SIGINT or SIGTERM), 1 when a
 listener cannot be opened (e.g. the port is in use), 2 for a bad
-configuration or bad arguments.
+configuration, bad arguments, or an unusable TLS certificate. SIGHUP reloads
+the config file (see :data:`NOT_RELOADABLE` for what needs a restart).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.config import Config, ConfigError, load_config
 from ircd.core import Server
-from ircd.net import ExecutorScheduler, Node
+from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.simple import EchoBot
 
 log = logging.getLogger("ircd")
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-password", help="require this server password (PASS)")
     p.add_argument("--simple-port", type=int,
                    help="also listen for the SEND/SEND-OK dialect on this port (course: 5378)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: enables the TLS listener")
+    p.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
+    p.add_argument("--tls-port", type=int, help="TLS port (default 6697, or tls.port)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -55,6 +60,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
     config = load_config(path)
     if args.simple_port is not None:
         config = config.with_overrides("simple", enabled=True, port=args.simple_port)
+    if args.tls_cert or args.tls_port is not None:
+        config = config.with_overrides("tls", enabled=True, cert=args.tls_cert,
+                                       key=args.tls_key, port=args.tls_port)
     return config.with_overrides(
         "server",
         port=args.port,
@@ -66,9 +74,54 @@ def resolve_config(args: argparse.Namespace) -> Config:
     )
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGINT/SIGTERM; return the process exit code."""
+NOT_RELOADABLE = {
+    "server": ("host", "port", "data_dir"),
+    "simple": ("enabled", "port"),
+    "tls": ("enabled", "port", "cert", "key"),
+    "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
+}
+"""Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
+
+
+def merge_reload(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """Keep ``old``'s values for :data:`NOT_RELOADABLE` keys; return the merged config
+    and the dotted names of keys whose change was ignored."""
+    ignored = []
+    for section, keys in NOT_RELOADABLE.items():
+        keep = {}
+        for key in keys:
+            before, after = getattr(getattr(old, section), key), getattr(getattr(new, section), key)
+            if before != after:
+                ignored.append(f"{section}.{key}")
+            keep[key] = before
+        new = new.with_overrides(section, **keep)
+    return new, ignored
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit on open files to the hard limit (tens of thousands of clients)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
+    """Run until SIGINT/SIGTERM; reload on SIGHUP; return the process exit code."""
     loop = asyncio.get_running_loop()
+    tls_context = None
+    if config.tls.enabled:
+        try:
+            tls_context = make_tls_context(config.tls.cert, config.tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            print(f"chatserver: cannot load TLS certificate {config.tls.cert!r} / key "
+                  f"{config.tls.key!r}: {why}", file=sys.stderr)
+            return 2
     data_dir = Path(config.server.data_dir)
     a = config.accounts
     try:
@@ -84,12 +137,14 @@ async def serve(config: Config) -> int:
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
-    listeners = [(config.server.port, "auto")]
+    listeners = [(config.server.port, "auto", None)]
     if config.simple.enabled:
-        listeners.append((config.simple.port, "simple"))
+        listeners.append((config.simple.port, "simple", None))
+    if tls_context is not None:
+        listeners.append((config.tls.port, "auto", tls_context))
     try:
-        for port, dialect in listeners:
-            await node.listen(config.server.host, port, dialect)
+        for port, dialect, tls in listeners:
+            await node.listen(config.server.host, port, dialect, tls)
     except OSError as exc:
         why = exc.strerror or str(exc)
         print(f"chatserver: cannot listen on {config.server.host}:{port}: {why}",
@@ -102,6 +157,24 @@ async def serve(config: Config) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        if args is None or not (args.config or os.environ.get("CHATSERVER_CONFIG")):
+            log.warning("SIGHUP: no config file to reload (start with --config)")
+            return
+        try:
+            fresh = resolve_config(args)
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the old one: %s", exc)
+            return
+        merged, ignored = merge_reload(node.core.config, fresh)
+        node.reconfigure(merged)
+        log.info("SIGHUP: configuration reloaded (limits, MOTD, timeouts, ISUPPORT)")
+        if ignored:
+            log.warning("SIGHUP: these changes need a restart and were ignored: %s",
+                        ", ".join(ignored))
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     log.info("chatserver %s ready (data in %s)", __version__, data_dir.resolve())
     await stop.wait()
     log.info("shutting down")
@@ -124,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    raise_fd_limit()
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config))
-    return uvloop.run(serve(config))
+        return asyncio.run(serve(config, args))
+    return uvloop.run(serve(config, args))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ TOML file with :mod:`tomllib` and rejects unknown keys and wrong types with a
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 import types
 import typing
@@ -74,12 +75,60 @@ class SimpleSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionClass:
+    """``[[limits.classes]]``: limits for clients whose address is in ``networks``.
+
+    The first class whose networks contain the client's address applies;
+    otherwise the defaults in ``[limits]``. A value of -1 means "as in
+    ``[limits]``".
+    """
+
+    name: str = "trusted"
+    networks: list[str] = field(default_factory=list)
+    max_per_ip: int = -1
+    flood_burst: int = -1
+    flood_rate: float = -1.0
+    flood_backlog: int = -1
+    sendq: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    """``[limits]``: connection limits, flood control and login throttling."""
+
+    max_clients: int = 20_000
+    max_per_ip: int = 10
+    exempt: list[str] = field(default_factory=lambda: ["127.0.0.1/8", "::1"])
+    flood_burst: int = 20
+    flood_rate: float = 4.0
+    flood_backlog: int = 60
+    login_failures_per_ip: int = 10
+    login_failures_per_account: int = 5
+    login_window: float = 600.0
+    login_lockout: float = 300.0
+    login_delay_max: float = 3.0
+    classes: list[ConnectionClass] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSection:
+    """``[tls]``: a TLS listener beside the plaintext one."""
+
+    enabled: bool = False
+    port: int = 6697
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
     server: ServerSection = field(default_factory=ServerSection)
     accounts: AccountsSection = field(default_factory=AccountsSection)
     simple: SimpleSection = field(default_factory=SimpleSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    tls: TLSSection = field(default_factory=TLSSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -97,6 +146,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is list:
         (item,) = typing.get_args(annotation)
+        if is_dataclass(item):
+            return isinstance(value, list) and all(isinstance(v, dict) for v in value)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
@@ -121,6 +172,9 @@ def _build(cls: type, data: dict[str, Any], path: str, where: str) -> Any:
         elif not _type_ok(value, annotation):
             name = annotation.__name__ if isinstance(annotation, type) else str(annotation)
             raise ConfigError(f"{where}: '{dotted}' must be of type {name}, not {type(value).__name__}")
+        elif typing.get_origin(annotation) is list and is_dataclass(typing.get_args(annotation)[0]):
+            item = typing.get_args(annotation)[0]
+            kwargs[key] = [_build(item, v, f"{dotted}[{i}]", where) for i, v in enumerate(value)]
         else:
             kwargs[key] = float(value) if annotation is float else value
     return cls(**kwargs)
@@ -174,6 +228,28 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("accounts.argon2_parallelism", config.accounts.argon2_parallelism >= 1, "must be at least 1"),
         ("accounts.hash_workers", config.accounts.hash_workers >= 1, "must be at least 1"),
     ]
+    lim = config.limits
+    checks += [
+        ("limits.max_clients", lim.max_clients >= 1, "must be at least 1"),
+        ("limits.max_per_ip", lim.max_per_ip >= 1, "must be at least 1"),
+        ("limits.flood_burst", lim.flood_burst >= 1, "must be at least 1"),
+        ("limits.flood_rate", lim.flood_rate > 0, "must be positive"),
+        ("limits.flood_backlog", lim.flood_backlog >= 1, "must be at least 1"),
+        ("tls.port", 0 <= config.tls.port <= 65535, "must be 0..65535"),
+    ]
+
+
+    for i, net in enumerate(lim.exempt):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: 'limits.exempt[{i}]' is not an address or network: {net!r}") from None
+    for i, cls in enumerate(lim.classes):
+        for net in cls.networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"{where}: 'limits.classes[{i}].networks' has a bad network: {net!r}") from None
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"{where}: '{key}' {why}")

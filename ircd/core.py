@@ -20,6 +20,7 @@ from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.commands import dispatch
 from ircd.config import Config
+from ircd.limits import LoginThrottle
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.framing import LineTooLong
@@ -45,9 +46,15 @@ class Scheduler(Protocol):
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn()`` on the loop after the current work (e.g. a bot's answer)."""
 
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the loop in ``delay`` seconds (e.g. a delayed 464)."""
+
 
 class ImmediateScheduler:
     """A :class:`Scheduler` that runs the work at once, for tests of the core."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
 
     def run_blocking(self, fn: Callable[[], Any],
                      done: Callable[[Any, BaseException | None], None]) -> None:
@@ -59,6 +66,10 @@ class ImmediateScheduler:
             done(result, None)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
+        fn()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.delays.append(delay)  # recorded for tests; run at once
         fn()
 
 
@@ -82,6 +93,8 @@ class Server:
         self.created = clock()
         self._next_id = 0
         self.version = f"chatserver-{__version__}"
+        self.login_throttle = LoginThrottle(config.limits)
+        self._last_prune = self.created
         self.reconfigure(config)
 
     # -- configuration -----------------------------------------------------
@@ -89,6 +102,7 @@ class Server:
     def reconfigure(self, config: Config) -> None:
         """Apply a (re)loaded configuration: limits, MOTD, ISUPPORT."""
         self.config = config
+        self.login_throttle.configure(config.limits)
         s = config.server
         self.name = s.name
         self.isupport = {
@@ -189,6 +203,9 @@ class Server:
         """
         now = self.clock() if now is None else now
         s = self.config.server
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            self.login_throttle.prune(now)
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue

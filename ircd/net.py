@@ -1,18 +1,20 @@
-"""The asyncio edge: listeners, connections, send queues, timers and signals.
+"""The asyncio edge: listeners, connections, send queues, flood control, timers.
 
-Everything protocol-related happens in the sans-I/O core (:class:`ircd.core.Server`);
-this module only moves bytes:
+Everything protocol-related happens in the sans-I/O core (:class:`ircd.core.Server`)
+and the SEND dialect (:class:`ircd.simple.SimpleSession`); this module only
+moves bytes and applies the limits of :mod:`ircd.limits`:
 
-- :class:`IRCConnection` (an ``asyncio.Protocol``) splits received bytes into
+- :class:`Connection` (an ``asyncio.Protocol``) splits received bytes into
   lines (:class:`~ircd.protocol.framing.LineDecoder`) and hands them to the
-  core. While the core checks a password off the loop, the connection's later
-  lines wait, in order.
+  core. Lines wait, in order, in a backlog while the core checks a password
+  off the loop or while the client's flood budget (a token bucket) is spent;
+  a client whose backlog exceeds its class's ``flood_backlog`` is
+  disconnected with ``ERROR :Excess Flood``.
 - Output is coalesced: ``write()`` only appends to a list, and one callback
   per event-loop iteration (:class:`Flusher`) joins each connection's pending
-  lines into a single ``transport.write``. A fan-out to N members costs N list
-  appends plus one write per member per iteration, not one syscall per line.
+  lines into a single ``transport.write``.
 - The send queue (sendq) is bounded: when the bytes the kernel has not taken
-  yet exceed ``server.sendq``, that client alone is disconnected with
+  yet exceed the client's sendq, that client alone is disconnected with
   ``ERROR :SendQ exceeded``.
 """
 
@@ -22,11 +24,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ircd.config import Config
 from ircd.core import Server
+from ircd.limits import ConnectionLimiter, TokenBucket
 from ircd.protocol.framing import LineDecoder, LineTooLong
 from ircd.simple import SimpleSession
 
@@ -35,9 +40,12 @@ log = logging.getLogger("ircd.net")
 SENDQ_GRACE = 10.0
 """Seconds a connection closed for SendQ may take to drain before it is aborted."""
 
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a TLS client has to complete its handshake."""
+
 
 class ExecutorScheduler:
-    """Runs blocking work in a thread pool and reports back on the event loop."""
+    """The core's :class:`~ircd.core.Scheduler`: a thread pool plus the event loop's timers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, workers: int) -> None:
         self.loop = loop
@@ -59,6 +67,9 @@ class ExecutorScheduler:
     def call_soon(self, fn) -> None:
         self.loop.call_soon(fn)
 
+    def call_later(self, delay: float, fn) -> None:
+        self.loop.call_later(delay, fn)
+
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
@@ -70,10 +81,10 @@ class Flusher:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.dirty: list[IRCConnection] = []
+        self.dirty: list[Connection] = []
         self.scheduled = False
 
-    def mark(self, conn: IRCConnection) -> None:
+    def mark(self, conn: Connection) -> None:
         self.dirty.append(conn)
         if not self.scheduled:
             self.scheduled = True
@@ -86,50 +97,110 @@ class Flusher:
             conn.flush()
 
 
-class IRCConnection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One client connection speaking IRC, or the SEND/SEND-OK dialect.
 
-    With ``dialect="auto"`` (the IRC port) a first line starting with
+    With ``dialect="auto"`` (the IRC and TLS ports) a first line starting with
     ``HELLO-FROM `` switches the connection to the SEND/SEND-OK dialect;
     ``dialect="simple"`` (the dedicated listener) speaks only that dialect.
     """
 
     def __init__(self, node: Node, dialect: str = "auto") -> None:
         self.node = node
-        self.dialect = dialect
-        self.simple: SimpleSession | None = None
-        self.first_line = True
         self.core: Server = node.core
-        self.transport: asyncio.Transport | None = None
+        self.dialect = dialect
+        self.transport: Any = None
         self.decoder = LineDecoder()
         self.out: list[bytes] = []
         self.dirty = False
         self.closed = False
+        self.admitted = False
         self.backlog: deque = deque()
         self.paused = False
+        self.timer: asyncio.TimerHandle | None = None
         self.client: Any = None
+        self.simple: SimpleSession | None = None
+        self.first_line = True
         self.peer = "?"
+        self.ip = "unknown"
 
     # -- asyncio.Protocol ----------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else "unknown"
-        self.peer = f"{ip}:{peer[1]}" if peer else "?"
-        self.ip = ip
-        self.node.connections.add(self)
+        self.ip = peer[0] if peer else "unknown"
+        self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
+        node = self.node
+        refused = node.limiter.admit(self.ip)
+        if refused is not None:
+            log.warning("refused %s: %s", self.peer, refused)
+            transport.write(b"BUSY\n" if self.dialect == "simple"
+                            else f"ERROR :Closing Link: {self.ip} ({refused})\r\n".encode())
+            self.closed = True
+            transport.close()
+            return
+        self.admitted = True
+        cls = node.limiter.class_for(self.ip)
+        self.sendq = cls.sendq
+        self.flood_backlog = cls.flood_backlog
+        self.bucket = TokenBucket(cls.flood_burst, cls.flood_rate, node.loop.time())
+        node.connections.add(self)
         if self.dialect == "simple":
             self._start_simple()
-            log.info("connect %s (simple dialect)", self.peer)
+            log.info("connect %s (SEND dialect)", self.peer)
             return
-        self.client = self.core.new_client(self.write, self.close, ip)
+        self.client = self.core.new_client(self.write, self.close, self.ip)
         self.client.resume = self.resume
-        log.info("connect %s (client %d)", self.peer, self.client.id)
+        log.info("connect %s (client %d%s)", self.peer, self.client.id,
+                 ", TLS" if transport.get_extra_info("sslcontext") else "")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        lines = self.decoder.push(data)
+        if not lines:
+            return
+        if self.first_line and self.dialect == "auto":
+            self.first_line = False
+            first = lines[0]
+            if first is not LineTooLong and first.startswith(b"HELLO-FROM "):  # type: ignore[union-attr]
+                # The course dialect on the IRC port: drop the unregistered IRC state.
+                self.core.world.clients.pop(self.client.id, None)
+                self.client = None
+                self._start_simple()
+        if self.backlog:
+            self.backlog.extend(lines)
+            self._check_backlog()
+        else:
+            self._run(lines)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        node = self.node
+        node.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            node.limiter.release(self.ip)
+        if self.timer is not None:
+            self.timer.cancel()
+        was_closed = self.closed
+        self.closed = True
+        self.out = []
+        self.backlog.clear()
+        if self.simple is not None:
+            self.simple.connection_lost(
+                "Connection reset by peer" if exc else "Connection closed")
+        elif self.client is not None and not self.client.quitting:
+            reason = "Connection reset by peer" if exc else "Remote host closed the connection"
+            self.core.quit(self.client, reason)
+        if not was_closed:
+            log.info("disconnect %s (%s)", self.peer, "reset" if exc else "closed by peer")
+
+    # -- the SEND/SEND-OK dialect ------------------------------------------------
 
     def _start_simple(self) -> None:
         self.simple = SimpleSession(self.core, self.write, self._close_simple, self.ip)
@@ -142,71 +213,74 @@ class IRCConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
-    def data_received(self, data: bytes) -> None:
-        lines = self.decoder.push(data)
-        if not lines:
-            return
-        if self.first_line and self.dialect == "auto":
-            self.first_line = False
-            first = lines[0]
-            if first is not LineTooLong and first.startswith(b"HELLO-FROM "):  # type: ignore[union-attr]
-                # The course dialect on the IRC port: forget the IRC client state.
-                self.core.world.clients.pop(self.client.id, None)
-                self.client = None
-                self._start_simple()
-        if self.simple is not None:
-            session = self.simple
-            for line in lines:
-                if line is LineTooLong:
-                    session.line_too_long()
-                else:
-                    session.handle_line(line)  # type: ignore[arg-type]
-            return
-        if self.backlog or self.client.pending:
-            self.backlog.extend(lines)
-            self._limit_backlog()
-            return
-        handle = self.core.handle_line
+    # -- line processing: flood budget and password checks -------------------------
+
+    def _run(self, lines) -> None:
+        """Handle ``lines`` in order until one must wait; the rest go to the backlog."""
         client = self.client
+        simple = self.simple
+        bucket = self.bucket
+        loop_time = self.node.loop.time
         for i, line in enumerate(lines):
-            handle(client, line)
-            if client.pending:
-                self.backlog.extend(lines[i + 1 :])
-                self._limit_backlog()
+            wait = bucket.take(loop_time())
+            if wait:
+                self.backlog.extend(lines[i:])
+                self._check_backlog()
+                if not self.closed and self.timer is None:
+                    self.timer = self.node.loop.call_later(wait, self._on_timer)
                 return
+            if simple is not None:
+                if line is LineTooLong:
+                    simple.line_too_long()
+                else:
+                    simple.handle_line(line)
+            else:
+                self.core.handle_line(client, line)
+                if client.pending:
+                    self.backlog.extend(lines[i + 1 :])
+                    self._check_backlog()
+                    return
             if self.closed:
                 return
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.node.connections.discard(self)
-        was_closed = self.closed
-        self.closed = True
-        self.out = []
-        if self.simple is not None:
-            self.simple.connection_lost("Connection closed" if exc is None else "Connection reset by peer")
-        elif self.client is not None and not self.client.quitting:
-            reason = "Connection reset by peer" if exc else "Remote host closed the connection"
-            self.core.quit(self.client, reason)
-        if not was_closed:
-            log.info("disconnect %s (%s)", self.peer, "reset" if exc else "closed by peer")
+    def _drain(self) -> None:
+        """Process the backlog as far as the budget and any password check allow."""
+        if self.closed or not self.backlog:
+            return
+        if self.client is not None and self.client.pending:
+            return
+        lines = list(self.backlog)
+        self.backlog.clear()
+        self._run(lines)
+        if not self.closed and self.paused and len(self.backlog) <= self.flood_backlog:
+            self.paused = False
+            self.transport.resume_reading()
 
-    # -- input backlog while an account check runs ---------------------------
-
-    def _limit_backlog(self) -> None:
-        if len(self.backlog) > self.core.config.server.recvq_lines and not self.paused:
-            self.paused = True
-            if self.transport is not None:
-                self.transport.pause_reading()
+    def _on_timer(self) -> None:
+        self.timer = None
+        self._drain()
 
     def resume(self) -> None:
-        """Process lines that arrived while the core was waiting (called by the core)."""
-        client = self.client
-        while self.backlog and not client.pending and not self.closed:
-            self.core.handle_line(client, self.backlog.popleft())
-        if self.paused and not client.pending and not self.closed:
-            self.paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
+        """Called by the core when a password check has finished."""
+        self._drain()
+
+    def _check_backlog(self) -> None:
+        if len(self.backlog) <= self.flood_backlog or self.closed:
+            return
+        if self.client is not None and self.client.pending:
+            # Waiting for our own password check is not the client's fault: stop reading.
+            if not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
+            return
+        log.warning("excess flood from %s", self.peer)
+        self.backlog.clear()
+        if self.client is not None:
+            self.core.quit(self.client, "Excess Flood", error="Excess Flood")
+        else:
+            if self.simple is not None:
+                self.simple.connection_lost("Excess Flood")
+            self.close("Excess Flood")
 
     # -- output ----------------------------------------------------------------
 
@@ -227,54 +301,73 @@ class IRCConnection(asyncio.Protocol):
         data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
         self.out = []
         transport = self.transport
-        if self.closed:
-            transport.write(data)
-            return
         transport.write(data)
-        if transport.get_write_buffer_size() > self.core.config.server.sendq:
+        if not self.closed and transport.get_write_buffer_size() > self.sendq:
             log.warning("sendq exceeded for %s", self.peer)
             if self.client is not None:
                 self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")
             else:
+                if self.simple is not None:
+                    self.simple.connection_lost("SendQ exceeded")
                 self.close("SendQ exceeded")
             self.node.loop.call_later(SENDQ_GRACE, transport.abort)
 
     def close(self, reason: str) -> None:
-        """Send ``ERROR :<reason>``, flush, and close; later writes are dropped."""
+        """Send ``ERROR :<reason>`` (IRC only), flush, and close; later writes are dropped."""
         if self.closed:
             return
-        self.out.append(f"ERROR :{reason}\r\n".encode())
+        if self.simple is None:
+            self.out.append(f"ERROR :{reason}\r\n".encode())
         self.flush()
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
         log.info("disconnect %s (%s)", self.peer, reason)
 
 
+def make_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2+); raises ``OSError``/``ssl.SSLError`` for bad files."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key or None)
+    return ctx
+
+
 class Node:
-    """The running server process: the core, its listeners and its timers."""
+    """The running server process: the core, its listeners, limits and timers."""
 
     def __init__(self, core: Server, loop: asyncio.AbstractEventLoop) -> None:
         self.core = core
         self.loop = loop
         self.flusher = Flusher(loop)
-        self.connections: set[IRCConnection] = set()
+        self.limiter = ConnectionLimiter(core.config.limits, core.config.server.sendq)
+        self.connections: set[Connection] = set()
         self.listeners: list[asyncio.base_events.Server] = []
         self._ticker: asyncio.TimerHandle | None = None
 
-    async def listen(self, host: str, port: int, dialect: str = "auto") -> None:
-        """Open a plaintext listener; raises ``OSError`` (e.g. address in use).
+    async def listen(self, host: str, port: int, dialect: str = "auto",
+                     tls: ssl.SSLContext | None = None) -> None:
+        """Open a listener; raises ``OSError`` (e.g. address in use).
 
         ``dialect`` is ``"auto"`` for the IRC port, ``"simple"`` for the
-        dedicated SEND/SEND-OK listener.
+        dedicated SEND/SEND-OK listener; ``tls`` makes it a TLS listener.
         """
         srv = await self.loop.create_server(
-            lambda: IRCConnection(self, dialect), host, port, reuse_address=True, backlog=4096
+            lambda: Connection(self, dialect), host, port, reuse_address=True, backlog=4096,
+            ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
         )
         self.listeners.append(srv)
+        kind = "SEND/SEND-OK dialect" if dialect == "simple" else ("IRC over TLS" if tls else "IRC")
         for sock in srv.sockets:
-            log.info("listening on %s:%s (%s)", *sock.getsockname()[:2],
-                     "IRC" if dialect == "auto" else "SEND/SEND-OK dialect")
+            log.info("listening on %s:%s (%s)", *sock.getsockname()[:2], kind)
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply reloaded settings to the core and the limits (new connections get new classes)."""
+        self.core.reconfigure(config)
+        self.limiter.configure(config.limits, config.server.sendq)
 
     def start_ticker(self) -> None:
         def tick() -> None:
@@ -293,6 +386,9 @@ class Node:
         for srv in self.listeners:
             srv.close()
         self.core.shutdown(reason)
+        for conn in list(self.connections):
+            if conn.simple is not None and not conn.closed:
+                conn.close(reason)
         self.flusher.run()
         deadline = self.loop.time() + 2.0
         while self.connections and self.loop.time() < deadline:

@@ -243,6 +243,12 @@ def try_register(server, client, reply: Reply) -> None:
             _refuse(server, client, reply, "Password required: this server has no guests",
                     "Password required")
         return
+    wait = server.login_throttle.locked_for(client.ip, client.nick_cf, server.clock())
+    if wait > 0:
+        _refuse(server, client, reply,
+                f"Too many failed login attempts; try again in {int(wait) + 1} seconds",
+                "Login throttled")
+        return
     _start_login(server, client)
 
 
@@ -278,9 +284,20 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         client.write(reply.to_bytes())
         server.quit(client, "Account database error", error="Account database error")
         return
+    throttle = server.login_throttle
     if result is LoginResult.BAD_PASSWORD:
-        _refuse(server, client, reply, "Password incorrect", "Bad password")
+        delay = throttle.failure(client.ip, casefold(nick), server.clock())
+        client.pending = True  # nothing more from this connection until the answer
+        log.info("wrong password for %s from %s", nick, client.ip)
+
+        def answer() -> None:
+            client.pending = False
+            if not client.quitting:
+                _refuse(server, client, reply, "Password incorrect", "Bad password")
+
+        server.scheduler.call_later(delay, answer)
         return
+    throttle.success(client.ip, casefold(nick))
     if casefold(nick) != client.nick_cf:
         # The client changed NICK while the check ran: check the new nick instead.
         try_register(server, client, reply)

@@ -1,0 +1,200 @@
+"""Limits as plain objects with an injected clock: flood control, login throttling, connection limits.
+
+Nothing here reads the time or touches a socket: every method takes ``now``
+(seconds, any monotonic clock), so tests drive them without sleeping, as
+Ergo's ``connection_limits`` package does.
+
+- :class:`TokenBucket`: the per-client command budget (a burst, then a
+  steady rate), as ngIRCd's penalty timer and Ergo's fakelag do.
+- :class:`LoginThrottle`: failed passwords per (account, address) and per
+  address, then a lockout with a clear message.
+- :class:`ConnectionLimiter`: total and per-address connection counts, with
+  exempt networks and connection classes (``[[limits.classes]]``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass
+
+from ircd.config import ConnectionClass, LimitsSection
+
+
+class TokenBucket:
+    """``burst`` commands at once, refilled at ``rate`` commands per second.
+
+    :meth:`take` returns 0.0 when a command may run now (and spends a token),
+    otherwise the seconds to wait until one may.
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, burst: int, rate: float, now: float) -> None:
+        self.burst = float(burst)
+        self.rate = rate
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.stamp = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return 0.0
+        self.tokens = tokens
+        return (1.0 - tokens) / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class ClassLimits:
+    """The limits that apply to one client, resolved from ``[limits]`` and its class."""
+
+    name: str
+    max_per_ip: int
+    flood_burst: int
+    flood_rate: float
+    flood_backlog: int
+    sendq: int
+    exempt: bool
+
+
+class ConnectionLimiter:
+    """Counts connections in total and per address (``str`` IPs).
+
+    :meth:`admit` returns ``None`` and counts the connection, or a reason
+    (``"Server full"``, ``"Too many connections from your IP"``) and counts
+    nothing. Every admitted connection must be :meth:`release`-d once.
+    """
+
+    def __init__(self, limits: LimitsSection, default_sendq: int) -> None:
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+        self.configure(limits, default_sendq)
+
+    def configure(self, limits: LimitsSection, default_sendq: int) -> None:
+        """Apply (re)loaded limits; current connections are kept."""
+        self.limits = limits
+        self.default_sendq = default_sendq
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in limits.exempt]
+        self._classes = [
+            (cls, [ipaddress.ip_network(n, strict=False) for n in cls.networks])
+            for cls in limits.classes
+        ]
+        self._cache: dict[str, ClassLimits] = {}
+
+    def class_for(self, ip: str) -> ClassLimits:
+        """The limits for a client from ``ip``."""
+        cached = self._cache.get(ip)
+        if cached is not None:
+            return cached
+        lim = self.limits
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            addr = None
+        chosen: ConnectionClass | None = None
+        if addr is not None:
+            for cls, nets in self._classes:
+                if any(addr in net for net in nets):
+                    chosen = cls
+                    break
+        exempt = addr is not None and any(addr in net for net in self._exempt)
+
+        def pick(value, default):
+            return default if chosen is None or value == -1 else value
+
+        result = ClassLimits(
+            name=chosen.name if chosen else "default",
+            max_per_ip=pick(chosen and chosen.max_per_ip, lim.max_per_ip),
+            flood_burst=pick(chosen and chosen.flood_burst, lim.flood_burst),
+            flood_rate=pick(chosen and chosen.flood_rate, lim.flood_rate),
+            flood_backlog=pick(chosen and chosen.flood_backlog, lim.flood_backlog),
+            sendq=pick(chosen and chosen.sendq, self.default_sendq),
+            exempt=exempt,
+        )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[ip] = result
+        return result
+
+    def admit(self, ip: str) -> str | None:
+        if self.total >= self.limits.max_clients:
+            return "Server full"
+        cls = self.class_for(ip)
+        count = self.per_ip.get(ip, 0)
+        if not cls.exempt and count >= cls.max_per_ip:
+            return "Too many connections from your IP"
+        self.total += 1
+        self.per_ip[ip] = count + 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        left = self.per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
+
+class LoginThrottle:
+    """Failed logins per (account, address) and per address, within ``window`` seconds.
+
+    After ``per_account`` failures for one account from one address, or
+    ``per_ip`` failures from one address, further attempts from that address
+    (for that account, or for any) are refused for ``lockout`` seconds. A
+    correct password for the same account from another address still works.
+    Each failure's answer is also delayed: :meth:`failure` returns the
+    seconds to wait (0.5 s per recent failure, at most ``delay_max``).
+    """
+
+    def __init__(self, limits: LimitsSection) -> None:
+        self._fail_ip: dict[str, deque[float]] = {}
+        self._fail_acct: dict[tuple[str, str], deque[float]] = {}
+        self._locked: dict[object, float] = {}
+        self.configure(limits)
+
+    def configure(self, limits: LimitsSection) -> None:
+        self.per_ip = limits.login_failures_per_ip
+        self.per_account = limits.login_failures_per_account
+        self.window = limits.login_window
+        self.lockout = limits.login_lockout
+        self.delay_max = limits.login_delay_max
+
+    def locked_for(self, ip: str, account_cf: str, now: float) -> float:
+        """Seconds this address must still wait before trying ``account_cf``; 0 if it may."""
+        until = max(self._locked.get(ip, 0.0), self._locked.get((account_cf, ip), 0.0))
+        return max(0.0, until - now)
+
+    def _recent(self, table: dict, key, now: float) -> deque[float]:
+        q = table.setdefault(key, deque())
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def failure(self, ip: str, account_cf: str, now: float) -> float:
+        """Record a wrong password; return the delay (seconds) before answering it."""
+        by_ip = self._recent(self._fail_ip, ip, now)
+        by_acct = self._recent(self._fail_acct, (account_cf, ip), now)
+        by_ip.append(now)
+        by_acct.append(now)
+        if len(by_ip) >= self.per_ip:
+            self._locked[ip] = now + self.lockout
+        if len(by_acct) >= self.per_account:
+            self._locked[(account_cf, ip)] = now + self.lockout
+        return min(self.delay_max, 0.5 * len(by_acct))
+
+    def success(self, ip: str, account_cf: str) -> None:
+        """A right password: forget this address's failures for the account."""
+        self._fail_acct.pop((account_cf, ip), None)
+
+    def prune(self, now: float) -> None:
+        """Drop expired entries (call now and then; keeps memory bounded)."""
+        for table in (self._fail_ip, self._fail_acct):
+            for key in [k for k, q in table.items() if not q or now - q[-1] > self.window]:
+                del table[key]
+        for key in [k for k, until in self._locked.items() if until <= now]:
+            del self._locked[key]

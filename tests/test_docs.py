@@ -1,0 +1,40 @@
+"""The documentation matches the code: config.toml, ISUPPORT, the Quickstart."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ircd.accounts import AccountStore
+from ircd.config import Config, load_config
+from ircd.core import ImmediateScheduler, Server
+from tests.support import ROOT
+
+
+def test_config_toml_documents_every_default_exactly():
+    documented = load_config(ROOT / "config.toml")
+    assert documented == Config()
+    text = (ROOT / "config.toml").read_text()
+    for section in dataclasses.fields(Config):
+        assert f"[{section.name}]" in text
+        for key in dataclasses.fields(section.type if isinstance(section.type, type)
+                                      else type(getattr(Config(), section.name))):
+            assert re.search(rf"^{key.name} = ", text, re.M), f"{section.name}.{key.name} undocumented"
+
+
+def test_protocol_doc_lists_the_isupport_tokens_the_server_sends(tmp_path):
+    core = Server(Config(), AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+                  ImmediateScheduler())
+    doc = " ".join((ROOT / "docs" / "protocol.md").read_text().split())
+    for key, value in core.isupport.items():
+        token = key if value == "" else f"{key}={value}"
+        assert token in doc, f"ISUPPORT token {token} missing from docs/protocol.md"
+
+
+def test_readme_quickstart_has_exactly_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", quick, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["scripts/serve", "scripts/test"]
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
