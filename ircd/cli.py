@@ -19,12 +19,14 @@ import os
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.config import Config, ConfigError, load_config
 from ircd.core import Server
+from ircd.history import HistoryStore
 from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.simple import EchoBot
 
@@ -132,8 +134,16 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     except Exception as exc:
         print(f"chatserver: cannot open database in {data_dir}: {exc}", file=sys.stderr)
         return 1
+    history = None
+    if config.history.enabled:
+        h = config.history
+        history = await asyncio.to_thread(HistoryStore, data_dir / DB_FILE, h.max_per_target,
+                                          h.retention_days)
+        await asyncio.to_thread(history.prune_disk, time.time())
+        loaded = await asyncio.to_thread(history.load, time.time())
+        log.info("history: %d messages loaded", loaded)
     scheduler = ExecutorScheduler(loop, a.hash_workers)
-    core = Server(config, accounts, scheduler)
+    core = Server(config, accounts, scheduler, history=history)
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
@@ -179,7 +189,10 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     await stop.wait()
     log.info("shutting down")
     await node.shutdown()
+    core.flush_history()
     scheduler.shutdown()
+    if history is not None:
+        history.close()
     accounts.close()
     log.info("database closed; bye")
     return 0

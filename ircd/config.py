@@ -121,6 +121,17 @@ class TLSSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HistorySection:
+    """``[history]``: stored messages for CHATHISTORY and join replay."""
+
+    enabled: bool = True
+    max_per_target: int = 1000
+    retention_days: float = 30.0
+    chathistory_limit: int = 100
+    autoreplay_lines: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -129,6 +140,7 @@ class Config:
     simple: SimpleSection = field(default_factory=SimpleSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     tls: TLSSection = field(default_factory=TLSSection)
+    history: HistorySection = field(default_factory=HistorySection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -236,6 +248,10 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("limits.flood_rate", lim.flood_rate > 0, "must be positive"),
         ("limits.flood_backlog", lim.flood_backlog >= 1, "must be at least 1"),
         ("tls.port", 0 <= config.tls.port <= 65535, "must be 0..65535"),
+        ("history.max_per_target", config.history.max_per_target >= 1, "must be at least 1"),
+        ("history.retention_days", config.history.retention_days >= 0, "must be 0 or more"),
+        ("history.chathistory_limit", config.history.chathistory_limit >= 1, "must be at least 1"),
+        ("history.autoreplay_lines", config.history.autoreplay_lines >= 0, "must be 0 or more"),
     ]
 
 

@@ -18,8 +18,11 @@ from typing import Any, Protocol
 
 from ircd import __version__
 from ircd.accounts import AccountStore
-from ircd.commands import dispatch
+from ircd.capabilities import CAPABILITIES
+from ircd.commands import dispatch, monitor
 from ircd.config import Config
+from ircd.events import Event
+from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
@@ -79,13 +82,15 @@ class Server:
     ``config`` is the loaded :class:`~ircd.config.Config`; ``accounts`` the
     account store (its methods are only called through ``scheduler``, except
     :meth:`AccountStore.names` once here at start-up); ``clock`` returns unix
-    seconds.
+    seconds; ``history`` is the message history (None: CHATHISTORY is off).
     """
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 history: HistoryStore | None = None) -> None:
         self.config = config
         self.accounts = accounts
+        self.history = history
         self.scheduler = scheduler
         self.clock = clock
         self.world = World()
@@ -128,7 +133,16 @@ class Server:
             "TOPICLEN": str(s.topiclen),
             "USERLEN": str(USERLEN),
             "UTF8ONLY": "",
+            "MONITOR": str(monitor.MONITOR_LIMIT),
+            "NAMELEN": "100",
+            "WHOX": "",
         }
+        self.capabilities = dict(CAPABILITIES)
+        if self.history is not None:
+            self.isupport["CHATHISTORY"] = str(config.history.chathistory_limit)
+            self.isupport["MSGREFTYPES"] = "msgid,timestamp"
+        else:
+            del self.capabilities["draft/chathistory"]
 
     # -- connections -------------------------------------------------------
 
@@ -183,13 +197,14 @@ class Server:
             return
         client.quitting = True
         self.world.clients.pop(client.id, None)
+        if client.monitoring:
+            monitor.forget(self, client)
         if client.registered:
-            line = f":{client.source} QUIT :{reason}\r\n".encode()
-            for peer in self.world.peers(client):
-                peer.write(line)
+            Event(f":{client.source} QUIT :{reason}", self.clock()).send_to(self.world.peers(client))
             for chan in list(client.channels.values()):
                 self.world.part(client, chan)
             self.world.remove_user(client)
+            monitor.notify_offline(self, client.nick)
             log.info("quit %s (%s)", client.nick, reason)
         client.close(error if error is not None else reason)
 
@@ -206,6 +221,7 @@ class Server:
         if now - self._last_prune > 60:
             self._last_prune = now
             self.login_throttle.prune(now)
+        self.flush_history()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue
@@ -222,6 +238,19 @@ class Server:
             elif silent > s.ping_interval:
                 client.ping_sent = now
                 client.write(f"PING :{self.name}\r\n".encode())
+
+    def flush_history(self) -> None:
+        """Write the messages recorded since the last call, off the loop, in one batch."""
+        history = self.history
+        if history is None or not history.pending:
+            return
+        items = history.take_pending()
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("history write of %d messages failed: %r", len(items), error)
+
+        self.scheduler.run_blocking(lambda: history.write(items), done)
 
     def shutdown(self, reason: str = "Server shutting down") -> None:
         """Disconnect every client with ``ERROR :<reason>``."""

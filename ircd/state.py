@@ -36,7 +36,7 @@ class Client:
         "id", "kind", "write", "close", "ip", "host",
         "nick", "nick_cf", "user", "realname", "source",
         "password", "account", "registered", "pending", "quitting",
-        "caps", "cap_negotiating", "cap_version",
+        "caps", "tagmask", "cap_negotiating", "cap_version", "monitoring", "sasl",
         "modes", "away", "channels", "invites",
         "signon", "last_active", "last_seen", "ping_sent", "resume",
     )
@@ -61,6 +61,9 @@ class Client:
         self.pending = False          # an account check runs off the event loop
         self.quitting = False
         self.caps: set[str] = set()
+        self.tagmask = 0              # ircd.capabilities TAG_* bits, from caps
+        self.monitoring: set[str] = set()   # casefolded nicks on this client's MONITOR list
+        self.sasl: object = None      # an in-progress SASL exchange (ircd.commands.sasl)
         self.cap_negotiating = False
         self.cap_version = 0
         self.modes: set[str] = set()
@@ -144,16 +147,19 @@ class World:
 
     ``users`` maps casefolded nicks to registered clients (the nick table);
     ``channels`` maps casefolded channel names to channels; ``clients`` holds
-    every connection, registered or not, by id.
+    every connection, registered or not, by id; ``monitors`` maps casefolded
+    nicks to the clients that MONITOR them.
     """
 
-    __slots__ = ("users", "channels", "clients", "max_users")
+    __slots__ = ("users", "channels", "clients", "max_users", "monitors")
 
     def __init__(self) -> None:
         self.users: dict[str, Client] = {}
         self.channels: dict[str, Channel] = {}
         self.clients: dict[int, Client] = {}
         self.max_users = 0
+        # MONITOR (IRCv3): casefolded nick -> the clients watching it
+        self.monitors: dict[str, set[Client]] = {}
 
     def find_user(self, nick: str) -> Client | None:
         return self.users.get(casefold(nick))

@@ -3,10 +3,20 @@
 Where is X handled? ``registration.py`` (CAP PASS NICK USER PING PONG QUIT),
 ``messaging.py`` (PRIVMSG NOTICE), ``channels.py`` (JOIN PART TOPIC NAMES
 LIST KICK INVITE MODE), ``queries.py`` (WHO WHOIS WHOWAS ISON USERHOST AWAY
-LUSERS MOTD VERSION TIME). The table and dispatcher are in ``registry.py``.
+LUSERS MOTD VERSION TIME SETNAME), ``sasl.py`` (AUTHENTICATE), ``monitor.py``
+(MONITOR), ``chathistory.py`` (CHATHISTORY). The table and dispatcher are in
+``registry.py``; capabilities are listed in ``ircd/capabilities.py``.
 """
 
-from ircd.commands import channels, messaging, queries, registration  # noqa: F401
+from ircd.commands import (  # noqa: F401
+    channels,
+    chathistory,
+    messaging,
+    monitor,
+    queries,
+    registration,
+    sasl,
+)
 from ircd.commands.registry import COMMANDS, Context, command, dispatch
 
 __all__ = ["COMMANDS", "Context", "command", "dispatch"]

@@ -7,7 +7,9 @@ operator; new channels are ``+nt``.
 
 from __future__ import annotations
 
+from ircd.commands.chathistory import send_batch
 from ircd.commands.registry import Context, command
+from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_channel
 from ircd.protocol.masks import mask_match, normalize_ban_mask
@@ -66,15 +68,35 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
             return
         modes = ""
     client.invites.discard(cf)
-    line = f":{client.source} JOIN {chan.name}"
-    data = (line + "\r\n").encode()
+    t = server.clock()
+    basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
+    extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
+                     t, account=client.account)
+    away = (Event(f":{client.source} AWAY :{client.away}", t, account=client.account)
+            if client.away is not None else None)
     for member in chan.members:
-        member.write(data)
+        event = extended if "extended-join" in member.caps else basic
+        member.write(event.bytes_for(member.tagmask))
+        if away is not None and "away-notify" in member.caps:
+            member.write(away.bytes_for(member.tagmask))
     world.join(client, chan, modes)
-    reply.raw(line)
+    own = extended if "extended-join" in client.caps else basic
+    reply.raw(own.str_for(client.tagmask))
     if chan.topic:
         send_topic(chan, reply)
     send_names(server, client, chan, reply)
+    replay = server.config.history.autoreplay_lines
+    if replay and server.history is not None:
+        items = server.history.items(cf)[-replay:]
+        if items:
+            send_batch(client, reply, chan.name, items)
+
+
+def broadcast(server, chan: Channel, client: Client, line: str, reply: Reply) -> None:
+    """Send ``line`` from ``client`` to every member of ``chan``, the client through ``reply``."""
+    event = Event(line, server.clock(), account=client.account)
+    event.send_to(chan.members, exclude=client)
+    reply.raw(event.str_for(client.tagmask))
 
 
 @command("JOIN", min_params=1)
@@ -98,11 +120,7 @@ def handle_join(ctx: Context, msg: Message) -> None:
 def part_channel(server, client: Client, chan: Channel, reason: str | None, reply: Reply) -> None:
     """Remove ``client`` from ``chan`` and tell every member (the client through ``reply``)."""
     line = f":{client.source} PART {chan.name}" + (f" :{reason}" if reason else "")
-    data = (line + "\r\n").encode()
-    for member in chan.members:
-        if member is not client:
-            member.write(data)
-    reply.raw(line)
+    broadcast(server, chan, client, line, reply)
     server.world.part(client, chan)
 
 
@@ -155,12 +173,7 @@ def handle_topic(ctx: Context, msg: Message) -> None:
     chan.topic = msg.params[1][: ctx.server.config.server.topiclen]
     chan.topic_by = client.source
     chan.topic_at = ctx.server.clock()
-    line = f":{client.source} TOPIC {chan.name} :{chan.topic}"
-    data = (line + "\r\n").encode()
-    for m in chan.members:
-        if m is not client:
-            m.write(data)
-    reply.raw(line)
+    broadcast(ctx.server, chan, client, f":{client.source} TOPIC {chan.name} :{chan.topic}", reply)
 
 
 # -- NAMES / LIST ----------------------------------------------------------
@@ -262,12 +275,8 @@ def handle_kick(ctx: Context, msg: Message) -> None:
             reply.numeric(N.ERR_USERNOTINCHANNEL, target.nick, chan.name,
                           "They aren't on that channel")
             continue
-        line = f":{client.source} KICK {chan.name} {target.nick} :{reason}"
-        data = (line + "\r\n").encode()
-        for m in chan.members:
-            if m is not client:
-                m.write(data)
-        reply.raw(line)
+        broadcast(server, chan, client, f":{client.source} KICK {chan.name} {target.nick} :{reason}",
+                  reply)
         server.world.part(target, chan)
 
 
@@ -294,7 +303,11 @@ def handle_invite(ctx: Context, msg: Message) -> None:
         return
     target.invites.add(casefold(chan.name))
     reply.numeric(N.RPL_INVITING, target.nick, chan.name)
-    target.write(f":{client.source} INVITE {target.nick} {chan.name}\r\n".encode())
+    event = Event(f":{client.source} INVITE {target.nick} {chan.name}", server.clock(),
+                  account=client.account)
+    target.write(event.bytes_for(target.tagmask))
+    # invite-notify: the other members who asked for it see the invitation too.
+    event.send_to([m for m in chan.members if "invite-notify" in m.caps and m is not client])
     if target.away is not None:
         reply.numeric(N.RPL_AWAY, target.nick, target.away)
 
@@ -415,11 +428,7 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
         if arg is not None:
             out_args.append(arg)
     line = " ".join([f":{client.source} MODE {chan.name} {out}", *out_args])
-    data = (line + "\r\n").encode()
-    for m in chan.members:
-        if m is not client:
-            m.write(data)
-    reply.raw(line)
+    broadcast(server, chan, client, line, reply)
 
 
 def _apply_channel_mode(ctx: Context, chan: Channel, adding: bool, ch: str,

@@ -1,15 +1,20 @@
-"""PRIVMSG and NOTICE: the messages people send each other.
+"""PRIVMSG, NOTICE and TAGMSG: the messages people send each other.
 
-RFC 2812 sections 3.3.1 and 3.3.2, "Modern IRC". A message to a channel is
-serialised once and written to every other member; a message to a nick goes
-to that user, or gets 401 ERR_NOSUCHNICK ("the user is not online"). NOTICE
-never gets an error reply (RFC 2812 section 3.3.2). ``@#chan`` and ``+#chan``
-(ISUPPORT STATUSMSG) reach only operators, or voiced users and operators.
+RFC 2812 sections 3.3.1 and 3.3.2, "Modern IRC"; IRCv3 message-tags
+(client-only ``+tags``, ``TAGMSG``, ``msgid``), server-time, account-tag and
+echo-message. A message to a channel is one :class:`~ircd.events.Event`,
+serialised once per distinct tag set and written to every other member; a
+message to a nick goes to that user, or gets 401 ERR_NOSUCHNICK ("the user is
+not online"). NOTICE never gets an error reply (RFC 2812 section 3.3.2).
+``@#chan`` and ``+#chan`` (ISUPPORT STATUSMSG) reach only operators, or voiced
+users and operators. PRIVMSG and NOTICE to channels and between accounts are
+recorded in the history (CHATHISTORY).
 """
 
 from __future__ import annotations
 
 from ircd.commands.registry import Context, command
+from ircd.events import Event, new_msgid
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
@@ -17,25 +22,33 @@ from ircd.protocol.message import Message
 
 def _relay(ctx: Context, msg: Message, verb: str) -> None:
     client, reply, server = ctx.client, ctx.reply, ctx.server
-    notice = verb == "NOTICE"
+    quiet = verb != "PRIVMSG"  # NOTICE never answers with errors; TAGMSG answers below
+    tagmsg = verb == "TAGMSG"
     params = msg.params
     if not params or not params[0]:
-        if not notice:
+        if not quiet or tagmsg:
             reply.numeric(N.ERR_NORECIPIENT, f"No recipient given ({verb})")
         return
-    if len(params) < 2 or not params[1]:
-        if not notice:
+    if tagmsg:
+        text = None
+    elif len(params) < 2 or not params[1]:
+        if not quiet:
             reply.numeric(N.ERR_NOTEXTTOSEND, "No text to send")
         return
-    text = params[1]
+    else:
+        text = params[1]
+    errors = not quiet or tagmsg
+    client_tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else None
     targets = params[0].split(",")
     maxtargets = server.config.server.maxtargets
     if len(targets) > maxtargets:
-        if not notice:
+        if errors:
             for extra in targets[maxtargets:]:
                 reply.numeric(N.ERR_TOOMANYTARGETS, extra, "Too many recipients")
         targets = targets[:maxtargets]
     world = server.world
+    now = server.clock()
+    echo = "echo-message" in client.caps
     for target in targets:
         status = ""
         name = target
@@ -45,39 +58,54 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         if name[:1] == "#":
             chan = world.channels.get(casefold(name))
             if chan is None:
-                if not notice:
+                if errors:
                     reply.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
                 continue
             members = chan.members
             my_modes = members.get(client)
             if my_modes is None:
                 if "n" in chan.modes:
-                    if not notice:
+                    if errors:
                         reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                     continue
                 my_modes = ""
             if not my_modes and ("m" in chan.modes or (chan.bans and _banned(chan, client))):
-                if not notice:
+                if errors:
                     reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                 continue
-            data = f":{client.source} {verb} {status}{chan.name} :{text}\r\n".encode()
-            if status:
+            line = (f":{client.source} {verb} {status}{chan.name} :{text}" if text is not None
+                    else f":{client.source} TAGMSG {status}{chan.name}")
+            event = Event(line, now, new_msgid(), client.account, client_tags)
+            if tagmsg:
+                recipients = [m for m in members if m.tagmask & 1]
+            elif status:
                 need = "o" if "@" in status else "ov"
-                for member, modes in members.items():
-                    if member is not client and any(m in modes for m in need):
-                        member.write(data)
+                recipients = [m for m, modes in members.items() if any(x in modes for x in need)]
             else:
-                for member in members:
-                    if member is not client:
-                        member.write(data)
+                recipients = members
+            event.send_to(recipients, exclude=client)
+            if echo:
+                reply.raw(event.str_for(client.tagmask))
+            if text is not None and not status and server.history is not None:
+                server.history.record_channel(chan, client, verb, text, event)
         else:
             user = world.users.get(casefold(name))
             if user is None:
-                if not notice:
+                if errors:
                     reply.numeric(N.ERR_NOSUCHNICK, name, "No such nick/channel")
                 continue
-            user.write(f":{client.source} {verb} {user.nick} :{text}\r\n".encode())
-            if user.away is not None and not notice:
+            line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
+                    else f":{client.source} TAGMSG {user.nick}")
+            event = Event(line, now, new_msgid(), client.account, client_tags)
+            # To yourself: delivered once; echo-message does not add a second copy.
+            if (not tagmsg or user.tagmask & 1) and not (echo and user is client):
+                mask = user.tagmask
+                user.write(event.bytes_for(mask) if mask else event.plain)
+            if echo:
+                reply.raw(event.str_for(client.tagmask))
+            if text is not None and server.history is not None:
+                server.history.record_direct(client, user, verb, text, event)
+            if user.away is not None and verb == "PRIVMSG":
                 reply.numeric(N.RPL_AWAY, user.nick, user.away)
 
 
@@ -97,3 +125,9 @@ def handle_privmsg(ctx: Context, msg: Message) -> None:
 def handle_notice(ctx: Context, msg: Message) -> None:
     """``NOTICE <target>{,<target>} :<text>``: like PRIVMSG, but never answered with an error."""
     _relay(ctx, msg, "NOTICE")
+
+
+@command("TAGMSG", updates_idle=True)
+def handle_tagmsg(ctx: Context, msg: Message) -> None:
+    """``@+tag TAGMSG <target>``: tags only, to recipients with message-tags (IRCv3 message-tags)."""
+    _relay(ctx, msg, "TAGMSG")

@@ -1,4 +1,5 @@
-"""User and server queries: WHO, WHOIS, WHOWAS, ISON, USERHOST, AWAY, LUSERS, MOTD, VERSION, TIME.
+"""User and server queries and user state: WHO (and WHOX), WHOIS, WHOWAS, ISON, USERHOST,
+AWAY, SETNAME, LUSERS, MOTD, VERSION, TIME.
 
 RFC 2812 sections 3.4 (server queries), 3.6 (user based queries), 4.1 (AWAY),
 4.8 and 4.9 (USERHOST, ISON); "Modern IRC" for the numerics.
@@ -10,6 +11,7 @@ import time
 
 from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import Context, command
+from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
 from ircd.protocol.message import Message
@@ -20,32 +22,67 @@ def _shares_channel(a: Client, b: Client) -> bool:
     return any(cf in b.channels for cf in a.channels)
 
 
-def _who_line(ctx: Context, user: Client, chan: Channel | None) -> None:
+WHOX_ORDER = "tcuihsnfdlaor"
+
+
+def _who_line(ctx: Context, user: Client, chan: Channel | None,
+              whox: tuple[str, str] | None = None) -> None:
+    """One 352 RPL_WHOREPLY, or with WHOX (``whox=(fields, token)``) one 354 RPL_WHOSPCRPL."""
+    server = ctx.server
     flags = "G" if user.away is not None else "H"
     if chan is not None:
         flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
-    ctx.reply.numeric(N.RPL_WHOREPLY, chan.name if chan else "*", user.user, user.host,
-                      ctx.server.name, user.nick, flags, f"0 {user.realname}")
+    if whox is None:
+        ctx.reply.numeric(N.RPL_WHOREPLY, chan.name if chan else "*", user.user, user.host,
+                          server.name, user.nick, flags, f"0 {user.realname}")
+        return
+    fields, token = whox
+    values = {
+        "t": token or "0",
+        "c": chan.name if chan else "*",
+        "u": user.user,
+        "i": user.ip if user is ctx.client else "255.255.255.255",
+        "h": user.host,
+        "s": server.name,
+        "n": user.nick,
+        "f": flags,
+        "d": "0",
+        "l": str(max(0, int(server.clock() - user.last_active))),
+        "a": user.account or "0",
+        "o": "n/a",
+        "r": user.realname,
+    }
+    out = [values[f] for f in WHOX_ORDER if f in fields]
+    if "r" in fields:
+        ctx.reply.numeric(N.RPL_WHOSPCRPL, *out)
+    else:
+        # No free-text field: the last value is sent as is (it has no spaces).
+        ctx.reply.lines.append(f":{server.name} {N.RPL_WHOSPCRPL} {ctx.client.nick} " + " ".join(out))
 
 
 @command("WHO")
 def handle_who(ctx: Context, msg: Message) -> None:
-    """``WHO [<mask>]``: 352 RPL_WHOREPLY per match, then 315 (RFC 2812 section 3.6.1).
+    """``WHO [<mask> [%<fields>[,<token>]]]``: 352 (or WHOX 354) per match, then 315.
 
+    RFC 2812 section 3.6.1 and the WHOX extension (ISUPPORT ``WHOX``).
     ``<mask>`` is a channel, a nick, or a glob over nicks, hosts and real
     names. Invisible (+i) users are listed only to people who share a channel.
     """
     world, client = ctx.server.world, ctx.client
     mask = msg.params[0] if msg.params and msg.params[0] else "*"
+    whox = None
+    if len(msg.params) > 1 and msg.params[1].startswith("%"):
+        fields, _, token = msg.params[1][1:].partition(",")
+        whox = (fields, token[:3] if token.isdigit() else "")
     if mask[:1] == "#":
         chan = world.find_channel(mask)
         if chan is not None and ("s" not in chan.modes or client in chan.members):
             for member in chan.members:
-                _who_line(ctx, member, chan)
+                _who_line(ctx, member, chan, whox)
     else:
         exact = world.find_user(mask)
         if exact is not None:
-            _who_line(ctx, exact, None)
+            _who_line(ctx, exact, None, whox)
         else:
             everyone = mask in ("*", "0")
             for user in world.users.values():
@@ -53,7 +90,7 @@ def handle_who(ctx: Context, msg: Message) -> None:
                     continue
                 if everyone or any(mask_match(mask, f) for f in (user.nick, user.host,
                                                                  user.realname, user.source)):
-                    _who_line(ctx, user, None)
+                    _who_line(ctx, user, None, whox)
     ctx.reply.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
 
@@ -125,14 +162,46 @@ def handle_userhost(ctx: Context, msg: Message) -> None:
 
 @command("AWAY")
 def handle_away(ctx: Context, msg: Message) -> None:
-    """``AWAY [:<message>]``: 306 RPL_NOWAWAY, or 305 RPL_UNAWAY without a message."""
-    client = ctx.client
+    """``AWAY [:<message>]``: 306 RPL_NOWAWAY, or 305 RPL_UNAWAY without a message.
+
+    Channel peers with ``away-notify`` (IRCv3) are sent ``AWAY [:<message>]``.
+    """
+    client, server = ctx.client, ctx.server
     if msg.params and msg.params[0]:
-        client.away = msg.params[0][: ctx.server.config.server.awaylen]
+        client.away = msg.params[0][: server.config.server.awaylen]
         ctx.reply.numeric(N.RPL_NOWAWAY, "You have been marked as being away")
+        line = f":{client.source} AWAY :{client.away}"
     else:
+        if client.away is None:
+            ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
+            return
         client.away = None
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
+        line = f":{client.source} AWAY"
+    event = Event(line, server.clock(), account=client.account)
+    event.send_to([p for p in server.world.peers(client) if "away-notify" in p.caps])
+
+
+REALNAME_MAX = 100
+
+
+@command("SETNAME", min_params=1)
+def handle_setname(ctx: Context, msg: Message) -> None:
+    """``SETNAME :<realname>`` (IRCv3 setname): peers with ``setname`` see the change.
+
+    Too long or empty: ``FAIL SETNAME INVALID_REALNAME`` (standard replies).
+    """
+    client, server = ctx.client, ctx.server
+    name = msg.params[0]
+    if not name or len(name) > REALNAME_MAX:
+        ctx.reply.send("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid",
+                       trailing=True)
+        return
+    client.realname = name
+    event = Event(f":{client.source} SETNAME :{name}", server.clock(), account=client.account)
+    event.send_to([p for p in server.world.peers(client) if "setname" in p.caps])
+    if "setname" in client.caps:
+        ctx.reply.raw(event.str_for(client.tagmask))
 
 
 @command("LUSERS")

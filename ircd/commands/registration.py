@@ -21,21 +21,16 @@ import logging
 import time
 
 from ircd.accounts import LoginResult
+from ircd.capabilities import tagmask
+from ircd.commands import monitor
 from ircd.commands.registry import Context, command
+from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import Message
 from ircd.reply import Reply
 
 log = logging.getLogger("ircd.registration")
-
-# Capabilities offered (IRCv3). Each is fully implemented; values are sent to
-# clients that ask with CAP LS 302.
-CAPABILITIES: dict[str, str | None] = {
-    "cap-notify": None,
-    "multi-prefix": None,
-    "userhost-in-names": None,
-}
 
 USER_MODES = "iw"
 
@@ -61,9 +56,9 @@ def handle_cap(ctx: Context, msg: Message) -> None:
         client.cap_version = max(client.cap_version, version)
         if client.cap_version >= 302:
             client.caps.add("cap-notify")  # implied by 302 (spec, "cap-notify")
-            items = [k if v is None else f"{k}={v}" for k, v in CAPABILITIES.items()]
+            items = [k if v is None else f"{k}={v}" for k, v in ctx.server.capabilities.items()]
         else:
-            items = list(CAPABILITIES)
+            items = list(ctx.server.capabilities)
         _send_cap_list(reply, target, "LS", items, multiline=client.cap_version >= 302)
     elif sub == "LIST":
         _send_cap_list(reply, target, "LIST", sorted(client.caps), multiline=client.cap_version >= 302)
@@ -74,7 +69,7 @@ def handle_cap(ctx: Context, msg: Message) -> None:
         ok = bool(wanted)
         for item in wanted:
             name = item[1:] if item.startswith("-") else item
-            if name not in CAPABILITIES:
+            if name not in ctx.server.capabilities:
                 ok = False
         if ok:
             for item in wanted:
@@ -82,8 +77,12 @@ def handle_cap(ctx: Context, msg: Message) -> None:
                     client.caps.discard(item[1:])
                 else:
                     client.caps.add(item)
+            client.tagmask = tagmask(client.caps)
         reply.send("CAP", target, "ACK" if ok else "NAK", " ".join(wanted), trailing=True)
     elif sub == "END":
+        if client.sasl is not None and client.sasl != "done":
+            client.sasl = None  # CAP END during SASL aborts it (IRCv3 SASL 3.1)
+            reply.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
         if not client.registered:
             client.cap_negotiating = False
             try_register(ctx.server, client, reply)
@@ -152,11 +151,14 @@ def handle_nick(ctx: Context, msg: Message) -> None:
     if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
         reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
         return
-    line = f":{client.source} NICK :{nick}\r\n".encode()
-    for peer in server.world.peers(client):
-        peer.write(line)
-    reply.raw(line.decode().rstrip("\r\n"))
+    event = Event(f":{client.source} NICK :{nick}", server.clock())
+    event.send_to(server.world.peers(client))
+    reply.raw(event.str_for(client.tagmask))
+    old = client.nick
     server.world.rename_user(client, nick)
+    if nick_cf != casefold(old):
+        monitor.notify_offline(server, old)
+        monitor.notify_online(server, client)
 
 
 def _clean_username(raw: str, fallback: str) -> str:
@@ -223,14 +225,19 @@ def try_register(server, client, reply: Reply) -> None:
         if client.password != cfg.server.password:
             _refuse(server, client, reply, "Password incorrect", "Bad server password")
             return
-        if client.nick_cf in server.account_names and not client.account:
+        if client.nick_cf in server.account_names and (
+                not client.account or casefold(client.account) != client.nick_cf):
             reply.numeric(N.ERR_NICKNAMEINUSE, client.nick,
                           "Nickname is a registered account: log in with SASL")
             return
         complete_registration(server, client, reply)
         return
-    if client.account and casefold(client.account) == client.nick_cf:
-        complete_registration(server, client, reply)  # already authenticated (SASL)
+    if client.account:  # authenticated with SASL: PASS is not asked for again
+        if client.nick_cf in server.account_names and casefold(client.account) != client.nick_cf:
+            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick,
+                          "Nickname is reserved by a registered account")
+            return
+        complete_registration(server, client, reply)
         return
     if client.password is None:
         if client.nick_cf in server.account_names:
@@ -331,7 +338,8 @@ def complete_registration(server, client, reply: Reply, created: bool = False) -
     log.info("registered %s (%s) from %s%s", client.nick, client.kind, client.ip,
              f" as account {client.account}" if client.account else " as guest")
     send_welcome(server, client, reply)
-    if client.account:
+    monitor.notify_online(server, client)
+    if client.account and client.sasl != "done":
         if created:
             reply.send("NOTICE", client.nick, f"Registered new account {client.account}",
                        trailing=True)

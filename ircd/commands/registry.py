@@ -14,13 +14,14 @@ the standard numerics, so handlers contain only their own logic:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ircd.protocol import numerics as N
-from ircd.protocol.message import Message
+from ircd.protocol.message import Message, escape_tag_value
 from ircd.reply import Reply
 
 if TYPE_CHECKING:
@@ -90,4 +91,38 @@ def dispatch(server: Server, client: Client, msg: Message) -> Reply:
         except Exception:
             log.exception("handler for %s failed (client %s)", msg.command, client.nick)
             reply.numeric(N.ERR_UNKNOWNERROR, msg.command, "Internal server error")
+    if msg.tags and "labeled-response" in client.caps:
+        label = msg.tags.get("label")
+        if label:
+            label_reply(reply, label, "batch" in client.caps)
     return reply
+
+
+_labels = itertools.count(1)
+
+
+def _with_tag(line: str, tag: str) -> str:
+    return f"@{tag};{line[1:]}" if line.startswith("@") else f"@{tag} {line}"
+
+
+def label_reply(reply: Reply, label: str, batch: bool) -> None:
+    """Mark a command's reply with its ``label`` (IRCv3 labeled-response).
+
+    No lines: one ``ACK``. One line: the line carries the label. Several: a
+    ``BATCH +id labeled-response`` carrying the label around them (every line
+    tagged ``batch=id``), when the client has ``batch``; otherwise only the
+    first line is labeled.
+    """
+    tag = "label=" + escape_tag_value(label)
+    lines = reply.lines
+    if not lines:
+        lines.append(f"@{tag} :{reply.server_name} ACK")
+    elif len(lines) == 1 or not batch:
+        lines[0] = _with_tag(lines[0], tag)
+    else:
+        ref = f"L{next(_labels)}"
+        # Lines already in a nested batch (e.g. chathistory) keep their own batch tag.
+        inner = [line if line.startswith("@") and "batch=" in line.split(" ", 1)[0]
+                 else _with_tag(line, f"batch={ref}") for line in lines]
+        reply.lines = [f"@{tag} :{reply.server_name} BATCH +{ref} labeled-response", *inner,
+                       f":{reply.server_name} BATCH -{ref}"]

@@ -1,0 +1,165 @@
+"""CHATHISTORY: message history (IRCv3 "draft/chathistory", with message-ids and server-time).
+
+Subcommands ``LATEST``, ``BEFORE``, ``AFTER``, ``AROUND``, ``BETWEEN`` take a
+target (a channel you are in, or the nick of an account you talked to while
+logged in) and selectors ``msgid=<id>`` or ``timestamp=<iso8601>`` (``*`` for
+LATEST means "up to now"); ``TARGETS <ts> <ts> <limit>`` lists the targets
+with messages in a period. Results are sent oldest first in a
+``BATCH +<id> chathistory <target>`` (``draft/chathistory-targets`` for
+TARGETS), each line with ``time`` and ``msgid``. At most ISUPPORT
+``CHATHISTORY=`` messages per request. Errors are standard replies:
+``FAIL CHATHISTORY INVALID_PARAMS|INVALID_TARGET|UNKNOWN_COMMAND ...``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ircd.capabilities import TAG_SERVER_TIME
+from ircd.commands.registry import Context, command
+from ircd.events import Event, format_time, parse_time
+from ircd.history import Item, dm_key
+from ircd.protocol.casemap import casefold
+from ircd.protocol.message import Message
+
+_BATCH_IDS = itertools.count(1)
+
+
+def new_batch_id() -> str:
+    return f"h{next(_BATCH_IDS)}"
+
+
+def _fail(ctx: Context, code: str, *params: str) -> None:
+    ctx.reply.send("FAIL", "CHATHISTORY", code, *params, trailing=True)
+
+
+def _selector(text: str) -> tuple[str, object] | None:
+    kind, sep, value = text.partition("=")
+    if not sep:
+        return None
+    if kind == "timestamp":
+        t = parse_time(value)
+        return ("timestamp", t) if t is not None else None
+    if kind == "msgid" and value:
+        return ("msgid", value)
+    return None
+
+
+def _target_key(ctx: Context, target: str) -> str | None:
+    """The history key for ``target`` if the client may read it, else None."""
+    client, world = ctx.client, ctx.server.world
+    if target[:1] == "#":
+        chan = world.find_channel(target)
+        if chan is None or client not in chan.members:
+            return None
+        return casefold(chan.name)
+    if not client.account:
+        return None
+    return dm_key(client.account, target)
+
+
+def send_batch(client, reply, target: str, items: list[Item], batch_type: str = "chathistory") -> None:
+    """Add ``items`` to ``reply`` in a batch (or plainly, for a client without ``batch``)."""
+    use_batch = "batch" in client.caps
+    ref = new_batch_id()
+    if use_batch:
+        reply.send("BATCH", "+" + ref, batch_type, target)
+    # History always carries its original time; msgid and account as the client's caps allow.
+    mask = client.tagmask | TAG_SERVER_TIME
+    for item in items:
+        line = f":{item.source} {item.command} {item.to_name} :{item.text}"
+        event = Event(line, item.t, item.msgid, item.account)
+        reply.raw(event.str_for(mask, {"batch": ref} if use_batch else None))
+    if use_batch:
+        reply.send("BATCH", "-" + ref)
+
+
+@command("CHATHISTORY", min_params=1)
+def handle_chathistory(ctx: Context, msg: Message) -> None:
+    """``CHATHISTORY <subcommand> ...`` (see the module docstring)."""
+    server = ctx.server
+    history = server.history
+    sub = msg.params[0].upper()
+    if history is None:
+        _fail(ctx, "UNKNOWN_COMMAND", sub, "History is disabled on this server")
+        return
+    limit_max = server.config.history.chathistory_limit
+    p = msg.params
+    if sub == "TARGETS":
+        if len(p) < 4:
+            _fail(ctx, "INVALID_PARAMS", sub, "Not enough parameters")
+            return
+        a, b = _selector(p[1]), _selector(p[2])
+        if not a or not b or a[0] != "timestamp" or b[0] != "timestamp" or not p[3].isdigit():
+            _fail(ctx, "INVALID_PARAMS", sub, "Invalid parameters")
+            return
+        client = ctx.client
+        keys: dict[str, str] = {casefold(c.name): c.name for c in client.channels.values()}
+        if client.account:
+            mine = casefold(client.account)
+            for key in list(history.targets):
+                if key.startswith("dm:"):
+                    _, x, y = key.split(":", 2)
+                    if mine in (x, y):
+                        keys[key] = y if x == mine else x
+        found = history.targets_between(list(keys), a[1], b[1], min(int(p[3]), limit_max))
+        ref = new_batch_id()
+        use_batch = "batch" in client.caps
+        if use_batch:
+            ctx.reply.send("BATCH", "+" + ref, "draft/chathistory-targets")
+        for key, t in found:
+            tags = f"@batch={ref} " if use_batch else ""
+            ctx.reply.raw(f"{tags}:{server.name} CHATHISTORY TARGETS {keys[key]} "
+                          f"timestamp={format_time(t)}")
+        if use_batch:
+            ctx.reply.send("BATCH", "-" + ref)
+        return
+    if sub not in ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN"):
+        _fail(ctx, "UNKNOWN_COMMAND", sub, "Unknown subcommand")
+        return
+    need = 5 if sub == "BETWEEN" else 4
+    if len(p) < need or not p[-1].isdigit():
+        _fail(ctx, "INVALID_PARAMS", sub, "Not enough or invalid parameters")
+        return
+    target = p[1]
+    limit = min(int(p[-1]), limit_max)
+    key = _target_key(ctx, target)
+    if key is None:
+        _fail(ctx, "INVALID_TARGET", sub, target, "No such target or no access")
+        return
+    items = history.items(key)
+    if sub == "LATEST":
+        if p[2] == "*":
+            result = items[-limit:] if limit else []
+        else:
+            ref = _selector(p[2])
+            t = history.position(items, ref) if ref else None
+            if t is None:
+                _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
+                return
+            result = history.after(items, t, len(items))[-limit:] if limit else []
+    elif sub == "BETWEEN":
+        r1, r2 = _selector(p[2]), _selector(p[3])
+        t1 = history.position(items, r1) if r1 else None
+        t2 = history.position(items, r2) if r2 else None
+        if t1 is None or t2 is None:
+            _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
+            return
+        lo, hi = min(t1, t2), max(t1, t2)
+        inside = [x for x in items if lo < x.t < hi]
+        result = inside[:limit] if t1 <= t2 else inside[-limit:]
+    else:
+        ref = _selector(p[2])
+        t = history.position(items, ref) if ref else None
+        if t is None:
+            _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
+            return
+        if sub == "BEFORE":
+            result = history.before(items, t, limit)
+        elif sub == "AFTER":
+            result = history.after(items, t, limit)
+        else:  # AROUND
+            half = limit // 2
+            before = history.before(items, t, half)
+            result = before + history.after(items, t - 1e-9, limit - len(before))
+    send_batch(ctx.client, ctx.reply, target, result)

@@ -1,0 +1,131 @@
+"""MONITOR: presence notifications (IRCv3 "Monitor", ircv3.net/specs/extensions/monitor).
+
+``MONITOR + nick{,nick}`` adds nicks to the client's list and answers at once
+with 730 RPL_MONONLINE / 731 RPL_MONOFFLINE; afterwards the client is told
+whenever one of them comes online (registers, or a user takes the nick) or
+goes offline (quits, disconnects, or changes nick). ``-`` removes, ``C``
+clears, ``L`` lists (732/733), ``S`` shows the status of every entry. The
+list holds at most ISUPPORT ``MONITOR=`` entries (734 ERR_MONLISTFULL).
+
+This is the assignment's presence feature: who is online at login, then
+updates as users log in and out.
+"""
+
+from __future__ import annotations
+
+from ircd.commands.registry import Context, command
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold, is_valid_nick
+from ircd.protocol.message import Message
+from ircd.state import Client
+
+MONITOR_LIMIT = 100
+
+
+def _send(server, watchers, code: str, text: str) -> None:
+    for w in watchers:
+        w.write(f":{server.name} {code} {w.nick} :{text}\r\n".encode())
+
+
+def notify_online(server, client: Client) -> None:
+    """Tell the watchers of ``client.nick`` that it is online (730)."""
+    watchers = server.world.monitors.get(client.nick_cf)
+    if watchers:
+        _send(server, list(watchers), N.RPL_MONONLINE, client.source)
+
+
+def notify_offline(server, nick: str) -> None:
+    """Tell the watchers of ``nick`` that it went offline (731)."""
+    watchers = server.world.monitors.get(casefold(nick))
+    if watchers:
+        _send(server, list(watchers), N.RPL_MONOFFLINE, nick)
+
+
+def forget(server, client: Client) -> None:
+    """Drop ``client``'s whole MONITOR list (on quit, or MONITOR C)."""
+    monitors = server.world.monitors
+    for cf in client.monitoring:
+        watchers = monitors.get(cf)
+        if watchers is not None:
+            watchers.discard(client)
+            if not watchers:
+                del monitors[cf]
+    client.monitoring.clear()
+
+
+def _chunks(items: list[str], size: int = 400) -> list[str]:
+    out, cur = [], ""
+    for item in items:
+        if cur and len(cur) + len(item) + 1 > size:
+            out.append(cur)
+            cur = ""
+        cur = f"{cur},{item}" if cur else item
+    if cur:
+        out.append(cur)
+    return out
+
+
+@command("MONITOR", min_params=1)
+def handle_monitor(ctx: Context, msg: Message) -> None:
+    """``MONITOR {+|-} <nick>{,<nick>}``, ``MONITOR C``, ``MONITOR L``, ``MONITOR S``."""
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    world = server.world
+    sub = msg.params[0]
+    if sub in ("+", "-"):
+        if len(msg.params) < 2:
+            reply.numeric(N.ERR_NEEDMOREPARAMS, "MONITOR", "Not enough parameters")
+            return
+        nicks = [n for n in msg.params[1].split(",") if n]
+        if sub == "-":
+            for nick in nicks:
+                cf = casefold(nick)
+                if cf in client.monitoring:
+                    client.monitoring.discard(cf)
+                    watchers = world.monitors.get(cf)
+                    if watchers is not None:
+                        watchers.discard(client)
+                        if not watchers:
+                            del world.monitors[cf]
+            return
+        online, offline = [], []
+        for i, nick in enumerate(nicks):
+            if not is_valid_nick(nick, server.config.server.nicklen):
+                continue
+            cf = casefold(nick)
+            if cf not in client.monitoring:
+                if len(client.monitoring) >= MONITOR_LIMIT:
+                    reply.numeric(N.ERR_MONLISTFULL, str(MONITOR_LIMIT), ",".join(nicks[i:]),
+                                  "Monitor list is full.")
+                    break
+                client.monitoring.add(cf)
+                world.monitors.setdefault(cf, set()).add(client)
+            user = world.users.get(cf)
+            if user is not None:
+                online.append(user.source)
+            else:
+                offline.append(nick)
+        for chunk in _chunks(online):
+            reply.numeric(N.RPL_MONONLINE, chunk)
+        for chunk in _chunks(offline):
+            reply.numeric(N.RPL_MONOFFLINE, chunk)
+    elif sub.upper() == "C":
+        forget(server, client)
+    elif sub.upper() == "L":
+        names = []
+        for cf in sorted(client.monitoring):
+            user = world.users.get(cf)
+            names.append(user.nick if user else cf)
+        for chunk in _chunks(names):
+            reply.numeric(N.RPL_MONLIST, chunk)
+        reply.numeric(N.RPL_ENDOFMONLIST, "End of MONITOR list")
+    elif sub.upper() == "S":
+        online, offline = [], []
+        for cf in sorted(client.monitoring):
+            user = world.users.get(cf)
+            (online.append(user.source) if user else offline.append(cf))
+        for chunk in _chunks(online):
+            reply.numeric(N.RPL_MONONLINE, chunk)
+        for chunk in _chunks(offline):
+            reply.numeric(N.RPL_MONOFFLINE, chunk)
+    else:
+        reply.numeric(N.ERR_UNKNOWNCOMMAND, "MONITOR", "Unknown MONITOR subcommand")

@@ -1,0 +1,149 @@
+"""AUTHENTICATE: SASL PLAIN login (IRCv3 "SASL Authentication" 3.1/3.2).
+
+``AUTHENTICATE PLAIN`` is answered with ``AUTHENTICATE +``; the client then
+sends ``base64(authzid NUL authcid NUL password)`` in chunks of 400 bytes (a
+chunk of exactly 400 bytes means more follow; ``+`` alone is an empty chunk).
+The password is checked against the same account store as ``PASS`` login,
+off the event loop, and counts toward the same login throttling.
+
+Replies: 900 RPL_LOGGEDIN and 903 RPL_SASLSUCCESS; 904 ERR_SASLFAIL (wrong
+password, unknown account, malformed payload); 905 ERR_SASLTOOLONG (a chunk
+over 400 bytes, or more than 8 KiB in all); 906 ERR_SASLABORTED
+(``AUTHENTICATE *``); 907 ERR_SASLALREADY (already logged in); 908
+RPL_SASLMECHS with 904 for an unknown mechanism. Logging in after
+registration is allowed and is announced to channel peers with
+``account-notify`` (``ACCOUNT <name>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from ircd.commands.registry import Context, command
+from ircd.events import Event
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold
+from ircd.protocol.message import Message
+
+log = logging.getLogger("ircd.sasl")
+
+MECHANISMS = ("PLAIN",)
+CHUNK = 400
+MAX_PAYLOAD = 8192
+
+
+class SaslExchange:
+    """One SASL exchange in progress: the mechanism and the base64 chunks so far."""
+
+    __slots__ = ("mechanism", "buffer")
+
+    def __init__(self, mechanism: str) -> None:
+        self.mechanism = mechanism
+        self.buffer = ""
+
+
+def _fail(ctx: Context, code: str = N.ERR_SASLFAIL, text: str = "SASL authentication failed") -> None:
+    ctx.client.sasl = None
+    ctx.reply.numeric(code, text)
+
+
+@command("AUTHENTICATE", min_params=1, pre_registration=True)
+def handle_authenticate(ctx: Context, msg: Message) -> None:
+    """One step of a SASL exchange (see the module docstring)."""
+    client, reply = ctx.client, ctx.reply
+    arg = msg.params[0]
+    if arg == "*":
+        if isinstance(client.sasl, SaslExchange):
+            _fail(ctx, N.ERR_SASLABORTED, "SASL authentication aborted")
+        else:
+            _fail(ctx)
+        return
+    if client.account:
+        reply.numeric(N.ERR_SASLALREADY, "You have already authenticated using SASL")
+        return
+    exchange = client.sasl if isinstance(client.sasl, SaslExchange) else None
+    if exchange is None:
+        mechanism = arg.upper()
+        if mechanism not in MECHANISMS:
+            reply.numeric(N.RPL_SASLMECHS, ",".join(MECHANISMS), "are available SASL mechanisms")
+            _fail(ctx)
+            return
+        client.sasl = SaslExchange(mechanism)
+        reply.send("AUTHENTICATE", "+")
+        return
+    if len(arg) > CHUNK:
+        _fail(ctx, N.ERR_SASLTOOLONG, "SASL message too long")
+        return
+    if arg != "+":
+        exchange.buffer += arg
+    if len(exchange.buffer) > MAX_PAYLOAD:
+        _fail(ctx, N.ERR_SASLTOOLONG, "SASL message too long")
+        return
+    if len(arg) == CHUNK:
+        return  # more chunks follow
+    _plain(ctx, exchange.buffer)
+
+
+def _plain(ctx: Context, payload: str) -> None:
+    server, client = ctx.server, ctx.client
+    try:
+        fields = base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
+    except (binascii.Error, UnicodeDecodeError):
+        _fail(ctx)
+        return
+    if len(fields) != 3 or not fields[1] or not fields[2]:
+        _fail(ctx)
+        return
+    authzid, authcid, password = fields
+    if authzid and casefold(authzid) != casefold(authcid):
+        _fail(ctx)  # acting as another account is not supported
+        return
+    account_cf = casefold(authcid)
+    throttle = server.login_throttle
+    wait = throttle.locked_for(client.ip, account_cf, server.clock())
+    if wait > 0:
+        _fail(ctx, N.ERR_SASLFAIL,
+              f"Too many failed login attempts; try again in {int(wait) + 1} seconds")
+        return
+    if account_cf not in server.account_names:
+        throttle.failure(client.ip, account_cf, server.clock())
+        _fail(ctx)
+        return
+    client.sasl = None
+    client.pending = True
+
+    def done(ok: bool | None, error: BaseException | None) -> None:
+        client.pending = False
+        if not client.quitting:
+            _finish(server, client, authcid, bool(ok) and error is None)
+        if client.resume is not None and not client.quitting:
+            client.resume()
+
+    server.scheduler.run_blocking(lambda: server.accounts.verify(authcid, password), done)
+
+
+def _finish(server, client, authcid: str, ok: bool) -> None:
+    from ircd.reply import Reply
+
+    reply = Reply(server.name, client)
+    account_cf = casefold(authcid)
+    if not ok:
+        server.login_throttle.failure(client.ip, account_cf, server.clock())
+        log.info("SASL failure for %s from %s", authcid, client.ip)
+        reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+        client.write(reply.to_bytes())
+        return
+    server.login_throttle.success(client.ip, account_cf)
+    # The account's name as registered: the nick table uses the casefolded form.
+    client.account = authcid
+    client.sasl = "done"
+    source = client.source if client.registered else f"{client.nick}!{client.user or '*'}@{client.host}"
+    reply.numeric(N.RPL_LOGGEDIN, source, client.account, f"You are now logged in as {client.account}")
+    reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
+    client.write(reply.to_bytes())
+    log.info("SASL login %s from %s", authcid, client.ip)
+    if client.registered:
+        event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
+        event.send_to([p for p in server.world.peers(client) if "account-notify" in p.caps])

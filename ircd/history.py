@@ -1,0 +1,195 @@
+"""Message history for CHATHISTORY (IRCv3 draft/chathistory) and join replay.
+
+Recent messages are kept in memory, per target, so that CHATHISTORY is
+answered synchronously, and persisted to the server's SQLite database in
+batches written off the event loop (the core hands :meth:`HistoryStore.take_pending`
+to a worker every second), so that history never slows delivery. On start
+the last ``max_per_target`` messages of every target younger than
+``retention_days`` are loaded back: history survives restarts.
+
+Targets: a channel's key is its casefolded name; a direct message between
+two accounts is kept under ``"dm:<a>:<b>"`` (the two casefolded account
+names, sorted), and only when both users are logged in to accounts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ircd.protocol.casemap import casefold
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,        -- channel casefold, or dm:<a>:<b>
+    t REAL NOT NULL,             -- unix seconds
+    msgid TEXT NOT NULL,
+    source TEXT NOT NULL,        -- nick!user@host
+    account TEXT,                -- the sender's account, if any
+    command TEXT NOT NULL,       -- PRIVMSG or NOTICE
+    to_name TEXT NOT NULL,       -- the target as addressed (#chan or nick)
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_target_t ON history (target, t);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One stored message. ``t`` is unix seconds; ``to_name`` the target as addressed."""
+
+    target: str
+    t: float
+    msgid: str
+    source: str
+    account: str | None
+    command: str
+    to_name: str
+    text: str
+
+    @property
+    def sender_nick(self) -> str:
+        return self.source.split("!", 1)[0]
+
+
+def dm_key(a: str, b: str) -> str:
+    """The history key of the conversation between accounts ``a`` and ``b``."""
+    x, y = sorted((casefold(a), casefold(b)))
+    return f"dm:{x}:{y}"
+
+
+class HistoryStore:
+    """Per-target recent history in memory, persisted to ``path`` (SQLite).
+
+    ``max_per_target`` bounds each target's messages; ``retention_days`` drops
+    older ones (0 keeps them forever). :meth:`load`, :meth:`write` and
+    :meth:`prune_disk` block (call them off the loop); the rest do not.
+    """
+
+    def __init__(self, path: str | Path, max_per_target: int = 1000,
+                 retention_days: float = 30.0) -> None:
+        self.path = Path(path)
+        self.max_per_target = max_per_target
+        self.retention_days = retention_days
+        self.targets: dict[str, deque[Item]] = {}
+        self.by_msgid: dict[str, Item] = {}
+        self.pending: list[Item] = []
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    # -- blocking (worker thread) ------------------------------------------
+
+    def load(self, now: float) -> int:
+        """Load the recent history from disk; returns the number of messages loaded."""
+        cutoff = now - self.retention_days * 86400 if self.retention_days > 0 else 0.0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
+                " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY t DESC) AS rn"
+                " FROM history WHERE t >= ?) WHERE rn <= ? ORDER BY t",
+                (cutoff, self.max_per_target),
+            ).fetchall()
+        for row in rows:
+            self._remember(Item(*row))
+        return len(rows)
+
+    def write(self, items: list[Item]) -> None:
+        """Append ``items`` to the database in one transaction."""
+        if not items:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO history (target, t, msgid, source, account, command, to_name, text)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i.target, i.t, i.msgid, i.source, i.account, i.command, i.to_name, i.text)
+                 for i in items],
+            )
+            self._db.execute("COMMIT")
+
+    def prune_disk(self, now: float) -> None:
+        """Delete messages older than the retention from the database."""
+        if self.retention_days > 0:
+            with self._lock:
+                self._db.execute("DELETE FROM history WHERE t < ?",
+                                 (now - self.retention_days * 86400,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- on the loop -----------------------------------------------------------
+
+    def _remember(self, item: Item) -> None:
+        q = self.targets.get(item.target)
+        if q is None:
+            q = self.targets[item.target] = deque()
+        q.append(item)
+        self.by_msgid[item.msgid] = item
+        while len(q) > self.max_per_target:
+            old = q.popleft()
+            self.by_msgid.pop(old.msgid, None)
+
+    def add(self, item: Item) -> None:
+        """Remember ``item`` and queue it for the next background write."""
+        self._remember(item)
+        self.pending.append(item)
+
+    def take_pending(self) -> list[Item]:
+        items, self.pending = self.pending, []
+        return items
+
+    def record_channel(self, chan, sender, command: str, text: str, event) -> None:
+        self.add(Item(casefold(chan.name), event.t, event.msgid, sender.source, sender.account,
+                      command, chan.name, text))
+
+    def record_direct(self, sender, target, command: str, text: str, event) -> None:
+        if sender.account and target.account:
+            self.add(Item(dm_key(sender.account, target.account), event.t, event.msgid,
+                          sender.source, sender.account, command, target.nick, text))
+
+    # -- queries (CHATHISTORY) ---------------------------------------------------
+
+    def items(self, key: str) -> list[Item]:
+        return list(self.targets.get(key, ()))
+
+    def position(self, items: list[Item], ref: tuple[str, object]) -> float | None:
+        """The timestamp a selector names: ``("timestamp", t)`` or ``("msgid", id)``."""
+        kind, value = ref
+        if kind == "timestamp":
+            return value  # type: ignore[return-value]
+        item = self.by_msgid.get(value)  # type: ignore[arg-type]
+        return item.t if item is not None else None
+
+    @staticmethod
+    def before(items: list[Item], t: float, limit: int) -> list[Item]:
+        i = bisect.bisect_left([x.t for x in items], t)
+        return items[max(0, i - limit) : i]
+
+    @staticmethod
+    def after(items: list[Item], t: float, limit: int) -> list[Item]:
+        i = bisect.bisect_right([x.t for x in items], t)
+        return items[i : i + limit]
+
+    def targets_between(self, keys: list[str], start: float, end: float,
+                        limit: int) -> list[tuple[str, float]]:
+        """``(key, latest t)`` for each key with a message in (start, end), newest last."""
+        lo, hi = min(start, end), max(start, end)
+        found = []
+        for key in keys:
+            q = self.targets.get(key)
+            if not q:
+                continue
+            latest = [x.t for x in q if lo < x.t < hi]
+            if latest:
+                found.append((key, max(latest)))
+        found.sort(key=lambda kv: kv[1])
+        return found[:limit]
