@@ -8,6 +8,7 @@ import re
 from ircd.accounts import AccountStore
 from ircd.config import Config, load_config
 from ircd.core import ImmediateScheduler, Server
+from ircd.history import HistoryStore
 from tests.support import ROOT
 
 
@@ -22,10 +23,14 @@ def test_config_toml_documents_every_default_exactly():
             assert re.search(rf"^{key.name} = ", text, re.M), f"{section.name}.{key.name} undocumented"
 
 
-def test_protocol_doc_lists_the_isupport_tokens_the_server_sends(tmp_path):
+def test_protocol_doc_lists_the_isupport_tokens_and_capabilities_the_server_sends(tmp_path):
+    history = HistoryStore(tmp_path / "db")
     core = Server(Config(), AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
-                  ImmediateScheduler())
+                  ImmediateScheduler(), history=history)
     doc = " ".join((ROOT / "docs" / "protocol.md").read_text().split())
+    for cap, value in core.capabilities.items():
+        name = cap if value is None else f"{cap}={value}"
+        assert f"| `{name}` |" in doc, f"capability {name} missing from docs/protocol.md"
     for key, value in core.isupport.items():
         token = key if value == "" else f"{key}={value}"
         assert token in doc, f"ISUPPORT token {token} missing from docs/protocol.md"
