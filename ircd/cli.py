@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ircd import __version__
 from ircd.accounts import AccountStore
-from ircd.config import Config, ConfigError, load_config
+from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.net import ExecutorScheduler, Node, make_tls_context
@@ -65,7 +65,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.tls_cert or args.tls_port is not None:
         config = config.with_overrides("tls", enabled=True, cert=args.tls_cert,
                                        key=args.tls_key, port=args.tls_port)
-    return config.with_overrides(
+    config = config.with_overrides(
         "server",
         port=args.port,
         host=args.host,
@@ -74,6 +74,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         password=args.server_password,
         log_level=args.log_level,
     )
+    validate(config, "command line")
+    return config
 
 
 NOT_RELOADABLE = {

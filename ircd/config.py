@@ -215,6 +215,8 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     return config_from_dict(data, where)
 
 
@@ -268,4 +270,6 @@ def validate(config: Config, where: str = "<config>") -> None:
                 raise ConfigError(f"{where}: 'limits.classes[{i}].networks' has a bad network: {net!r}") from None
     for key, ok, why in checks:
         if not ok:
-            raise ConfigError(f"{where}: '{key}' {why}")
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise ConfigError(f"{where}: '{key}' {why} (got {value!r})")

@@ -40,6 +40,9 @@ log = logging.getLogger("ircd.net")
 SENDQ_GRACE = 10.0
 """Seconds a connection closed for SendQ may take to drain before it is aborted."""
 
+IRC_MAX_LINE = LineDecoder().max_line
+"""Longest IRC line buffered (tags and body), bytes without CR LF."""
+
 TLS_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a TLS client has to complete its handshake."""
 
@@ -121,6 +124,9 @@ class Connection(asyncio.Protocol):
         self.client: Any = None
         self.simple: SimpleSession | None = None
         self.first_line = True
+        if dialect == "auto":
+            # Until the first line tells the dialect, allow the longer of the two limits.
+            self.decoder.max_line = max(IRC_MAX_LINE, self.core.config.simple.max_line)
         self.peer = "?"
         self.ip = "unknown"
 
@@ -173,6 +179,10 @@ class Connection(asyncio.Protocol):
                 self.core.world.clients.pop(self.client.id, None)
                 self.client = None
                 self._start_simple()
+            else:
+                self.decoder.max_line = IRC_MAX_LINE
+                lines = [LineTooLong if line is not LineTooLong and len(line) > IRC_MAX_LINE
+                         else line for line in lines]
         if self.backlog:
             self.backlog.extend(lines)
             self._check_backlog()

@@ -63,9 +63,9 @@ class SimpleSession:
     """One connection speaking the SEND/SEND-OK dialect.
 
     ``core`` is the :class:`~ircd.core.Server`; ``send(bytes)`` queues output;
-    ``close()`` closes the connection; ``ip`` is the peer address;
-    ``counts_toward_limit`` says whether this session is one of the dedicated
-    listener's clients (limited by ``simple.max_clients``, answered BUSY).
+    ``close()`` closes the connection; ``ip`` is the peer address. Every
+    logged-in session, on either port, counts toward ``simple.max_clients``
+    (one more is answered BUSY).
     """
 
     def __init__(self, core, send: Callable[[bytes], None], close: Callable[[], None],
@@ -150,6 +150,9 @@ class SimpleSession:
         target, _, text = rest.partition(" ")
         if not target or not text.strip():
             self._out("BAD-RQST-BODY")
+            return
+        if "," in target:
+            self._out("BAD-DEST-USER")  # names never contain commas: one recipient per SEND
             return
         core = self.core
         dest = core.world.find_user(target)

@@ -6,7 +6,7 @@ split on LF and one trailing CR is removed.  Empty lines are ignored, as the
 RFC allows.
 
 The decoder never buffers more than ``max_line`` bytes of an unterminated
-line: once that is exceeded the rest of the line is discarded up to the next LF
+line (a final CR, which may be half of CR LF, is remembered apart): once that is exceeded the rest of the line is discarded up to the next LF
 and a :data:`LineTooLong` marker is emitted in its place, so a peer that never
 sends a line ending cannot make the server hold more than one maximum line.
 """
@@ -38,10 +38,11 @@ class LineDecoder:
     by :func:`ircd.protocol.message.parse_line`.
     """
 
-    __slots__ = ("_buf", "_discarding", "max_line")
+    __slots__ = ("_buf", "_cr", "_discarding", "max_line")
 
     def __init__(self, max_line: int = 8189) -> None:
         self._buf = b""
+        self._cr = False  # the unfinished line ended in CR (kept out of _buf)
         self._discarding = False
         self.max_line = max_line
 
@@ -56,7 +57,10 @@ class LineDecoder:
         Lines are returned without CR/LF. Empty lines are dropped. A line over
         ``max_line`` bytes is replaced by :data:`LineTooLong` (once per line).
         """
-        if self._buf:
+        if self._cr:
+            data = self._buf + b"\r" + data
+            self._cr = False
+        elif self._buf:
             data = self._buf + data
         parts = data.split(b"\n")
         rest = parts.pop()
@@ -73,7 +77,11 @@ class LineDecoder:
                 out.append(LineTooLong)
             elif raw:
                 out.append(raw)
-        if len(rest) > max_line:
+        if len(rest) == max_line + 1 and rest[-1:] == b"\r" and not self._discarding:
+            # A CR at the end may be the first half of CR LF: it does not count.
+            self._cr = True
+            rest = rest[:-1]
+        elif len(rest) > max_line:
             if not self._discarding:
                 out.append(LineTooLong)
                 self._discarding = True

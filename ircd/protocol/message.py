@@ -124,32 +124,35 @@ def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
     """Parse one line (without CR LF) into a :class:`Message`.
 
     ``bytes`` input is decoded as UTF-8; invalid sequences become U+FFFD (the
-    server advertises ``UTF8ONLY`` and never relays invalid UTF-8). With
-    ``check_length`` the 510-byte body and 4096-byte tag limits are enforced.
+    server advertises ``UTF8ONLY`` and never relays invalid UTF-8). CR and NUL
+    inside the line are removed (RFC 2812 section 2.3.1 forbids them; a
+    relayed lone CR would let a sender forge lines in other clients). With
+    ``check_length`` the 510-byte body and 4096-byte tag limits are enforced,
+    counted in bytes as received. Parameters are separated by ASCII spaces
+    only (one or more).
 
     Raises :class:`MessageParseError` for an empty line, a line of only tags
     and/or source, or a line over the limits. The command is upper-cased.
     """
-    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
     tags: dict[str, str] = {}
     pos = 0
-    if text.startswith("@"):
-        end = text.find(" ")
+    if raw[:1] == b"@":
+        end = raw.find(b" ")
         if end < 0:
             raise MessageParseError("empty", "tags without a command")
-        if check_length:
-            seg = text[: end + 1]
-            if (len(seg) if seg.isascii() else len(seg.encode("utf-8"))) > MAX_TAGS:
-                raise MessageParseError("tags-too-long")
-        tags = parse_tags(text[1:end])
+        if check_length and end + 1 > MAX_TAGS:
+            raise MessageParseError("tags-too-long")
+        tags = parse_tags(raw[1:end].decode("utf-8", "replace"))
         pos = end + 1
-        while pos < len(text) and text[pos] == " ":
+        while raw[pos : pos + 1] == b" ":
             pos += 1
-    body = text[pos:] if pos else text
-    if check_length:
-        blen = len(body) if body.isascii() else len(body.encode("utf-8"))
-        if blen > MAX_LINE_BODY:
-            raise MessageParseError("too-long")
+    body_raw = raw[pos:] if pos else raw
+    if check_length and len(body_raw) > MAX_LINE_BODY:
+        raise MessageParseError("too-long")
+    body = body_raw.decode("utf-8", "replace" if isinstance(line, bytes) else "surrogatepass")
+    if "\r" in body or "\0" in body:
+        body = body.replace("\r", "").replace("\0", "")
     source = None
     if body.startswith(":"):
         end = body.find(" ")
@@ -162,7 +165,7 @@ def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
     if idx >= 0:
         trailing = body[idx + 2 :]
         body = body[:idx]
-    parts = body.split()
+    parts = [p for p in body.split(" ") if p]
     if not parts:
         raise MessageParseError("empty", "no command")
     command = parts[0].upper()
