@@ -37,7 +37,6 @@ class ServerSection:
     )
     autojoin: list[str] = field(default_factory=lambda: ["#general"])
     sendq: int = 1_048_576
-    recvq_lines: int = 64
     ping_interval: float = 120.0
     ping_timeout: float = 60.0
     registration_timeout: float = 30.0

@@ -117,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.dirty = False
         self.closed = False
+        self.sendq_exceeded = False
         self.admitted = False
         self.backlog: deque = deque()
         self.paused = False
@@ -312,7 +313,9 @@ class Connection(asyncio.Protocol):
         self.out = []
         transport = self.transport
         transport.write(data)
-        if not self.closed and transport.get_write_buffer_size() > self.sendq:
+        if (not self.closed and not self.sendq_exceeded
+                and transport.get_write_buffer_size() > self.sendq):
+            self.sendq_exceeded = True  # quit() below flushes again: handle this once
             log.warning("sendq exceeded for %s", self.peer)
             if self.client is not None:
                 self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")

@@ -12,6 +12,14 @@ from __future__ import annotations
 from ircd.protocol.message import format_line
 
 
+def _middle(param: str) -> str:
+    """A parameter safe in a middle position: an empty one, or one that starts with
+    ``:`` or holds a space (echoed back from bad input), is shown as ``*``."""
+    if param and param[0] != ":" and " " not in param:
+        return param
+    return "*"
+
+
 class Reply:
     """Lines (``str`` without CR LF) for the client that issued one command.
 
@@ -32,13 +40,16 @@ class Reply:
         The last parameter is always sent as a trailing parameter, as servers
         do for human-readable text (RFC 2812 section 2.3.1).
         """
-        self.lines.append(
-            format_line(code, (self.client.nick, *params), source=self.server_name, trailing=True)
-        )
+        *middle, last = (self.client.nick, *params)
+        self.lines.append(format_line(code, [*map(_middle, middle), last],
+                                      source=self.server_name, trailing=True))
 
     def send(self, command: str, *params: str, source: str | None = None,
              trailing: bool = False) -> None:
         """Add a non-numeric line; ``source`` defaults to the server name."""
+        if params:
+            *middle, last = params
+            params = (*map(_middle, middle), last)
         self.lines.append(
             format_line(command, params, source=source or self.server_name, trailing=trailing)
         )

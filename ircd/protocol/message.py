@@ -14,6 +14,7 @@ leading ``@`` and the separating space, at most 4096 bytes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 MAX_LINE_BODY = 510
@@ -70,19 +71,26 @@ def escape_tag_value(value: str) -> str:
     return value.translate(_TAG_ESCAPE)
 
 
+_TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+\Z")
+
+
 def parse_tags(raw: str) -> dict[str, str]:
     """Parse the tag section (without the leading ``@``) into ``{key: value}``.
 
     Tags without a value, or with an empty one, map to ``""``. When a key is
-    repeated the last occurrence wins (message-tags spec).
+    repeated the last occurrence wins (message-tags spec). A key that does
+    not match the spec's grammar (``[+][vendor/]name``, letters, digits and
+    ``-``) is dropped, and NUL is removed from values, so nothing that could
+    break a line is ever relayed.
     """
     tags: dict[str, str] = {}
     for item in raw.split(";"):
         if not item:
             continue
         key, sep, value = item.partition("=")
-        if key:
-            tags[key] = unescape_tag_value(value) if sep else ""
+        if key and _TAG_KEY.match(key):
+            value = unescape_tag_value(value) if sep else ""
+            tags[key] = value.replace("\0", "") if "\0" in value else value
     return tags
 
 
