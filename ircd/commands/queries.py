@@ -1,5 +1,5 @@
 """User and server queries and user state: WHO (and WHOX), WHOIS, WHOWAS, ISON, USERHOST,
-AWAY, SETNAME, LUSERS, MOTD, VERSION, TIME.
+AWAY, SETNAME, LUSERS, MOTD, VERSION, TIME, INFO, ADMIN, LINKS, STATS, HELP.
 
 RFC 2812 sections 3.4 (server queries), 3.6 (user based queries), 4.1 (AWAY),
 4.8 and 4.9 (USERHOST, ISON); "Modern IRC" for the numerics.
@@ -232,3 +232,77 @@ def handle_time(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_TIME, ctx.server.name, str(int(now)), "0", text)
 
 
+
+
+@command("INFO")
+def handle_info(ctx: Context, msg: Message) -> None:
+    """``INFO``: 371 RPL_INFO lines and 374 RPL_ENDOFINFO (RFC 2812 section 3.4.10)."""
+    server = ctx.server
+    for line in (f"{server.version}: an IRC server in Python (asyncio).",
+                 "Speaks RFC 1459/2812, Modern IRC, IRCv3, and the SEND/SEND-OK chat dialect.",
+                 "Protocol reference: docs/protocol.md"):
+        ctx.reply.numeric(N.RPL_INFO, line)
+    ctx.reply.numeric(N.RPL_ENDOFINFO, "End of INFO list")
+
+
+@command("ADMIN")
+def handle_admin(ctx: Context, msg: Message) -> None:
+    """``ADMIN``: 256-259 (RFC 2812 section 3.4.9)."""
+    server = ctx.server
+    ctx.reply.numeric(N.RPL_ADMINME, server.name, "Administrative info")
+    ctx.reply.numeric(N.RPL_ADMINLOC1, f"{server.config.server.network} network")
+    ctx.reply.numeric(N.RPL_ADMINLOC2, "chatserver")
+    ctx.reply.numeric(N.RPL_ADMINEMAIL, "The administrator has set no contact address")
+
+
+@command("LINKS")
+def handle_links(ctx: Context, msg: Message) -> None:
+    """``LINKS``: this server only (364, 365; RFC 2812 section 3.4.5)."""
+    server = ctx.server
+    ctx.reply.numeric(N.RPL_LINKS, server.name, server.name, "0 chatserver")
+    ctx.reply.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")
+
+
+@command("STATS")
+def handle_stats(ctx: Context, msg: Message) -> None:
+    """``STATS [<query>]``: ``u`` gives the uptime (242); others only 219 (RFC 2812 section 3.4.4)."""
+    server = ctx.server
+    query = msg.params[0][:1] if msg.params and msg.params[0] else "*"
+    if query == "u":
+        up = int(server.clock() - server.created)
+        days, rest = divmod(up, 86400)
+        text = f"Server Up {days} days {rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        ctx.reply.numeric(N.RPL_STATSUPTIME, text)
+    ctx.reply.numeric(N.RPL_ENDOFSTATS, query, "End of /STATS report")
+
+
+@command("HELP")
+def handle_help(ctx: Context, msg: Message) -> None:
+    """``HELP [<command>]``: the list of commands, or the first paragraph of one's documentation.
+
+    704 RPL_HELPSTART, 705 RPL_HELPTXT, 706 RPL_ENDOFHELP; 524
+    ERR_HELPNOTFOUND for an unknown subject ("Modern IRC", HELP).
+    """
+    from ircd.commands.registry import COMMANDS
+
+    reply = ctx.reply
+    subject = msg.params[0].upper() if msg.params and msg.params[0] else ""
+    if not subject:
+        names = sorted(COMMANDS)
+        reply.numeric(N.RPL_HELPSTART, "*", "Commands (HELP <command> for details):")
+        for i in range(0, len(names), 8):
+            reply.numeric(N.RPL_HELPTXT, "*", " ".join(names[i : i + 8]))
+        reply.numeric(N.RPL_ENDOFHELP, "*", "End of /HELP")
+        return
+    spec = COMMANDS.get(subject)
+    if spec is None:
+        reply.numeric(N.ERR_HELPNOTFOUND, subject, "No help available on this topic")
+        return
+    doc = (spec.handler.__doc__ or subject).strip().split("\n\n")[0]
+    lines = [" ".join(doc.replace("``", "").split())]
+    reply.numeric(N.RPL_HELPSTART, subject, f"** {subject} **")
+    for line in lines:
+        while line:
+            reply.numeric(N.RPL_HELPTXT, subject, line[:300])
+            line = line[300:]
+    reply.numeric(N.RPL_ENDOFHELP, subject, "End of /HELP")
