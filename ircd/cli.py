@@ -191,9 +191,9 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     await stop.wait()
     log.info("shutting down")
     await node.shutdown()
-    core.flush_history()
-    scheduler.shutdown()
+    scheduler.shutdown()  # waits for queued work (account checks, history writes)
     if history is not None:
+        await asyncio.to_thread(history.write, history.take_pending())
         history.close()
     accounts.close()
     log.info("database closed; bye")

@@ -27,8 +27,8 @@ def new_msgid() -> str:
 
 def format_time(t: float) -> str:
     """ISO 8601 UTC with milliseconds, as IRCv3 server-time requires: ``2026-01-01T12:00:00.000Z``."""
-    ms = int((t % 1) * 1000)
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(t)) + f".{ms:03d}Z"
+    secs, ms = divmod(int(round(t * 1000)), 1000)
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{ms:03d}Z"
 
 
 def parse_time(text: str) -> float | None:

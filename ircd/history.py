@@ -161,35 +161,34 @@ class HistoryStore:
     def items(self, key: str) -> list[Item]:
         return list(self.targets.get(key, ()))
 
-    def position(self, items: list[Item], ref: tuple[str, object]) -> float | None:
-        """The timestamp a selector names: ``("timestamp", t)`` or ``("msgid", id)``."""
+    @staticmethod
+    def bounds(items: list[Item], ref: tuple[str, object]) -> tuple[int, int] | None:
+        """Where a selector falls in ``items`` (oldest first): ``(end_before, start_after)``.
+
+        ``("msgid", id)`` names one message at index i: ``(i, i + 1)``.
+        ``("timestamp", t)`` (unix seconds) compares in whole milliseconds, the
+        precision of server-time: messages of that millisecond lie between the
+        two indices. None if the msgid is not in ``items``.
+        """
         kind, value = ref
-        if kind == "timestamp":
-            return value  # type: ignore[return-value]
-        item = self.by_msgid.get(value)  # type: ignore[arg-type]
-        return item.t if item is not None else None
-
-    @staticmethod
-    def before(items: list[Item], t: float, limit: int) -> list[Item]:
-        i = bisect.bisect_left([x.t for x in items], t)
-        return items[max(0, i - limit) : i]
-
-    @staticmethod
-    def after(items: list[Item], t: float, limit: int) -> list[Item]:
-        i = bisect.bisect_right([x.t for x in items], t)
-        return items[i : i + limit]
+        if kind == "msgid":
+            for i, item in enumerate(items):
+                if item.msgid == value:
+                    return i, i + 1
+            return None
+        ms = round(value * 1000)  # type: ignore[operator]
+        keys = [round(x.t * 1000) for x in items]
+        return bisect.bisect_left(keys, ms), bisect.bisect_right(keys, ms)
 
     def targets_between(self, keys: list[str], start: float, end: float,
                         limit: int) -> list[tuple[str, float]]:
-        """``(key, latest t)`` for each key with a message in (start, end), newest last."""
-        lo, hi = min(start, end), max(start, end)
+        """``(key, latest t)`` for each key with a message strictly between the two
+        times (milliseconds), oldest first, at most ``limit``."""
+        lo, hi = sorted((round(start * 1000), round(end * 1000)))
         found = []
         for key in keys:
-            q = self.targets.get(key)
-            if not q:
-                continue
-            latest = [x.t for x in q if lo < x.t < hi]
-            if latest:
-                found.append((key, max(latest)))
+            inside = [x.t for x in self.targets.get(key, ()) if lo < round(x.t * 1000) < hi]
+            if inside:
+                found.append((key, max(inside)))
         found.sort(key=lambda kv: kv[1])
         return found[:limit]

@@ -74,7 +74,7 @@ class ExecutorScheduler:
         self.loop.call_later(delay, fn)
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=True)
 
 
 class Flusher:

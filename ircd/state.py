@@ -38,7 +38,7 @@ class Client:
         "password", "account", "registered", "pending", "quitting",
         "caps", "tagmask", "cap_negotiating", "cap_version", "monitoring", "sasl",
         "modes", "away", "channels", "invites",
-        "signon", "last_active", "last_seen", "ping_sent", "resume",
+        "signon", "last_active", "last_seen", "ping_sent", "resume", "pending_label",
     )
 
     def __init__(self, cid: int, write: Write, close: Close, ip: str, kind: str = "irc",
@@ -62,7 +62,8 @@ class Client:
         self.quitting = False
         self.caps: set[str] = set()
         self.tagmask = 0              # ircd.capabilities TAG_* bits, from caps
-        self.monitoring: set[str] = set()   # casefolded nicks on this client's MONITOR list
+        # MONITOR list: casefolded nick -> the nick as the client gave it
+        self.monitoring: dict[str, str] = {}
         self.sasl: object = None      # an in-progress SASL exchange (ircd.commands.sasl)
         self.cap_negotiating = False
         self.cap_version = 0
@@ -76,6 +77,7 @@ class Client:
         self.ping_sent = 0.0          # when our PING went out unanswered; 0 = none
         # Set by the front end: called when ``pending`` clears, to resume reading.
         self.resume: Callable[[], None] | None = None
+        self.pending_label: str | None = None  # labeled-response for an answer still to come
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and refresh the cached casefold and ``nick!user@host``."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 
-from ircd.capabilities import TAG_SERVER_TIME
 from ircd.commands.registry import Context, command
 from ircd.events import Event, format_time, parse_time
 from ircd.history import Item, dm_key
@@ -55,7 +54,8 @@ def _target_key(ctx: Context, target: str) -> str | None:
         return casefold(chan.name)
     if not client.account:
         return None
-    return dm_key(client.account, target)
+    user = world.find_user(target)  # an online user's account may differ from the nick
+    return dm_key(client.account, user.account if user is not None and user.account else target)
 
 
 def send_batch(client, reply, target: str, items: list[Item], batch_type: str = "chathistory") -> None:
@@ -64,8 +64,8 @@ def send_batch(client, reply, target: str, items: list[Item], batch_type: str = 
     ref = new_batch_id()
     if use_batch:
         reply.send("BATCH", "+" + ref, batch_type, target)
-    # History always carries its original time; msgid and account as the client's caps allow.
-    mask = client.tagmask | TAG_SERVER_TIME
+    # Tags as the client's capabilities allow (server-time gives the original time).
+    mask = client.tagmask
     for item in items:
         line = f":{item.source} {item.command} {item.to_name} :{item.text}"
         event = Event(line, item.t, item.msgid, item.account)
@@ -128,38 +128,28 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
         _fail(ctx, "INVALID_TARGET", sub, target, "No such target or no access")
         return
     items = history.items(key)
+    refs = [_selector(x) for x in p[2:-1]]
+    if sub == "LATEST" and p[2] == "*":
+        send_batch(ctx.client, ctx.reply, target, items[-limit:] if limit else [])
+        return
+    where = [history.bounds(items, r) if r else None for r in refs]
+    if any(w is None for w in where):
+        _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
+        return
+    (end_before, start_after), *rest = where  # type: ignore[misc]
     if sub == "LATEST":
-        if p[2] == "*":
-            result = items[-limit:] if limit else []
+        result = items[start_after:][-limit:] if limit else []
+    elif sub == "BEFORE":
+        result = items[max(0, end_before - limit) : end_before]
+    elif sub == "AFTER":
+        result = items[start_after : start_after + limit]
+    elif sub == "AROUND":
+        first = max(0, end_before - limit // 2)
+        result = items[first : first + limit]
+    else:  # BETWEEN, exclusive at both ends, counted from the first reference
+        end_before2, start_after2 = rest[0]
+        if start_after <= end_before2:
+            result = items[start_after:end_before2][:limit]
         else:
-            ref = _selector(p[2])
-            t = history.position(items, ref) if ref else None
-            if t is None:
-                _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
-                return
-            result = history.after(items, t, len(items))[-limit:] if limit else []
-    elif sub == "BETWEEN":
-        r1, r2 = _selector(p[2]), _selector(p[3])
-        t1 = history.position(items, r1) if r1 else None
-        t2 = history.position(items, r2) if r2 else None
-        if t1 is None or t2 is None:
-            _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
-            return
-        lo, hi = min(t1, t2), max(t1, t2)
-        inside = [x for x in items if lo < x.t < hi]
-        result = inside[:limit] if t1 <= t2 else inside[-limit:]
-    else:
-        ref = _selector(p[2])
-        t = history.position(items, ref) if ref else None
-        if t is None:
-            _fail(ctx, "INVALID_PARAMS", sub, "Invalid message reference")
-            return
-        if sub == "BEFORE":
-            result = history.before(items, t, limit)
-        elif sub == "AFTER":
-            result = history.after(items, t, limit)
-        else:  # AROUND
-            half = limit // 2
-            before = history.before(items, t, half)
-            result = before + history.after(items, t - 1e-9, limit - len(before))
+            result = items[start_after2:end_before][-limit:] if limit else []
     send_batch(ctx.client, ctx.reply, target, result)

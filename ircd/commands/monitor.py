@@ -80,7 +80,7 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
             for nick in nicks:
                 cf = casefold(nick)
                 if cf in client.monitoring:
-                    client.monitoring.discard(cf)
+                    del client.monitoring[cf]
                     watchers = world.monitors.get(cf)
                     if watchers is not None:
                         watchers.discard(client)
@@ -97,7 +97,7 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
                     reply.numeric(N.ERR_MONLISTFULL, str(MONITOR_LIMIT), ",".join(nicks[i:]),
                                   "Monitor list is full.")
                     break
-                client.monitoring.add(cf)
+                client.monitoring[cf] = nick
                 world.monitors.setdefault(cf, set()).add(client)
             user = world.users.get(cf)
             if user is not None:
@@ -112,17 +112,20 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
         forget(server, client)
     elif sub.upper() == "L":
         names = []
-        for cf in sorted(client.monitoring):
+        for cf, given in sorted(client.monitoring.items()):
             user = world.users.get(cf)
-            names.append(user.nick if user else cf)
+            names.append(user.nick if user else given)
         for chunk in _chunks(names):
             reply.numeric(N.RPL_MONLIST, chunk)
         reply.numeric(N.RPL_ENDOFMONLIST, "End of MONITOR list")
     elif sub.upper() == "S":
         online, offline = [], []
-        for cf in sorted(client.monitoring):
+        for cf, given in sorted(client.monitoring.items()):
             user = world.users.get(cf)
-            (online.append(user.source) if user else offline.append(cf))
+            if user is not None:
+                online.append(user.source)
+            else:
+                offline.append(given)
         for chunk in _chunks(online):
             reply.numeric(N.RPL_MONONLINE, chunk)
         for chunk in _chunks(offline):

@@ -23,7 +23,7 @@ import time
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
@@ -151,7 +151,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
     if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
         reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
         return
-    event = Event(f":{client.source} NICK :{nick}", server.clock())
+    event = Event(f":{client.source} NICK :{nick}", server.clock(), account=client.account)
     event.send_to(server.world.peers(client))
     reply.raw(event.str_for(client.tagmask))
     old = client.nick
@@ -316,6 +316,7 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         server.account_names.add(casefold(nick))
         log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
     complete_registration(server, client, reply, created=created)
+    take_label(client, reply)
     client.write(reply.to_bytes())
 
 

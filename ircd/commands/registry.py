@@ -94,8 +94,20 @@ def dispatch(server: Server, client: Client, msg: Message) -> Reply:
     if msg.tags and "labeled-response" in client.caps:
         label = msg.tags.get("label")
         if label:
-            label_reply(reply, label, "batch" in client.caps)
+            if client.pending:
+                # Answered later, off the loop (a password check): label that answer.
+                client.pending_label = label
+            else:
+                label_reply(reply, label, "batch" in client.caps)
     return reply
+
+
+def take_label(client: Client, reply: Reply) -> None:
+    """Label a reply that completes a command answered asynchronously (see :func:`dispatch`)."""
+    label = client.pending_label
+    if label is not None:
+        client.pending_label = None
+        label_reply(reply, label, "batch" in client.caps)
 
 
 _labels = itertools.count(1)

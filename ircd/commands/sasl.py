@@ -21,7 +21,7 @@ import base64
 import binascii
 import logging
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
@@ -133,6 +133,7 @@ def _finish(server, client, authcid: str, ok: bool) -> None:
         server.login_throttle.failure(client.ip, account_cf, server.clock())
         log.info("SASL failure for %s from %s", authcid, client.ip)
         reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+        take_label(client, reply)
         client.write(reply.to_bytes())
         return
     server.login_throttle.success(client.ip, account_cf)
@@ -142,6 +143,7 @@ def _finish(server, client, authcid: str, ok: bool) -> None:
     source = client.source if client.registered else f"{client.nick}!{client.user or '*'}@{client.host}"
     reply.numeric(N.RPL_LOGGEDIN, source, client.account, f"You are now logged in as {client.account}")
     reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
+    take_label(client, reply)
     client.write(reply.to_bytes())
     log.info("SASL login %s from %s", authcid, client.ip)
     if client.registered:
