@@ -1,0 +1,434 @@
+"""The benchmark scenarios. Each is bounded in count and in time.
+
+Every scenario function takes a started :class:`~bench.servers.ServerProcess`
+and an :class:`Options`, runs its set-up (connect, register, join), then one
+measured phase, and returns a :class:`Result`. A scenario stops by itself when
+everything expected has arrived, when nothing has arrived for
+``Options.stall`` seconds, or at its hard deadline (``Options.timeout``
+seconds after it started, set-up included), whichever comes first; it then
+reports what it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from bench.client import (
+    Conn,
+    Drain,
+    Sink,
+    Tally,
+    Window,
+    close_all,
+    connect,
+    connect_many,
+    send_stream,
+)
+from bench.procstat import Meter
+from bench.servers import ServerProcess
+
+CHANNEL = "#bench"
+
+
+@dataclass
+class Options:
+    """Knobs shared by the scenarios (counts, seconds, bytes)."""
+
+    timeout: float = 120.0          # hard deadline per scenario, seconds (set-up included)
+    stall: float = 10.0             # give up after this many seconds without a delivery
+    window: int = 200               # lines in flight per sender in windowed mode
+    concurrency: int = 8            # connections registering at once (ngIRCd listens with backlog 10)
+    body_bytes: int = 64            # approximate PRIVMSG body length, bytes
+    idle_hold: float = 5.0          # seconds the idle connections are held before RSS is read
+    storm_seconds: float = 10.0     # the registrations are spread over this many seconds
+    storm_window: int = 10          # window of the conversation during the storm
+    storm_rate: float = 500.0       # conversation lines per second per direction
+    storm_baseline: float = 2.0     # seconds of conversation measured before the storm
+    password: str = "bench-password-1"
+
+    def pad(self) -> str:
+        """Padding (str) that brings a body ``~sid seq ts`` to about ``body_bytes``."""
+        return " " + "x" * max(0, self.body_bytes - 30)
+
+
+@dataclass
+class Result:
+    """What one scenario measured against one server.
+
+    ``deliveries`` = messages received (registrations for ``idle``);
+    ``expected`` = what should have been received; ``seconds`` = measured wall
+    time; ``lost`` = expected - delivered (exact unless ``out_of_order`` > 0);
+    ``out_of_order`` = deliveries not above the last sequence number seen from
+    that sender by that receiver (reordered or duplicated); ``p50_ms``/``p99_ms``
+    = latency percentiles in milliseconds; ``server_cpu``/``gen_cpu`` = CPU
+    seconds used by the server / the generator during the measured phase;
+    ``rss_kib`` = server VmRSS (KiB) at the end; ``extra`` = scenario-specific
+    notes (str -> str); ``error`` = why the scenario could not run or finish.
+    """
+
+    scenario: str
+    server: str
+    deliveries: int = 0
+    expected: int = 0
+    seconds: float = 0.0
+    lost: int = 0
+    out_of_order: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    server_cpu: float | None = None
+    gen_cpu: float = 0.0
+    rss_kib: int | None = None
+    timed_out: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        """Deliveries per second."""
+        return self.deliveries / self.seconds if self.seconds > 0 else 0.0
+
+
+def percentile_ms(values: Sequence[int] | Sequence[float], q: float, scale: float = 1e-6,
+                  presorted: bool = False) -> float | None:
+    """The ``q`` quantile (0..1, nearest rank) of ``values`` times ``scale`` (ns -> ms by default)."""
+    if not values:
+        return None
+    ordered = values if presorted else sorted(values)
+    index = min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))
+    return ordered[index] * scale
+
+
+def _latency(result: Result, values: Sequence[int]) -> None:
+    ordered = sorted(values)
+    result.p50_ms = percentile_ms(ordered, 0.50, presorted=True)
+    result.p99_ms = percentile_ms(ordered, 0.99, presorted=True)
+
+
+async def _wait(tally: Tally, deadline: float, stall: float,
+                senders: Sequence[asyncio.Task[int]] = ()) -> bool:
+    """Wait for ``tally.done``, a stall or the deadline; return True when complete."""
+    seen, since = tally.delivered, time.monotonic()
+    while not tally.done.done():
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if tally.delivered != seen:
+            seen, since = tally.delivered, now
+        elif now - since > stall and (not senders or all(t.done() for t in senders)
+                                      or now - since > 2 * stall):
+            return False
+        await asyncio.wait({tally.done}, timeout=min(0.1, deadline - now))
+    return True
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[int]]) -> list[int]:
+    """Cancel the tasks still running; return each one's result (0 if cancelled/failed)."""
+    for task in tasks:
+        task.cancel()
+    out = []
+    for task in tasks:
+        try:
+            out.append(await task)
+        except (asyncio.CancelledError, Exception):
+            out.append(0)
+    return out
+
+
+def _finish(result: Result, server: ServerProcess, meter: Meter) -> None:
+    result.server_cpu = meter.server_cpu
+    result.gen_cpu = meter.gen_cpu
+    mem = server.memory_kib()
+    if mem is not None:
+        result.rss_kib = mem[0]
+        result.extra["server peak RSS MiB"] = f"{mem[1] / 1024:.1f}"
+    if not server.alive():
+        result.error = (result.error or "") + f"server died: {server.log_tail(300)}"
+
+
+async def _setup(result: Result, coro: Awaitable[tuple[list[Conn], list[str], list[float]]],
+                 want: int, what: str) -> list[Conn] | None:
+    conns, errors, _ = await coro
+    if len(conns) < want:
+        close_all(conns)
+        result.error = f"{what}: {want - len(conns)} of {want} failed: " + "; ".join(errors[:3])
+        return None
+    return conns
+
+
+async def run_messages(server: ServerProcess, opts: Options, name: str, nreceivers: int,
+                       nsenders: int, messages: int, windowed: bool, direct: bool) -> Result:
+    """Fan-out (``direct=False``) or direct-message (``direct=True``) throughput and latency.
+
+    Fan-out: ``nreceivers`` receivers and ``nsenders`` senders join
+    :data:`CHANNEL`; each sender sends ``messages`` PRIVMSGs to the channel,
+    so ``nreceivers * nsenders * messages`` deliveries are expected. In
+    windowed mode a sender may be at most ``Options.window`` lines ahead of
+    the average receiver (:class:`~bench.client.Tally`). Direct: pair ``i``
+    is sender ``s<i>`` -> receiver ``r<i>`` (``nreceivers == nsenders``),
+    ``nsenders * messages`` deliveries expected.
+    """
+    result = Result(name, server.spec.kind)
+    deadline = time.monotonic() + opts.timeout
+    channel = None if direct else CHANNEL
+    try:
+        async with asyncio.timeout(opts.timeout):
+            receivers = await _setup(result, connect_many(
+                [f"r{i}" for i in range(nreceivers)], server.port, opts.concurrency,
+                channel=channel), nreceivers, "receivers")
+            if receivers is None:
+                return result
+            senders = await _setup(result, connect_many(
+                [f"s{k}" for k in range(nsenders)], server.port, opts.concurrency,
+                channel=channel), nsenders, "senders")
+            if senders is None:
+                close_all(receivers)
+                return result
+    except TimeoutError:
+        result.error, result.timed_out = "set-up did not finish before the deadline", True
+        return result
+    expected = nreceivers * nsenders * messages if not direct else nsenders * messages
+    result.expected = expected
+    windows = [Window(opts.window) if windowed else None for _ in range(nsenders)]
+    tally = Tally(expected, windows, fan=1 if direct else nreceivers)
+    for i, conn in enumerate(receivers):
+        conn.set_sink(Sink(tally, nsenders, [i] if direct else range(nsenders)))
+    for conn in senders:
+        conn.set_sink(Drain())
+    pad = opts.pad()
+    meter = Meter(server.pid)
+    gc.collect()
+    gc.disable()
+    try:
+        meter.start()
+        t0 = time.perf_counter_ns()
+        tasks = [asyncio.create_task(send_stream(
+            conn, f"r{k}" if direct else CHANNEL, k, messages, windows[k], pad))
+            for k, conn in enumerate(senders)]
+        complete = await _wait(tally, deadline, opts.stall, tasks)
+        sent = await _cancel(tasks)
+        meter.stop()
+    finally:
+        gc.enable()
+    result.timed_out = not complete
+    result.deliveries = tally.delivered
+    result.seconds = max(tally.t_last - t0, 0) / 1e9 if tally.delivered else meter.wall
+    result.lost = max(0, expected - tally.delivered)
+    result.out_of_order = tally.ooo
+    _latency(result, tally.lat)
+    if sum(sent) < nsenders * messages:
+        result.extra["sent"] = f"{sum(sent)}/{nsenders * messages}"
+    for what, conns in (("receivers", receivers), ("senders", senders)):
+        closed = sum(c.closed for c in conns)
+        if closed:
+            errs = sorted({c.error.decode(errors="replace") for c in conns if c.error})
+            result.extra[f"{what} disconnected"] = f"{closed}" + (f" {errs[:2]}" if errs else "")
+    _finish(result, server, meter)
+    close_all(receivers)
+    close_all(senders)
+    return result
+
+
+async def run_idle(server: ServerProcess, opts: Options, name: str, connections: int) -> Result:
+    """``connections`` registered, idle users: registration time and server RSS per connection.
+
+    ``deliveries`` = connections registered; ``seconds`` = time to register
+    them all (``Options.concurrency`` at a time); p50/p99 = per-connection
+    registration latency. RSS is read before connecting and after holding
+    them idle for ``Options.idle_hold`` seconds; ``server_cpu`` covers the
+    registration phase, and the CPU used while idle is in ``extra``.
+    """
+    result = Result(name, server.spec.kind, expected=connections)
+    before = server.memory_kib()
+    meter = Meter(server.pid)
+    conns: list[Conn] = []
+    errors: list[str] = []
+    latencies: list[float] = []
+    gc.collect()
+    gc.disable()
+    try:
+        meter.start()
+        try:
+            async with asyncio.timeout(opts.timeout):
+                sem = asyncio.Semaphore(max(1, opts.concurrency))
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        t = time.perf_counter()
+                        try:
+                            conn = await connect(f"i{i}", server.port, timeout=opts.timeout)
+                        except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                            return
+                        latencies.append(time.perf_counter() - t)
+                        conn.set_sink(Drain())
+                        conns.append(conn)
+
+                await asyncio.gather(*(one(i) for i in range(connections)))
+        except TimeoutError:
+            result.timed_out = True
+        meter.stop()
+    finally:
+        gc.enable()
+    result.deliveries = len(conns)
+    result.lost = connections - len(conns)
+    result.seconds = meter.wall
+    result.p50_ms = percentile_ms(latencies, 0.50, scale=1e3)
+    result.p99_ms = percentile_ms(latencies, 0.99, scale=1e3)
+    if latencies:
+        result.extra["slowest registration ms"] = f"{max(latencies) * 1e3:.0f}"
+    idle = Meter(server.pid)
+    idle.start()
+    await asyncio.sleep(opts.idle_hold)
+    idle.stop()
+    _finish(result, server, meter)
+    if before is not None and result.rss_kib is not None and conns:
+        per = (result.rss_kib - before[0]) / len(conns)
+        result.extra["RSS/conn KiB"] = f"{per:.1f}"
+        result.extra["RSS before MiB"] = f"{before[0] / 1024:.1f}"
+    if idle.server_cpu is not None:
+        result.extra["idle server CPU %"] = f"{100 * idle.server_cpu / idle.wall:.1f}"
+    if errors:
+        result.extra["errors"] = f"{len(errors)} e.g. {errors[0][:120]}"
+    close_all(conns)
+    return result
+
+
+async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: int) -> Result:
+    """Registration storm: ``accounts`` new accounts over ``Options.storm_seconds`` seconds.
+
+    Each new connection sends ``PASS``/``NICK``/``USER`` with a new name; they
+    start at evenly spaced times (an open-loop arrival rate). Against ngIRCd,
+    which has no accounts (and refuses PASS without a server password), they
+    send only NICK/USER. Meanwhile one pair of users converses, each direction
+    paced at ``Options.storm_rate`` lines/s with at most
+    ``Options.storm_window`` lines in flight. ``deliveries``/``seconds``/latency
+    describe the conversation during the storm (``expected`` = conversation
+    lines sent); the baseline latency before the storm and the registrations'
+    own latency are in ``extra``; ``lost`` counts conversation lines that did
+    not arrive plus registrations that failed.
+    """
+    result = Result(name, server.spec.kind)
+    deadline = time.monotonic() + opts.timeout
+    try:
+        async with asyncio.timeout(min(30.0, opts.timeout)):
+            a = await connect("conva", server.port)
+            b = await connect("convb", server.port)
+    except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
+        result.error = f"conversation set-up failed: {type(exc).__name__}: {exc}"
+        return result
+    wa, wb = Window(opts.storm_window), Window(opts.storm_window)
+    tally = Tally(1 << 62, [wa, wb])
+    a.set_sink(Sink(tally, 2, [1]))
+    b.set_sink(Sink(tally, 2, [0]))
+    # ngIRCd has no accounts, and refuses PASS when it has no server password.
+    password = opts.password if server.spec.kind == "ours" else None
+    pad = opts.pad()
+    bound = 50_000_000  # lines per direction; the deadline stops it long before
+    rate = opts.storm_rate or None
+    talk = [asyncio.create_task(send_stream(a, "convb", 0, bound, wa, pad, rate)),
+            asyncio.create_task(send_stream(b, "conva", 1, bound, wb, pad, rate))]
+    await asyncio.sleep(min(opts.storm_baseline, max(0.0, deadline - time.monotonic())))
+    base_lat = tally.lat[:]
+    base_n = len(base_lat)
+    base_delivered = tally.delivered
+
+    conns: list[Conn] = []
+    errors: list[str] = []
+    reg_lat: list[float] = []
+
+    async def register(i: int) -> None:
+        t = time.perf_counter()
+        try:
+            conn = await connect(f"acct{i}", server.port, password and f"{password}-{i}",
+                                 timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        reg_lat.append(time.perf_counter() - t)
+        conn.set_sink(Drain())
+        conns.append(conn)
+
+    meter = Meter(server.pid)
+    gc.collect()
+    gc.disable()
+    regs: list[asyncio.Task[None]] = []
+    try:
+        meter.start()
+        t0 = time.monotonic()
+        step = opts.storm_seconds / max(1, accounts)
+        for i in range(accounts):
+            delay = t0 + i * step - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.monotonic() >= deadline:
+                break
+            regs.append(asyncio.create_task(register(i)))
+        if regs:
+            done, pending = await asyncio.wait(regs, timeout=max(0.0, deadline - time.monotonic()))
+            for task in pending:
+                task.cancel()
+            result.timed_out = bool(pending) or len(regs) < accounts
+        meter.stop()
+        storm_lat = tally.lat[base_n:]
+        storm_delivered = tally.delivered - base_delivered
+        sent = await _cancel(talk)
+        # Let the lines in flight arrive (at most 2 windows' worth), bounded by 2 s.
+        t_end = time.monotonic() + 2.0
+        while tally.delivered < sum(sent) and time.monotonic() < t_end and not (a.closed or b.closed):
+            await asyncio.sleep(0.01)
+    finally:
+        gc.enable()
+    conv_lost = max(0, sum(sent) - tally.delivered)
+    result.expected = storm_delivered + conv_lost
+    result.deliveries = storm_delivered
+    result.seconds = meter.wall
+    result.lost = conv_lost + (accounts - len(conns))
+    result.out_of_order = tally.ooo
+    _latency(result, storm_lat)
+    result.extra["registered"] = f"{len(conns)}/{accounts} in {meter.wall:.1f} s"
+    reg_lat.sort()
+    p50, p99 = percentile_ms(reg_lat, 0.5, 1e3, True), percentile_ms(reg_lat, 0.99, 1e3, True)
+    if p50 is not None and p99 is not None:
+        result.extra["registration p50/p99 ms"] = f"{p50:.0f}/{p99:.0f}"
+    bp99 = percentile_ms(base_lat, 0.99)
+    if bp99 is not None:
+        result.extra["conversation p99 ms before storm"] = f"{bp99:.2f}"
+    if conv_lost:
+        result.extra["conversation lost"] = str(conv_lost)
+    if errors:
+        result.extra["registration errors"] = f"{len(errors)} e.g. {errors[0][:120]}"
+    _finish(result, server, meter)
+    close_all(conns)
+    a.close()
+    b.close()
+    return result
+
+
+ScenarioFn = Callable[[ServerProcess], Awaitable[Result]]
+
+
+async def run_with_server(server: ServerProcess, fn: ScenarioFn, name: str,
+                          hard_timeout: float) -> Result:
+    """Start ``server``, run ``fn`` on it (cancelled after ``hard_timeout`` s), stop the server."""
+    try:
+        await server.start()
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        server.stop()
+        return Result(name, server.spec.kind, error=f"server did not start: {exc}")
+    try:
+        async with asyncio.timeout(hard_timeout):
+            return await fn(server)
+    except TimeoutError:
+        return Result(name, server.spec.kind, timed_out=True,
+                      error=f"hard timeout after {hard_timeout:.0f} s")
+    except Exception as exc:  # noqa: BLE001
+        return Result(name, server.spec.kind, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0.1)  # let aborted transports close
+        server.stop()
