@@ -20,6 +20,7 @@ from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.capabilities import CAPABILITIES
 from ircd.commands import dispatch, monitor
+from ircd.commands.messaging import relay_direct_fast
 from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
@@ -165,6 +166,8 @@ class Server:
         client.last_seen = self.clock()
         if line is LineTooLong:
             self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):  # type: ignore[index]
             return
         try:
             msg = parse_line(line)  # type: ignore[arg-type]

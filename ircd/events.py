@@ -58,17 +58,25 @@ class Event:
     sender's account; ``client_tags`` are the sender's ``+`` tags (raw values).
     """
 
-    __slots__ = ("line", "t", "msgid", "account", "client_tags", "plain", "_variants")
+    __slots__ = ("line", "t", "_msgid", "account", "client_tags", "plain", "_variants")
 
-    def __init__(self, line: str, t: float, msgid: str | None = None,
+    def __init__(self, line: str, t: float, msgid: str | bool | None = None,
                  account: str | None = None, client_tags: dict[str, str] | None = None) -> None:
         self.line = line
         self.t = t
-        self.msgid = msgid
+        self._msgid = msgid  # True: make one when first needed
         self.account = account
         self.client_tags = client_tags
         self.plain = (line + "\r\n").encode("utf-8")
-        self._variants: dict[int, bytes] = {}
+        self._variants: dict[int, bytes] | None = None
+
+    @property
+    def msgid(self) -> str | None:
+        """The message id (IRCv3 message-ids), made on first use when the event has one."""
+        msgid = self._msgid
+        if msgid is True:
+            msgid = self._msgid = new_msgid()
+        return msgid  # type: ignore[return-value]
 
     def tags_for(self, mask: int, extra: dict[str, str] | None = None) -> str:
         """The tag section (``@...`` without the space) for ``mask``, or ``""``."""
@@ -92,11 +100,14 @@ class Event:
         """The serialised line (CR LF terminated) for a client whose tag bits are ``mask``."""
         if not mask:
             return self.plain
-        data = self._variants.get(mask)
+        variants = self._variants
+        if variants is None:
+            variants = self._variants = {}
+        data = variants.get(mask)
         if data is None:
             tags = self.tags_for(mask)
             data = ((tags + " " if tags else "") + self.line + "\r\n").encode("utf-8")
-            self._variants[mask] = data
+            variants[mask] = data
         return data
 
     def str_for(self, mask: int, extra: dict[str, str] | None = None) -> str:

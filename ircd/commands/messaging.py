@@ -14,10 +14,10 @@ recorded in the history (CHATHISTORY).
 from __future__ import annotations
 
 from ircd.commands.registry import Context, command
-from ircd.events import Event, new_msgid
+from ircd.events import Event
 from ircd.protocol import numerics as N
-from ircd.protocol.casemap import casefold
-from ircd.protocol.message import Message
+from ircd.protocol.casemap import RFC1459
+from ircd.protocol.message import MAX_LINE_BODY, Message
 
 
 def _relay(ctx: Context, msg: Message, verb: str) -> None:
@@ -39,24 +39,28 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         text = params[1]
     errors = not quiet or tagmsg
     client_tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else None
-    targets = params[0].split(",")
-    maxtargets = server.config.server.maxtargets
-    if len(targets) > maxtargets:
-        if errors:
-            for extra in targets[maxtargets:]:
-                reply.numeric(N.ERR_TOOMANYTARGETS, extra, "Too many recipients")
-        targets = targets[:maxtargets]
+    if "," in params[0]:
+        targets = params[0].split(",")
+        maxtargets = server.config.server.maxtargets
+        if len(targets) > maxtargets:
+            if errors:
+                for extra in targets[maxtargets:]:
+                    reply.numeric(N.ERR_TOOMANYTARGETS, extra, "Too many recipients")
+            targets = targets[:maxtargets]
+    else:
+        targets = (params[0],)
     world = server.world
     now = server.clock()
     echo = "echo-message" in client.caps
     for target in targets:
         status = ""
         name = target
-        while name[:1] in ("@", "+") and len(name) > 1:
-            status += name[0]
-            name = name[1:]
+        if name[0] in "@+":
+            while name[:1] in ("@", "+") and len(name) > 1:
+                status += name[0]
+                name = name[1:]
         if name[:1] == "#":
-            chan = world.channels.get(casefold(name))
+            chan = world.channels.get(name.translate(RFC1459))
             if chan is None:
                 if errors:
                     reply.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
@@ -75,7 +79,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                 continue
             line = (f":{client.source} {verb} {status}{chan.name} :{text}" if text is not None
                     else f":{client.source} TAGMSG {status}{chan.name}")
-            event = Event(line, now, new_msgid(), client.account, client_tags)
+            event = Event(line, now, True, client.account, client_tags)
             if tagmsg:
                 recipients = [m for m in members if m.tagmask & 1]
             elif status:
@@ -89,14 +93,14 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             if text is not None and not status and server.history is not None:
                 server.history.record_channel(chan, client, verb, text, event)
         else:
-            user = world.users.get(casefold(name))
+            user = world.users.get(name.translate(RFC1459))
             if user is None:
                 if errors:
                     reply.numeric(N.ERR_NOSUCHNICK, name, "No such nick/channel")
                 continue
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
-            event = Event(line, now, new_msgid(), client.account, client_tags)
+            event = Event(line, now, True, client.account, client_tags)
             # To yourself: delivered once; echo-message does not add a second copy.
             if (not tagmsg or user.tagmask & 1) and not (echo and user is client):
                 mask = user.tagmask
@@ -107,6 +111,52 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                 server.history.record_direct(client, user, verb, text, event)
             if user.away is not None and verb == "PRIVMSG":
                 reply.numeric(N.RPL_AWAY, user.nick, user.away)
+
+
+def relay_direct_fast(server, client, raw: bytes) -> bool:
+    """Relay a plain direct message straight from its bytes; False: use the general path.
+
+    ``raw`` is a received line (bytes, no CR LF). Handles exactly
+    ``PRIVMSG <nick> :<text>`` from a registered client without echo-message,
+    with valid UTF-8 and no CR or NUL, to an online user who has no tag
+    capabilities and is not away, when the message is not recorded in the
+    history (not both users logged in): the case that costs one parse and
+    dispatch per delivery, so it is worth a path of its own. It writes the
+    same bytes as :func:`_relay` would (``tests/test_fast_path.py`` checks
+    this) and returns True; for anything else it does nothing and returns
+    False.
+    """
+    if not client.registered or len(raw) > MAX_LINE_BODY or 13 in raw or 0 in raw:  # CR, NUL
+        return False
+    sep = raw.find(b" :", 8)
+    if sep < 0 or sep == len(raw) - 2:
+        return False
+    target = raw[8:sep]
+    if not target or target[0] in _NOT_A_NICK or 44 in target or 32 in target:  # comma, space
+        return False
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    folded = _FOLDED.get(target)
+    if folded is None:
+        if len(_FOLDED) > 4096:
+            _FOLDED.clear()
+        folded = _FOLDED[target] = target.decode().translate(RFC1459)
+    user = server.world.users.get(folded)
+    if user is None or user.tagmask or user.away is not None or "echo-message" in client.caps:
+        return False
+    if client.account and user.account and server.history is not None:
+        return False
+    client.last_active = client.last_seen
+    user.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
+                         raw[sep:], b"\r\n")))
+    return True
+
+
+_NOT_A_NICK = frozenset(b"#@+:")
+_FOLDED: dict[bytes, str] = {}  # raw target -> casefolded nick (a small, bounded cache)
 
 
 def _banned(chan, client) -> bool:

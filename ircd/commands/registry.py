@@ -31,15 +31,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("ircd.commands")
 
 
-class Context:
-    """What a handler works with: the server, the issuing client and its :class:`Reply`."""
+class Context(Reply):
+    """What a handler works with: ``server``, the issuing ``client``, and ``reply``.
 
-    __slots__ = ("server", "client", "reply")
+    The context is itself the command's :class:`Reply` (``ctx.reply is
+    ctx``): one object per command on the hot path instead of two.
+    """
 
-    def __init__(self, server: Server, client: Client, reply: Reply) -> None:
-        self.server = server
+    __slots__ = ("server",)
+
+    def __init__(self, server: Server, client: Client) -> None:
+        self.server_name = server.name
         self.client = client
-        self.reply = reply
+        self.lines = []
+        self.server = server
+
+    @property
+    def reply(self) -> Reply:
+        return self
 
 
 Handler = Callable[[Context, Message], None]
@@ -72,7 +81,7 @@ def command(name: str, *, min_params: int = 0, pre_registration: bool = False,
 
 def dispatch(server: Server, client: Client, msg: Message) -> Reply:
     """Run one command for ``client``; return the reply lines for it (not yet sent)."""
-    reply = Reply(server.name, client)
+    reply = ctx = Context(server, client)
     spec = COMMANDS.get(msg.command)
     if spec is None:
         if client.registered:
@@ -85,9 +94,9 @@ def dispatch(server: Server, client: Client, msg: Message) -> Reply:
         reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
     else:
         if spec.updates_idle:
-            client.last_active = server.clock()
+            client.last_active = client.last_seen  # set when this line arrived
         try:
-            spec.handler(Context(server, client, reply), msg)
+            spec.handler(ctx, msg)
         except Exception:
             log.exception("handler for %s failed (client %s)", msg.command, client.nick)
             reply.numeric(N.ERR_UNKNOWNERROR, msg.command, "Internal server error")

@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 import string
 
-_RFC1459 = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
+RFC1459 = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
+"""The rfc1459 casemapping as a ``str.translate`` table (for hot paths)."""
 
 CASEMAPPING = "rfc1459"
 
 
 def casefold(name: str) -> str:
     """Fold ``name`` with the rfc1459 casemapping; other characters are kept."""
-    return name.translate(_RFC1459)
+    return name.translate(RFC1459)
 
 
 # RFC 2812 section 2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )

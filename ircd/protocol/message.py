@@ -142,9 +142,13 @@ def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
     Raises :class:`MessageParseError` for an empty line, a line of only tags
     and/or source, or a line over the limits. The command is upper-cased.
     """
-    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+    if type(line) is bytes:
+        raw = line
+        errors = "replace"
+    else:
+        raw = line.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
+        errors = "surrogatepass"
     tags: dict[str, str] = {}
-    pos = 0
     if raw[:1] == b"@":
         end = raw.find(b" ")
         if end < 0:
@@ -152,33 +156,27 @@ def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
         if check_length and end + 1 > MAX_TAGS:
             raise MessageParseError("tags-too-long")
         tags = parse_tags(raw[1:end].decode("utf-8", "replace"))
-        pos = end + 1
-        while raw[pos : pos + 1] == b" ":
-            pos += 1
-    body_raw = raw[pos:] if pos else raw
-    if check_length and len(body_raw) > MAX_LINE_BODY:
+        raw = raw[end + 1 :].lstrip(b" ")
+    if check_length and len(raw) > MAX_LINE_BODY:
         raise MessageParseError("too-long")
-    body = body_raw.decode("utf-8", "replace" if isinstance(line, bytes) else "surrogatepass")
+    body = raw.decode("utf-8", errors)
     if "\r" in body or "\0" in body:
         body = body.replace("\r", "").replace("\0", "")
     source = None
-    if body.startswith(":"):
+    if body[:1] == ":":
         end = body.find(" ")
         if end < 0:
             raise MessageParseError("empty", "source without a command")
         source = body[1:end]
         body = body[end + 1 :].lstrip(" ")
-    trailing = None
-    idx = body.find(" :")
-    if idx >= 0:
-        trailing = body[idx + 2 :]
-        body = body[:idx]
-    parts = [p for p in body.split(" ") if p]
-    if not parts:
-        raise MessageParseError("empty", "no command")
-    command = parts[0].upper()
-    params = parts[1:]
-    if trailing is not None:
+    head, sep, trailing = body.partition(" :")
+    params = head.split(" ")
+    if "" in params:
+        params = [p for p in params if p]
+        if not params:
+            raise MessageParseError("empty", "no command")
+    command = params.pop(0).upper()
+    if sep:
         params.append(trailing)
     return Message(command, params, source, tags)
 
