@@ -36,6 +36,24 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
+    def take_upto(self, now: float, n: int) -> int:
+        """Spend tokens for up to ``n`` commands now; return how many may run (0..n).
+
+        The batch form of :meth:`take`, for a connection that received several
+        lines at once; :meth:`wait` says when the next token comes.
+        """
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.stamp = now
+        if tokens > self.burst:
+            tokens = self.burst
+        allowed = n if tokens >= n else int(tokens)
+        self.tokens = tokens - allowed
+        return allowed
+
+    def wait(self) -> float:
+        """Seconds from the last call until one more token is available."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
     def take(self, now: float) -> float:
         tokens = self.tokens + (now - self.stamp) * self.rate
         self.stamp = now

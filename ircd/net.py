@@ -227,19 +227,13 @@ class Connection(asyncio.Protocol):
     # -- line processing: flood budget and password checks -------------------------
 
     def _run(self, lines) -> None:
-        """Handle ``lines`` in order until one must wait; the rest go to the backlog."""
+        """Handle ``lines`` in order while the flood budget allows and no password
+        check is running; the rest wait in the backlog (which is empty on entry)."""
         client = self.client
         simple = self.simple
-        bucket = self.bucket
-        loop_time = self.node.loop.time
-        for i, line in enumerate(lines):
-            wait = bucket.take(loop_time())
-            if wait:
-                self.backlog.extend(lines[i:])
-                self._check_backlog()
-                if not self.closed and self.timer is None:
-                    self.timer = self.node.loop.call_later(wait, self._on_timer)
-                return
+        allowed = self.bucket.take_upto(self.node.loop.time(), len(lines))
+        for i in range(allowed):
+            line = lines[i]
             if simple is not None:
                 if line is LineTooLong:
                     simple.line_too_long()
@@ -248,11 +242,17 @@ class Connection(asyncio.Protocol):
             else:
                 self.core.handle_line(client, line)
                 if client.pending:
+                    # The lines after this one wait for the password check, in order.
                     self.backlog.extend(lines[i + 1 :])
                     self._check_backlog()
                     return
             if self.closed:
                 return
+        if allowed < len(lines):
+            self.backlog.extend(lines[allowed:])
+            self._check_backlog()
+            if not self.closed and self.timer is None:
+                self.timer = self.node.loop.call_later(self.bucket.wait(), self._on_timer)
 
     def _drain(self) -> None:
         """Process the backlog as far as the budget and any password check allow."""

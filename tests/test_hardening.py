@@ -284,7 +284,7 @@ def test_connection_limits_per_ip_server_full_and_busy(server_factory):
         config_text=config("[limits]\nexempt = []\nmax_per_ip = 3\nmax_clients = 5\n"),
         extra_args=["--simple-port", str(simple_port)])
     wait_for_port(simple_port, srv.proc)
-    time.sleep(0.2)   # the probe connection of wait_for_port is released
+    _wait_until_probes_released(srv)   # wait_for_port's probe connections count until closed
     held = []
     for _ in range(3):
         c = Client(srv.port)
@@ -318,6 +318,17 @@ def test_connection_limits_per_ip_server_full_and_busy(server_factory):
     for c in held:
         c.roundtrip()                            # nobody held was disturbed
     assert "Too many connections from your IP" in srv.log() and "Server full" in srv.log()
+
+
+def _wait_until_probes_released(srv, timeout: float = 5.0) -> None:
+    """Wait until the server has logged a disconnect for every connect so far."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = srv.log()
+        if log.count("INFO ircd.net: connect ") <= log.count("INFO ircd.net: disconnect "):
+            return
+        time.sleep(0.02)
+    raise AssertionError("probe connections still open:\n" + srv.log()[-2000:])
 
 
 def _free_port_other_than() -> int:
