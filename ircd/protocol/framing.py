@@ -64,8 +64,15 @@ class LineDecoder:
             data = self._buf + data
         parts = data.split(b"\n")
         rest = parts.pop()
-        out: list[bytes | _LineTooLongType] = []
         max_line = self.max_line
+        if parts and not self._discarding and max(map(len, parts)) <= max_line:
+            # The common case, done with C-level operations: no line too long.
+            if 13 in data:  # CR
+                parts = [p[:-1] if p[-1:] == b"\r" else p for p in parts]
+            out: list[bytes | _LineTooLongType] = [p for p in parts if p]
+            parts = []
+        else:
+            out = []
         for raw in parts:
             if self._discarding:
                 # The tail of an over-long line: its marker was already emitted.
