@@ -1,8 +1,8 @@
 """The sans-I/O wire layer: parser test vectors, framing, limits, escaping, casemapping.
 
 The ircdocs parser-tests vectors (https://github.com/ircdocs/parser-tests) live
-in ``shared/reference/parser-tests`` next to the repository; the vector tests
-are skipped, naming the folder, when it is absent.
+in ``shared/reference/parser-tests`` next to the repository, and a copy of the
+three files used (CC0, with its LICENSE) in ``tests/vectors/parser-tests``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from ircd.protocol.message import (
     unescape_tag_value,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/reference/parser-tests"
+# A vendored copy (CC0, with its LICENSE) is used when ../shared is not beside the repository.
+_SHARED = Path(__file__).resolve().parents[2] / "shared/reference/parser-tests"
+_VENDORED = Path(__file__).resolve().parent / "vectors/parser-tests"
+VECTORS = _SHARED if _SHARED.is_dir() else _VENDORED
 
 
 def _load_vectors(name: str) -> list[dict]:
