@@ -17,7 +17,7 @@ NOTICE becomes ``DELIVERY <sender> <text>``; everything else is dropped).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ircd.commands import dispatch
 from ircd.commands.registration import complete_registration
@@ -57,6 +57,22 @@ def split_utf8(text: str, limit: int) -> list[str]:
         pieces.append(data[start:end].decode("utf-8"))
         start = end
     return pieces
+
+
+def text_messages(data: bytes, commands: tuple[str, ...]) -> Iterator[Message]:
+    """The messages among ``data`` (IRC lines, CR LF terminated) whose command is
+    in ``commands`` and that carry a source, a target and a text."""
+    if not any(c.encode() in data for c in commands):
+        return
+    for raw in data.split(b"\r\n"):
+        if not raw:
+            continue
+        try:
+            msg = parse_line(raw, check_length=False)
+        except MessageParseError:
+            continue
+        if msg.command in commands and len(msg.params) >= 2 and msg.source:
+            yield msg
 
 
 class SimpleSession:
@@ -180,17 +196,9 @@ class SimpleSession:
 
     def _from_irc(self, data: bytes) -> None:
         """Translate IRC lines written to this user into DELIVERY lines."""
-        if self.closed or (b"PRIVMSG" not in data and b"NOTICE" not in data):
+        if self.closed:
             return
-        for raw in data.split(b"\r\n"):
-            if not raw:
-                continue
-            try:
-                msg = parse_line(raw, check_length=False)
-            except MessageParseError:
-                continue
-            if msg.command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2 or not msg.source:
-                continue
+        for msg in text_messages(data, ("PRIVMSG", "NOTICE")):
             target, text = msg.params[0], msg.params[1]
             if target[:1] in "#@+" and not self.core.config.simple.deliver_channel_messages:
                 continue
@@ -230,17 +238,7 @@ class EchoBot:
         self.client = client
 
     def _received(self, data: bytes) -> None:
-        if b"PRIVMSG" not in data:
-            return
-        for raw in data.split(b"\r\n"):
-            if not raw:
-                continue
-            try:
-                msg = parse_line(raw, check_length=False)
-            except MessageParseError:
-                continue
-            if msg.command != "PRIVMSG" or len(msg.params) < 2 or not msg.source:
-                continue
+        for msg in text_messages(data, ("PRIVMSG",)):
             if msg.params[0][:1] in "#@+":
                 continue
             sender = msg.source.split("!", 1)[0]

@@ -53,6 +53,21 @@ def forget(server, client: Client) -> None:
     client.monitoring.clear()
 
 
+def _send_status(world, reply, entries: list[tuple[str, str]]) -> None:
+    """730 for the online ones among ``(casefolded, given)`` nicks, 731 for the others."""
+    online, offline = [], []
+    for cf, given in entries:
+        user = world.users.get(cf)
+        if user is not None:
+            online.append(user.source)
+        else:
+            offline.append(given)
+    for chunk in _chunks(online):
+        reply.numeric(N.RPL_MONONLINE, chunk)
+    for chunk in _chunks(offline):
+        reply.numeric(N.RPL_MONOFFLINE, chunk)
+
+
 def _chunks(items: list[str], size: int = 400) -> list[str]:
     out, cur = [], ""
     for item in items:
@@ -87,7 +102,7 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
                         if not watchers:
                             del world.monitors[cf]
             return
-        online, offline = [], []
+        added = []
         for i, nick in enumerate(nicks):
             if not is_valid_nick(nick, server.config.server.nicklen):
                 continue
@@ -99,15 +114,8 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
                     break
                 client.monitoring[cf] = nick
                 world.monitors.setdefault(cf, set()).add(client)
-            user = world.users.get(cf)
-            if user is not None:
-                online.append(user.source)
-            else:
-                offline.append(nick)
-        for chunk in _chunks(online):
-            reply.numeric(N.RPL_MONONLINE, chunk)
-        for chunk in _chunks(offline):
-            reply.numeric(N.RPL_MONOFFLINE, chunk)
+            added.append((cf, nick))
+        _send_status(world, reply, added)
     elif sub.upper() == "C":
         forget(server, client)
     elif sub.upper() == "L":
@@ -119,16 +127,6 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
             reply.numeric(N.RPL_MONLIST, chunk)
         reply.numeric(N.RPL_ENDOFMONLIST, "End of MONITOR list")
     elif sub.upper() == "S":
-        online, offline = [], []
-        for cf, given in sorted(client.monitoring.items()):
-            user = world.users.get(cf)
-            if user is not None:
-                online.append(user.source)
-            else:
-                offline.append(given)
-        for chunk in _chunks(online):
-            reply.numeric(N.RPL_MONONLINE, chunk)
-        for chunk in _chunks(offline):
-            reply.numeric(N.RPL_MONOFFLINE, chunk)
+        _send_status(world, reply, sorted(client.monitoring.items()))
     else:
         reply.numeric(N.ERR_UNKNOWNCOMMAND, "MONITOR", "Unknown MONITOR subcommand")
