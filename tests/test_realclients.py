@@ -20,12 +20,13 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.realclients import ClientError, Irssi, Ngircd, WeeChat, error_lines, parse
-from tests.support import RawClient, command_of, free_port
+from tests.support import FAST_HASH_TOML, RawClient, command_of, free_port
 
 pytestmark = [pytest.mark.realclients, pytest.mark.timeout(60)]
 
@@ -84,13 +85,19 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     try:
         yield tgt
     finally:
-        for client in tgt.clients:
-            client.stop()
-        for client in tgt.clients:
-            print(client.diagnostics(200))
-        print(f"--- {tgt.kind} log (last 60 lines) ---")
-        print("\n".join(tgt.log().splitlines()[-60:]))
+        finish(tgt)
         stop()
+
+
+def finish(tgt: Target) -> None:
+    """Stop every client started with :func:`start` and print its logs and the server's
+    (pytest shows them only when the test failed)."""
+    for client in tgt.clients:
+        client.stop()
+    for client in tgt.clients:
+        print(client.diagnostics(200))
+    print(f"--- {tgt.kind} log (last 60 lines) ---")
+    print("\n".join(tgt.log().splitlines()[-60:]))
 
 
 def start(tgt: Target, cls: type[Irssi] | type[WeeChat], nick: str, **kwargs) -> Irssi | WeeChat:
@@ -387,3 +394,77 @@ def test_wrong_password_is_refused_visibly(target: Target, cls: type[Irssi] | ty
     client._wait(f"the client to show {text!r}",
                  lambda: "" if text in client.screen() + "".join(client.read_logs().values()) else None, 15.0)
     assert not any(parse(line).command == "001" for line in client.received())
+
+
+def time_tag(line: str) -> datetime:
+    """The IRCv3 server-time ``@time=`` of a raw line, as an aware UTC datetime."""
+    value = parse(line).tags.get("time")
+    assert value, f"no @time= tag in {line!r}"
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def test_irssi_logs_replayed_line_with_server_time(server_factory, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """server-time end to end: a line said in #replay is replayed (``[history]
+    autoreplay_lines``) to irssi when it joins seconds later, with its original
+    ``@time=``, and irssi's channel log stamps it with that time (irssi's
+    ``log_server_time``, ``auto`` by default), not the later time it arrived.
+
+    irssi runs with ``TZ=UTC``, so its HH:MM:SS is the tag's; the clock is made
+    to advance two seconds between the line and the join, so a stamp of the
+    arrival time would differ (with ``/set log_server_time off`` this test
+    fails). irssi's screen shows the arrival time unless ``show_server_time``
+    is on; this test checks the log only.
+    """
+    need_irssi()
+    if os.environ.get("REALCLIENTS_SERVER") == "ngircd":
+        pytest.skip("join replay ([history] autoreplay_lines) is specific to chatserver")
+    room = "#replay"
+    srv = server_factory(config_text=FAST_HASH_TOML + "\n[history]\nautoreplay_lines = 5\n")
+    tgt = Target(srv.port, "chatserver", srv.log, tmp_path)
+    monkeypatch.setenv("TZ", "UTC")  # inherited by tmux, hence irssi
+    raw = RawClient(srv.port)
+    try:
+        # the bot says a line and reads the server's @time for it from its echo
+        raw.register("stamper")
+        raw.send("CAP REQ :server-time echo-message")
+        ack = raw.expect(lambda line: parse(line).command == "CAP" and "ACK" in parse(line).params[:2])
+        assert set(parse(ack).params[-1].split()) == {"server-time", "echo-message"}, ack
+        raw.send(f"JOIN {room}")
+        raw.expect_numeric("366")
+        text = f"stamp-check-{token()}"
+        raw.send(f"PRIVMSG {room} :{text}")
+        echo = raw.expect(lambda line: parse(line).command == "PRIVMSG" and parse(line).params[-1] == text)
+        said_at = time_tag(echo)
+        original = said_at.strftime("%H:%M:%S")
+
+        irs = start(tgt, Irssi, "stamp", settings={"log_timestamp": "%H:%M:%S "})
+        irs.wait_registered()
+        assert "server-time" in caps_in(irs.sent(), "REQ"), f"irssi did not request server-time\n{irs.diagnostics()}"
+        assert "server-time" in caps_in(irs.received(), "ACK"), irs.diagnostics()
+        # let the clock pass the second of the line (only this sleep is fixed)
+        time.sleep(max(0.0, said_at.timestamp() + 2.0 - time.time()))
+        irs.command(f"/join {room}")
+        join = irs.wait_joined(room)
+        assert time_tag(join) >= said_at + timedelta(seconds=2), (echo, join)
+
+        # the server replayed the line to irssi, after its JOIN, with the ORIGINAL time
+        replayed = irs.wait_received(
+            lambda line: parse(line).command == "PRIVMSG" and parse(line).params == [room, text],
+            what=f"the replay of {text!r}")
+        assert parse(replayed).nick == "stamper", replayed
+        assert parse(replayed).tags["time"] == parse(echo).tags["time"], (echo, replayed)
+        received = irs.received()
+        assert received.index(join) < received.index(replayed), f"not a replay\n{irs.diagnostics()}"
+
+        # irssi logs it with the original HH:MM:SS, its own join with a later one
+        logged = irs.wait_log(rf"<.?stamper> {text}$", channel=room)
+        joined = irs.wait_log(rf"-!- stamp \[.*\] has joined {room}", channel=room)
+        assert joined[:8] != original, f"the clock did not advance: {joined!r}"
+        assert logged == f"{original} <@stamper> {text}", \
+            f"irssi stamped the replayed line {logged[:8]!r}, its original time is {original} ({echo!r})\n" \
+            + irs.diagnostics()
+        assert_clean_registration(irs)
+    finally:
+        raw.close()
+        finish(tgt)
