@@ -129,12 +129,8 @@ def handle_part(ctx: Context, msg: Message) -> None:
     """``PART <chan>{,<chan>} [:<reason>]`` (RFC 2812 section 3.2.2; 403, 442)."""
     reason = msg.params[1] if len(msg.params) > 1 else None
     for name in msg.params[0].split(","):
-        chan = ctx.server.world.find_channel(name)
-        if chan is None:
-            ctx.reply.numeric(N.ERR_NOSUCHCHANNEL, name or "*", "No such channel")
-        elif ctx.client not in chan.members:
-            ctx.reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        else:
+        chan = joined_channel(ctx, name)
+        if chan is not None:
             part_channel(ctx.server, ctx.client, chan, reason, ctx.reply)
 
 
@@ -250,16 +246,24 @@ def handle_list(ctx: Context, msg: Message) -> None:
 
 # -- KICK / INVITE ---------------------------------------------------------
 
+def joined_channel(ctx: Context, name: str) -> Channel | None:
+    """The channel ``name`` if the client is on it; otherwise answer 403 or 442 and return None."""
+    chan = ctx.server.world.find_channel(name)
+    if chan is None:
+        ctx.reply.numeric(N.ERR_NOSUCHCHANNEL, name or "*", "No such channel")
+    elif ctx.client not in chan.members:
+        ctx.reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+    else:
+        return chan
+    return None
+
+
 @command("KICK", min_params=2)
 def handle_kick(ctx: Context, msg: Message) -> None:
     """``KICK <chan> <nick>{,<nick>} [:<reason>]`` (RFC 2812 section 3.2.8; 403 442 482 441)."""
     server, client, reply = ctx.server, ctx.client, ctx.reply
-    chan = server.world.find_channel(msg.params[0])
+    chan = joined_channel(ctx, msg.params[0])
     if chan is None:
-        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
-        return
-    if client not in chan.members:
-        reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
         return
     if not chan.is_op(client):
         reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
@@ -288,12 +292,8 @@ def handle_invite(ctx: Context, msg: Message) -> None:
     if target is None:
         reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
         return
-    chan = server.world.find_channel(msg.params[1])
+    chan = joined_channel(ctx, msg.params[1])
     if chan is None:
-        reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[1], "No such channel")
-        return
-    if client not in chan.members:
-        reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
         return
     if target in chan.members:
         reply.numeric(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
