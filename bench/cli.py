@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.report import comparison_table, details_table
@@ -117,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _messages(srv: ServerProcess, o: Options, *, n: str, r: int, k: int, m: int, w: bool,
+              direct: bool) -> Awaitable[Result]:
+    return run_messages(srv, o, n, r, k, m, w, direct=direct)
+
+
+def _idle(srv: ServerProcess, o: Options, *, n: str, c: int) -> Awaitable[Result]:
+    return run_idle(srv, o, n, c)
+
+
+def _storm(srv: ServerProcess, o: Options, *, n: str, a: int) -> Awaitable[Result]:
+    return run_storm(srv, o, n, a)
+
+
+def _with_opts(srv: ServerProcess, *, fn: Callable[[ServerProcess, Options], Awaitable[Result]],
+               opts: Options) -> Awaitable[Result]:
+    return fn(srv, opts)
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[ServerProcess, Options],
                                                                 Awaitable[Result]]]]:
     """The list of ``(scenario name, coroutine function(server, options))`` to run."""
@@ -144,23 +163,23 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[ServerProcess, O
             for r, k, m in shapes:
                 for mode in modes:
                     name = f"fanout {r}x{k}x{m} {mode}"
-                    add(name, lambda srv, o, n=name, r=r, k=k, m=m, w=mode == "window":
-                        run_messages(srv, o, n, r, k, m, w, direct=False))
+                    add(name, partial(_messages, n=name, r=r, k=k, m=m, w=mode == "window",
+                                      direct=False))
         elif s == "dm":
             pairs = args.pairs or size.pairs
             m = args.messages or size.dm_messages
             for mode in modes:
                 name = f"dm {pairs}x{m} {mode}"
-                add(name, lambda srv, o, n=name, p=pairs, m=m, w=mode == "window":
-                    run_messages(srv, o, n, p, p, m, w, direct=True))
+                add(name, partial(_messages, n=name, r=pairs, k=pairs, m=m, w=mode == "window",
+                                  direct=True))
         elif s == "idle":
             c = args.connections or size.connections
             name = f"idle {c}"
-            add(name, lambda srv, o, n=name, c=c: run_idle(srv, o, n, c))
+            add(name, partial(_idle, n=name, c=c))
         elif s == "storm":
             a = args.accounts or size.accounts
             name = f"storm {a}"
-            add(name, lambda srv, o, n=name, a=a: run_storm(srv, o, n, a))
+            add(name, partial(_storm, n=name, a=a))
     return out
 
 
@@ -194,7 +213,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
             t = time.monotonic()
             print(f"bench: {name} against {kind} ...", file=sys.stderr, flush=True)
             result = await run_with_server(
-                ServerProcess(spec), lambda srv, fn=fn: fn(srv, opts), name,
+                ServerProcess(spec), partial(_with_opts, fn=fn, opts=opts), name,
                 hard_timeout=opts.timeout + 60.0)
             results.append(result)
             status = result.error or ("timed out" if result.timed_out else "ok")

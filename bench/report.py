@@ -93,8 +93,8 @@ def comparison_table(results: Sequence[Result], servers: Sequence[str]) -> str:
             values: dict[str, float | None] = {}
             cells = [scenario, label]
             for s in servers:
-                r = by.get((scenario, s))
-                v = get(r) if r is not None and not r.error else None
+                row = by.get((scenario, s))
+                v = get(row) if row is not None and not row.error else None
                 values[s] = v
                 cells.append(_num(v, digits))
             if both:

@@ -149,7 +149,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
-    listeners = [(config.server.port, "auto", None)]
+    listeners: list[tuple[int, str, ssl.SSLContext | None]] = [(config.server.port, "auto", None)]
     if config.simple.enabled:
         listeners.append((config.simple.port, "simple", None))
     if tls_context is not None:

@@ -176,7 +176,7 @@ def _build(cls: type, data: dict[str, Any], path: str, where: str) -> Any:
         if key not in known:
             raise ConfigError(f"{where}: unknown key '{dotted}'")
         annotation = hints[key]
-        if is_dataclass(annotation):
+        if isinstance(annotation, type) and is_dataclass(annotation):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: '{dotted}' must be a table")
             kwargs[key] = _build(annotation, value, dotted, where)

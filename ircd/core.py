@@ -27,7 +27,6 @@ from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
-from ircd.protocol.framing import LineTooLong
 from ircd.protocol.message import MessageParseError, parse_line
 from ircd.reply import Reply
 from ircd.state import Client, World
@@ -164,13 +163,13 @@ class Server:
         if client.quitting:
             return
         client.last_seen = self.clock()
-        if line is LineTooLong:
+        if not isinstance(line, bytes):  # LineTooLong
             self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
             return
-        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):  # type: ignore[index]
+        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
             return
         try:
-            msg = parse_line(line)  # type: ignore[arg-type]
+            msg = parse_line(line)
         except MessageParseError as exc:
             if exc.reason in ("too-long", "tags-too-long"):
                 self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")

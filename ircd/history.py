@@ -162,7 +162,7 @@ class HistoryStore:
         return list(self.targets.get(key, ()))
 
     @staticmethod
-    def bounds(items: list[Item], ref: tuple[str, object]) -> tuple[int, int] | None:
+    def bounds(items: list[Item], ref: tuple[str, float | str]) -> tuple[int, int] | None:
         """Where a selector falls in ``items`` (oldest first): ``(end_before, start_after)``.
 
         ``("msgid", id)`` names one message at index i: ``(i, i + 1)``.
@@ -176,7 +176,7 @@ class HistoryStore:
                 if item.msgid == value:
                     return i, i + 1
             return None
-        ms = round(value * 1000)  # type: ignore[operator]
+        ms = round(float(value) * 1000)
         keys = [round(x.t * 1000) for x in items]
         return bisect.bisect_left(keys, ms), bisect.bisect_right(keys, ms)
 

@@ -211,8 +211,10 @@ class LoginThrottle:
 
     def prune(self, now: float) -> None:
         """Drop expired entries (call now and then; keeps memory bounded)."""
-        for table in (self._fail_ip, self._fail_acct):
-            for key in [k for k, q in table.items() if not q or now - q[-1] > self.window]:
-                del table[key]
-        for key in [k for k, until in self._locked.items() if until <= now]:
-            del self._locked[key]
+        tables: tuple[dict, dict] = (self._fail_ip, self._fail_acct)
+        for table in tables:
+            expired = [k for k, q in table.items() if not q or now - q[-1] > self.window]
+            for k in expired:
+                del table[k]
+        for lock in [k for k, until in self._locked.items() if until <= now]:
+            del self._locked[lock]

@@ -182,7 +182,7 @@ class Connection(asyncio.Protocol):
                 self._start_simple()
             else:
                 self.decoder.max_line = IRC_MAX_LINE
-                lines = [LineTooLong if line is not LineTooLong and len(line) > IRC_MAX_LINE
+                lines = [LineTooLong if isinstance(line, bytes) and len(line) > IRC_MAX_LINE
                          else line for line in lines]
         if self.backlog:
             self.backlog.extend(lines)

@@ -207,7 +207,7 @@ class SimpleSession:
                 if not body.startswith("ACTION "):
                     continue  # CTCP queries have no meaning in this dialect
                 text = "* " + body[7:]
-            sender = msg.source.split("!", 1)[0]
+            sender = (msg.source or "").split("!", 1)[0]
             self._out(f"DELIVERY {sender} {text}")
 
     def _closed_by_core(self, reason: str) -> None:
@@ -241,7 +241,7 @@ class EchoBot:
         for msg in text_messages(data, ("PRIVMSG",)):
             if msg.params[0][:1] in "#@+":
                 continue
-            sender = msg.source.split("!", 1)[0]
+            sender = (msg.source or "").split("!", 1)[0]
             if casefold(sender) == self.client.nick_cf:
                 continue
             text = msg.params[1]

@@ -57,6 +57,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 import irc.client
 import irc.strings
@@ -999,7 +1000,7 @@ class ChatSession:
                 return
             self._emit(Info(text))
             return
-        kind = "room" if is_channel(target) else "dm"
+        kind: Literal["room", "dm"] = "room" if is_channel(target) else "dm"
         self._emit(
             Message(
                 kind=kind,

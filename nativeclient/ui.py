@@ -294,7 +294,7 @@ class TerminalUI:
 
         lost = _LostSignal(asyncio.get_running_loop())
         depth = None if self.renderer.color else ColorDepth.MONOCHROME
-        main = PromptSession(history=InMemoryHistory(), color_depth=depth)
+        main: PromptSession = PromptSession(history=InMemoryHistory(), color_depth=depth)
         sub: PromptSession = PromptSession(color_depth=depth)
 
         async def ask(prompt: str) -> str | None:

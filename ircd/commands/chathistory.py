@@ -32,7 +32,7 @@ def _fail(ctx: Context, code: str, *params: str) -> None:
     ctx.reply.send("FAIL", "CHATHISTORY", code, *params, trailing=True)
 
 
-def _selector(text: str) -> tuple[str, object] | None:
+def _selector(text: str) -> tuple[str, float | str] | None:
     kind, sep, value = text.partition("=")
     if not sep:
         return None
@@ -97,19 +97,20 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
         keys: dict[str, str] = {casefold(c.name): c.name for c in client.channels.values()}
         if client.account:
             mine = casefold(client.account)
-            for key in list(history.targets):
-                if key.startswith("dm:"):
-                    _, x, y = key.split(":", 2)
+            for dm in list(history.targets):
+                if dm.startswith("dm:"):
+                    _, x, y = dm.split(":", 2)
                     if mine in (x, y):
-                        keys[key] = y if x == mine else x
-        found = history.targets_between(list(keys), a[1], b[1], min(int(p[3]), limit_max))
+                        keys[dm] = y if x == mine else x
+        start, end = float(a[1]), float(b[1])
+        found = history.targets_between(list(keys), start, end, min(int(p[3]), limit_max))
         ref = new_batch_id()
         use_batch = "batch" in client.caps
         if use_batch:
             ctx.reply.send("BATCH", "+" + ref, "draft/chathistory-targets")
-        for key, t in found:
+        for dm, t in found:
             tags = f"@batch={ref} " if use_batch else ""
-            ctx.reply.raw(f"{tags}:{server.name} CHATHISTORY TARGETS {keys[key]} "
+            ctx.reply.raw(f"{tags}:{server.name} CHATHISTORY TARGETS {keys[dm]} "
                           f"timestamp={format_time(t)}")
         if use_batch:
             ctx.reply.send("BATCH", "-" + ref)
@@ -147,7 +148,7 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
         first = max(0, end_before - limit // 2)
         result = items[first : first + limit]
     else:  # BETWEEN, exclusive at both ends, counted from the first reference
-        end_before2, start_after2 = rest[0]
+        end_before2, start_after2 = rest[0]  # type: ignore[misc]
         if start_after <= end_before2:
             result = items[start_after:end_before2][:limit]
         else:

@@ -13,11 +13,14 @@ recorded in the history (CHATHISTORY).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ircd.commands.registry import Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import RFC1459
 from ircd.protocol.message import MAX_LINE_BODY, Message
+from ircd.state import Client
 
 
 def _relay(ctx: Context, msg: Message, verb: str) -> None:
@@ -39,6 +42,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         text = params[1]
     errors = not quiet or tagmsg
     client_tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else None
+    targets: list[str] | tuple[str, ...]
     if "," in params[0]:
         targets = params[0].split(",")
         maxtargets = server.config.server.maxtargets
@@ -80,6 +84,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             line = (f":{client.source} {verb} {status}{chan.name} :{text}" if text is not None
                     else f":{client.source} TAGMSG {status}{chan.name}")
             event = Event(line, now, True, client.account, client_tags)
+            recipients: Iterable[Client]
             if tagmsg:
                 recipients = [m for m in members if m.tagmask & 1]
             elif status:
