@@ -18,6 +18,7 @@ CAPABILITIES: dict[str, str | None] = {
     "draft/chathistory": None,     # CHATHISTORY (limits in ISUPPORT CHATHISTORY=)
     "echo-message": None,          # your own PRIVMSG/NOTICE/TAGMSG come back to you
     "extended-join": None,         # JOIN #chan <account> :<realname>
+    "extended-monitor": None,      # AWAY/ACCOUNT/SETNAME also for nicks you MONITOR
     "invite-notify": None,         # INVITE lines to channel members
     "labeled-response": None,      # @label echoed on the command's reply (ACK / BATCH)
     "message-tags": None,          # client tags (+name), TAGMSG, @msgid

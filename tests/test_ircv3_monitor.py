@@ -152,3 +152,30 @@ def test_monitor_list_is_limited_to_100_entries(clients):
     w.send("MONITOR L")
     listed = ",".join(x.split(" :", 1)[1] for x in w.sync() if command_of(x) == "732")
     assert sorted(listed.split(",")) == sorted(nicks)
+
+
+def test_extended_monitor_sends_away_and_setname_of_monitored_nicks(clients):
+    # IRCv3 extended-monitor: no shared channel, yet the watcher who asked for it
+    # (with away-notify and setname) is told; one who did not ask is not.
+    target = clients("emtarget")
+    keen = clients("emkeen", caps=["extended-monitor", "away-notify", "setname"])
+    plain = clients("emplain", caps=["away-notify", "setname"])
+    for w in (keen, plain):
+        w.send("MONITOR + emtarget")
+        w.sync()
+    target.send("AWAY :lunch")
+    target.send("SETNAME :New Name")
+    target.sync()
+    assert keen.sync() == [f":emtarget!emtarget@{H} AWAY :lunch",
+                           f":emtarget!emtarget@{H} SETNAME :New Name"]
+    assert plain.sync() == []
+
+
+def test_extended_monitor_without_the_notify_capability_sends_nothing(clients):
+    target = clients("emtarget2")
+    watcher = clients("emwatch2", caps=["extended-monitor"])
+    watcher.send("MONITOR + emtarget2")
+    watcher.sync()
+    target.send("AWAY :gone")
+    target.sync()
+    assert watcher.sync() == []

@@ -41,6 +41,23 @@ def notify_offline(server, nick: str) -> None:
         _send(server, list(watchers), N.RPL_MONOFFLINE, nick)
 
 
+def interested(server, client: Client, cap: str) -> list[Client]:
+    """Who is told of a change to ``client`` that capability ``cap`` announces.
+
+    Channel peers that enabled ``cap``, and (IRCv3 extended-monitor) the
+    clients that MONITOR ``client`` and enabled both ``extended-monitor`` and
+    ``cap``; each once, never ``client`` itself.
+    """
+    out = [p for p in server.world.peers(client) if cap in p.caps]
+    watchers = server.world.monitors.get(client.nick_cf)
+    if watchers:
+        seen = set(out)
+        seen.add(client)
+        out += [w for w in watchers
+                if w not in seen and cap in w.caps and "extended-monitor" in w.caps]
+    return out
+
+
 def forget(server, client: Client) -> None:
     """Drop ``client``'s whole MONITOR list (on quit, or MONITOR C)."""
     monitors = server.world.monitors

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from ircd.commands import monitor
 from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import Context, command
 from ircd.events import Event
@@ -179,7 +180,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
         line = f":{client.source} AWAY"
     event = Event(line, server.clock(), account=client.account)
-    event.send_to([p for p in server.world.peers(client) if "away-notify" in p.caps])
+    event.send_to(monitor.interested(server, client, "away-notify"))
 
 
 REALNAME_MAX = 100
@@ -199,7 +200,7 @@ def handle_setname(ctx: Context, msg: Message) -> None:
         return
     client.realname = name
     event = Event(f":{client.source} SETNAME :{name}", server.clock(), account=client.account)
-    event.send_to([p for p in server.world.peers(client) if "setname" in p.caps])
+    event.send_to(monitor.interested(server, client, "setname"))
     if "setname" in client.caps:
         ctx.reply.raw(event.str_for(client.tagmask))
 

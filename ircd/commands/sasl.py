@@ -21,6 +21,7 @@ import base64
 import binascii
 import logging
 
+from ircd.commands import monitor
 from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
@@ -148,4 +149,4 @@ def _finish(server, client, authcid: str, ok: bool) -> None:
     log.info("SASL login %s from %s", authcid, client.ip)
     if client.registered:
         event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
-        event.send_to([p for p in server.world.peers(client) if "account-notify" in p.caps])
+        event.send_to(monitor.interested(server, client, "account-notify"))
