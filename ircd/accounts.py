@@ -73,10 +73,14 @@ class AccountStore:
             finally:
                 self._db.close()
 
-    def names(self) -> set[str]:
-        """The casefolded names of every account (for synchronous existence checks)."""
+    def names(self) -> dict[str, str]:
+        """Every account: casefolded name -> the name as registered (no hashes).
+
+        Kept in memory by the server for synchronous existence checks and to
+        show each account with its registered spelling.
+        """
         with self._lock:
-            return {row[0] for row in self._db.execute("SELECT name_cf FROM accounts")}
+            return dict(self._db.execute("SELECT name_cf, name FROM accounts"))
 
     def exists(self, name: str) -> bool:
         with self._lock:

@@ -94,7 +94,8 @@ class Server:
         self.scheduler = scheduler
         self.clock = clock
         self.world = World()
-        self.account_names: set[str] = accounts.names()
+        # casefolded account name -> the name as registered
+        self.account_names: dict[str, str] = accounts.names()
         self.created = clock()
         self._next_id = 0
         self.version = f"chatserver-{__version__}"

@@ -57,7 +57,7 @@ def run_racing(n: int, fn) -> list:
 
 def test_store_creates_its_directory_and_starts_empty(store, db_path):
     assert db_path.parent.is_dir()
-    assert store.names() == set()
+    assert store.names() == {}
     assert not store.exists("alice")
 
 
@@ -80,7 +80,8 @@ def test_create_of_taken_name_returns_false_and_keeps_the_first_password(store):
 def test_names_are_casefolded_with_rfc1459(store):
     assert store.create("Alice[1]", "pw")
     assert store.create("BOB", "pw")
-    assert store.names() == {"alice{1}", "bob"}
+    # casefolded keys, each with the name as registered
+    assert store.names() == {"alice{1}": "Alice[1]", "bob": "BOB"}
     assert store.exists("alice{1}")
     assert store.exists("ALICE[1]")
     assert store.verify("alice{1}", "pw")
@@ -101,7 +102,7 @@ def test_login_or_register_creates_then_logs_in_then_refuses_a_bad_password(stor
     assert store.login_or_register("carol", "pw1") is LoginResult.LOGGED_IN
     assert store.login_or_register("CAROL", "pw1") is LoginResult.LOGGED_IN
     assert store.login_or_register("carol", "pw2") is LoginResult.BAD_PASSWORD
-    assert store.names() == {"carol"}
+    assert set(store.names()) == {"carol"}
     assert store.verify("carol", "pw1")
 
 
@@ -180,7 +181,7 @@ def test_twenty_threads_racing_login_or_register_create_exactly_once(store):
     # Every other thread used a different password, so each was refused.
     assert all(r is LoginResult.BAD_PASSWORD for i, r in enumerate(results) if i != winner)
     assert store.verify("dave", f"password-{winner}")
-    assert store.names() == {"dave"}
+    assert set(store.names()) == {"dave"}
 
 
 def test_twenty_threads_with_the_same_password_create_once_and_log_in(store):
@@ -192,7 +193,7 @@ def test_twenty_threads_with_the_same_password_create_once_and_log_in(store):
 def test_threads_creating_different_names_all_succeed(store):
     results = run_racing(16, lambda i: store.create(f"user{i}", f"pw{i}"))
     assert results == [True] * 16
-    assert store.names() == {f"user{i}" for i in range(16)}
+    assert set(store.names()) == {f"user{i}" for i in range(16)}
 
 
 # -- durability ---------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_accounts_survive_close_and_reopen(db_path):
     first.close()
     second = AccountStore(db_path, time_cost=1, memory_cost=1024)
     try:
-        assert second.names() == {"alice", "bob"}
+        assert second.names() == {"alice": "alice", "bob": "Bob"}
         assert second.verify("alice", "pw-a")
         assert second.login_or_register("bob", "pw-b") is LoginResult.LOGGED_IN
         assert second.login_or_register("bob", "pw-a") is LoginResult.BAD_PASSWORD

@@ -413,3 +413,17 @@ def test_nick_change_to_another_accounts_name_is_refused(server):
         assert c.expect(lambda x: command_of(x) in ("401", "311")).split(" ")[1] == "401"
     finally:
         quit_and_close(c)
+
+
+def test_account_is_shown_with_its_registered_spelling(server):
+    first = RawClient(server.port)
+    first.register("Zed[1]", password="pw-zed")
+    first.send("QUIT")
+    first.closed_by_server()
+    again = RawClient(server.port)
+    again.send("PASS pw-zed")
+    again.send("NICK zed{1}")  # the same account under rfc1459 casemapping
+    again.send("USER z 0 * :z")
+    loggedin = again.expect_numeric("900")
+    assert loggedin.endswith(" Zed[1] :You are now logged in as Zed[1]"), loggedin
+    again.close()

@@ -310,10 +310,10 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         try_register(server, client, reply)
         client.write(reply.to_bytes())
         return
-    client.account = nick
     created = result is LoginResult.CREATED
+    # The account as registered (a racing client may have created it a moment ago).
+    client.account = server.account_names.setdefault(casefold(nick), nick)
     if created:
-        server.account_names.add(casefold(nick))
         log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
     complete_registration(server, client, reply, created=created)
     take_label(client, reply)

@@ -138,8 +138,7 @@ def _finish(server, client, authcid: str, ok: bool) -> None:
         client.write(reply.to_bytes())
         return
     server.login_throttle.success(client.ip, account_cf)
-    # The account's name as registered: the nick table uses the casefolded form.
-    client.account = authcid
+    client.account = server.account_names.get(account_cf, authcid)  # as registered
     client.sasl = "done"
     source = client.source if client.registered else f"{client.nick}!{client.user or '*'}@{client.host}"
     reply.numeric(N.RPL_LOGGEDIN, source, client.account, f"You are now logged in as {client.account}")
