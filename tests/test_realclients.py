@@ -1,9 +1,9 @@
 """Interoperability with real IRC clients: irssi (in tmux) and WeeChat (headless).
 
 Each test starts the real server (the ``server`` fixture), one or two real
-clients (see ``tests/realclients.py``) and, where useful, a raw-socket bot
-(``RawClient``), and checks what the clients logged: the auto-join to
-#general, channel lines both ways, direct messages, and that the server sent
+clients (see ``tests/realclients.py``) and, where useful, a bot built on the
+``irc`` library (tests/ircbot.py), and checks what the clients logged: the
+auto-join to #general, channel lines both ways, direct messages, and that the server sent
 no error during capability negotiation and registration. On failure the
 clients' raw protocol logs and the server log are printed.
 
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ircbot import Bot
 from tests.realclients import ClientError, Irssi, Ngircd, WeeChat, error_lines, parse
 from tests.support import FAST_HASH_TOML, RawClient, command_of, free_port
 
@@ -109,25 +110,28 @@ def start(tgt: Target, cls: type[Irssi] | type[WeeChat], nick: str, **kwargs) ->
     return client
 
 
-def bot(tgt: Target, nick: str = "bot") -> RawClient:
-    """A raw-socket bot registered as ``nick`` and in #general (auto-joined by our server)."""
-    raw = RawClient(tgt.port)
-    raw.register(nick)
+def bot(tgt: Target, nick: str = "bot") -> Bot:
+    """An ``irc``-library bot (tests/ircbot.py) registered as ``nick`` and in #general."""
     if tgt.autojoins:
-        raw.expect(lambda line: parse(line).command == "JOIN" and parse(line).nick == nick)
-    else:
-        raw.send(f"JOIN {CHANNEL}")
-    raw.expect_numeric("366")
-    return raw
+        return Bot(tgt.port, nick, autojoin=CHANNEL)
+    b = Bot(tgt.port, nick, autojoin=None)
+    b.send(f"JOIN {CHANNEL}")
+    b.wait_for(lambda ev: ev.type == "endofnames" and ev.arguments[:1] == [CHANNEL])
+    return b
 
 
-def bot_expect(raw: RawClient, needle: str, *clients: Irssi | WeeChat, timeout: float = 15.0) -> str:
-    """The bot reads until a line containing ``needle``; on timeout, fail with the clients' logs."""
-    try:
-        return raw.expect(needle, timeout)
-    except (TimeoutError, ConnectionError) as exc:
-        logs = "\n".join(c.diagnostics() for c in clients)
-        pytest.fail(f"bot did not receive {needle!r}: {exc}\n{logs}")
+def bot_expect(b: Bot, needle: str, *clients: Irssi | WeeChat, timeout: float = 15.0) -> str:
+    """The raw line containing ``needle`` that the bot received; on timeout, fail with
+    the clients' logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in b.raw:
+            if needle in line:
+                return line
+        if time.monotonic() > deadline or b.disconnected:
+            logs = "\n".join(c.diagnostics() for c in clients)
+            pytest.fail(f"bot did not receive {needle!r}; it saw {b.raw[-20:]!r}\n{logs}")
+        b.poll(0.05)
 
 
 def token() -> str:
@@ -194,7 +198,7 @@ def test_client_chats_with_bot(target: Target, cls: type[Irssi] | type[WeeChat])
     and gets the bot's direct message in a query."""
     (need_weechat if cls is WeeChat else need_irssi)()
     nick = "wuser" if cls is WeeChat else "iuser"
-    raw = bot(target)
+    irc_bot = bot(target)
     client = start(target, cls, nick)
     client.wait_registered()
     join = client.wait_joined(CHANNEL)
@@ -202,29 +206,29 @@ def test_client_chats_with_bot(target: Target, cls: type[Irssi] | type[WeeChat])
     # the client shows the join in the channel's log
     client.wait_log(rf"{nick}.*(has joined|joined)", channel=CHANNEL)
     # the bot sees the client's join and its line
-    bot_expect(raw, f":{nick}!", client)
+    bot_expect(irc_bot, f":{nick}!", client)
     hello = f"hello from {cls.kind} {token()}"
     client.say(CHANNEL, hello)
-    line = bot_expect(raw, hello, client)
+    line = bot_expect(irc_bot, hello, client)
     msg = parse(line)
     assert (msg.nick, msg.command, msg.params) == (nick, "PRIVMSG", [CHANNEL, hello]), line
     # the bot's reply in #general shows in the client's channel log
     reply = f"welcome {nick} {token()}"
-    raw.send(f"PRIVMSG {CHANNEL} :{reply}")
+    irc_bot.conn.privmsg(CHANNEL, reply)
     logged = client.wait_log(reply, channel=CHANNEL)
     assert "bot" in logged, logged
     # a direct message from the bot opens a query that the client logs
     dm = f"psst {token()}"
-    raw.send(f"PRIVMSG {nick} :{dm}")
+    irc_bot.conn.privmsg(nick, dm)
     client.wait_log(dm, channel="bot")
     # and the client's direct answer reaches the bot
     answer = f"got it {token()}"
     client.msg("bot", answer)
-    line = bot_expect(raw, answer, client)
+    line = bot_expect(irc_bot, answer, client)
     msg = parse(line)
     assert (msg.nick, msg.command, msg.params) == (nick, "PRIVMSG", ["bot", answer]), line
     assert_clean_registration(client)
-    raw.close()
+    irc_bot.quit()
 
 
 def test_irssi_and_weechat_talk(target: Target) -> None:
