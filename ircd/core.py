@@ -29,11 +29,9 @@ from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.message import MessageParseError, parse_line
 from ircd.reply import Reply
-from ircd.state import Client, World
+from ircd.state import USERLEN, Client, World
 
 log = logging.getLogger("ircd")
-
-USERLEN = 10
 
 
 class Scheduler(Protocol):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ircd.config import ConnectionClass, LimitsSection
 
@@ -120,19 +120,12 @@ class ConnectionLimiter:
                     chosen = cls
                     break
         exempt = addr is not None and any(addr in net for net in self._exempt)
-
-        def pick(value, default):
-            return default if chosen is None or value == -1 else value
-
-        result = ClassLimits(
-            name=chosen.name if chosen else "default",
-            max_per_ip=pick(chosen and chosen.max_per_ip, lim.max_per_ip),
-            flood_burst=pick(chosen and chosen.flood_burst, lim.flood_burst),
-            flood_rate=pick(chosen and chosen.flood_rate, lim.flood_rate),
-            flood_backlog=pick(chosen and chosen.flood_backlog, lim.flood_backlog),
-            sendq=pick(chosen and chosen.sendq, self.default_sendq),
-            exempt=exempt,
-        )
+        result = ClassLimits("default", lim.max_per_ip, lim.flood_burst, lim.flood_rate,
+                             lim.flood_backlog, self.default_sendq, exempt)
+        if chosen is not None:  # -1 in a class means "as in [limits]"
+            keys = ("max_per_ip", "flood_burst", "flood_rate", "flood_backlog", "sendq")
+            overrides = {k: getattr(chosen, k) for k in keys if getattr(chosen, k) != -1}
+            result = replace(result, name=chosen.name, **overrides)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[ip] = result

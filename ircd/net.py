@@ -27,6 +27,7 @@ import socket
 import ssl
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from ircd.config import Config
@@ -214,15 +215,9 @@ class Connection(asyncio.Protocol):
     # -- the SEND/SEND-OK dialect ------------------------------------------------
 
     def _start_simple(self) -> None:
-        self.simple = SimpleSession(self.core, self.write, self._close_simple, self.ip)
+        self.simple = SimpleSession(self.core, self.write, partial(self.close, "closed by server"),
+                                    self.ip)
         self.decoder.max_line = self.core.config.simple.max_line
-
-    def _close_simple(self) -> None:
-        if not self.closed:
-            self.flush()
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
 
     # -- line processing: flood budget and password checks -------------------------
 

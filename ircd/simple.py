@@ -25,7 +25,7 @@ from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import MAX_LINE_BODY, Message, MessageParseError, parse_line
 from ircd.reply import Reply
-from ircd.state import Client
+from ircd.state import USERLEN, Client
 
 log = logging.getLogger("ircd.simple")
 
@@ -57,6 +57,19 @@ def split_utf8(text: str, limit: int) -> list[str]:
         pieces.append(data[start:end].decode("utf-8"))
         start = end
     return pieces
+
+
+def message_pieces(core, sender: Client, target: str, text: str) -> list[str]:
+    """``text`` as the PRIVMSG texts to send from ``sender`` to ``target`` (nick or channel).
+
+    Whole for another SEND-dialect user or a bot; for IRC (and channels) split
+    on UTF-8 boundaries so that each relayed line fits in 512 bytes.
+    """
+    dest = core.world.find_user(target)
+    if dest is not None and dest.kind != "irc":
+        return [text]
+    budget = MAX_LINE_BODY - len(f":{sender.source} PRIVMSG {target} :".encode())
+    return split_utf8(text, max(budget, 16))
 
 
 def text_messages(data: bytes, commands: tuple[str, ...]) -> Iterator[Message]:
@@ -139,7 +152,7 @@ class SimpleSession:
             self._out("BUSY")
             return
         client = core.new_client(self._from_irc, self._closed_by_core, self.ip, kind="simple")
-        client.user = name[:10]
+        client.user = name[:USERLEN]
         client.realname = name
         client.set_nick(name)
         reply = Reply(core.name, client)
@@ -171,13 +184,7 @@ class SimpleSession:
             self._out("BAD-DEST-USER")  # names never contain commas: one recipient per SEND
             return
         core = self.core
-        dest = core.world.find_user(target)
-        if dest is not None and dest.kind != "irc":
-            pieces = [text]  # another simple user or a bot: delivered whole, in one line
-        else:
-            budget = MAX_LINE_BODY - len(f":{client.source} PRIVMSG {target} :".encode())
-            pieces = split_utf8(text, max(budget, 16))
-        for piece in pieces:
+        for piece in message_pieces(core, client, target, text):
             reply = dispatch(core, client, Message("PRIVMSG", [target, piece]))
             codes = reply.numerics()
             if any(code in _NOT_DELIVERED for code in codes):
@@ -250,8 +257,5 @@ class EchoBot:
     def _answer(self, sender: str, text: str) -> None:
         if self.client.quitting:
             return
-        budget = MAX_LINE_BODY - len(f":{self.client.source} PRIVMSG {sender} :".encode())
-        target = self.core.world.find_user(sender)
-        pieces = [text] if target is not None and target.kind != "irc" else split_utf8(text, budget)
-        for piece in pieces:
+        for piece in message_pieces(self.core, self.client, sender, text):
             dispatch(self.core, self.client, Message("PRIVMSG", [sender, piece]))

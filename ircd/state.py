@@ -9,7 +9,7 @@ in unit tests). Every name lookup is casefolded (:mod:`ircd.protocol.casemap`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ircd.protocol.casemap import casefold
@@ -19,6 +19,9 @@ Write = Callable[[bytes], None]
 
 Close = Callable[[str], None]
 """Closes one connection after sending ``ERROR :<reason>``; idempotent."""
+
+USERLEN = 10
+"""Longest user name (the ``user`` of ``nick!user@host``), advertised as ISUPPORT USERLEN."""
 
 
 class Client:
@@ -116,9 +119,6 @@ class Channel:
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
 
-    def is_voiced(self, client: Client) -> bool:
-        return bool(self.members.get(client, ""))
-
     def mode_string(self, show_key: bool = True) -> tuple[str, list[str]]:
         """The channel's modes as (``"+ntkl"``, ``[key, limit]``) for RPL_CHANNELMODEIS."""
         flags = "".join(sorted(self.modes))
@@ -202,8 +202,3 @@ class World:
         if not chan.members:
             self.channels.pop(casefold(chan.name), None)
 
-
-def broadcast(clients: Iterable[Client], data: bytes) -> None:
-    """Write one serialised line to each client (serialised once, written N times)."""
-    for c in clients:
-        c.write(data)

@@ -17,37 +17,12 @@ import time
 
 import pytest
 
-from tests.support import FAST_HASH_TOML, RawClient, command_of
+from tests.support import RawClient, command_of, config_with
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVER = "irc.chatserver.local"
 HOST = "127.0.0.1"
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return str(value)
-
-
-def config_with(**sections: dict[str, object]) -> str:
-    """FAST_HASH_TOML plus settings: ``config_with(server={"sendq": 65536})``.
-
-    Keys go under the section's existing header when FAST_HASH_TOML has one,
-    otherwise into a new table.
-    """
-    text = FAST_HASH_TOML
-    for section, values in sections.items():
-        body = "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
-        header = f"[{section}]\n"
-        if header in text:
-            text = text.replace(header, header + body, 1)
-        else:
-            text = f"{text}\n{header}{body}"
-    return text
 
 
 class ByteClient(RawClient):

@@ -18,13 +18,9 @@ from ircd.reply import Reply
 from ircd.state import Channel, Client, prefix_of
 
 
-def _user_mask(client: Client) -> str:
-    return client.source
-
-
 def is_banned(chan: Channel, client: Client) -> bool:
-    src = _user_mask(client)
-    return any(mask_match(mask, src) for mask, _, _ in chan.bans)
+    """True if ``client``'s ``nick!user@host`` matches one of ``chan``'s +b masks."""
+    return any(mask_match(mask, client.source) for mask, _, _ in chan.bans)
 
 
 # -- JOIN ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ircd.commands.channels import is_banned
 from ircd.commands.registry import Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
@@ -77,7 +78,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                         reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                     continue
                 my_modes = ""
-            if not my_modes and ("m" in chan.modes or (chan.bans and _banned(chan, client))):
+            if not my_modes and ("m" in chan.modes or (chan.bans and is_banned(chan, client))):
                 if errors:
                     reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                 continue
@@ -162,12 +163,6 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
 
 _NOT_A_NICK = frozenset(b"#@+:")
 _FOLDED: dict[bytes, str] = {}  # raw target -> casefolded nick (a small, bounded cache)
-
-
-def _banned(chan, client) -> bool:
-    from ircd.commands.channels import is_banned
-
-    return is_banned(chan, client)
 
 
 @command("PRIVMSG", updates_idle=True)

@@ -58,15 +58,19 @@ def interested(server, client: Client, cap: str) -> list[Client]:
     return out
 
 
+def _unwatch(world, client: Client, cf: str) -> None:
+    """Stop ``client`` watching the casefolded nick ``cf`` (the world's side only)."""
+    watchers = world.monitors.get(cf)
+    if watchers is not None:
+        watchers.discard(client)
+        if not watchers:
+            del world.monitors[cf]
+
+
 def forget(server, client: Client) -> None:
     """Drop ``client``'s whole MONITOR list (on quit, or MONITOR C)."""
-    monitors = server.world.monitors
     for cf in client.monitoring:
-        watchers = monitors.get(cf)
-        if watchers is not None:
-            watchers.discard(client)
-            if not watchers:
-                del monitors[cf]
+        _unwatch(server.world, client, cf)
     client.monitoring.clear()
 
 
@@ -111,13 +115,8 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
         if sub == "-":
             for nick in nicks:
                 cf = casefold(nick)
-                if cf in client.monitoring:
-                    del client.monitoring[cf]
-                    watchers = world.monitors.get(cf)
-                    if watchers is not None:
-                        watchers.discard(client)
-                        if not watchers:
-                            del world.monitors[cf]
+                if client.monitoring.pop(cf, None) is not None:
+                    _unwatch(world, client, cf)
             return
         added = []
         for i, nick in enumerate(nicks):

@@ -11,7 +11,7 @@ import time
 
 from ircd.commands import monitor
 from ircd.commands.registration import send_isupport, send_lusers, send_motd
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import COMMANDS, Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
@@ -284,8 +284,6 @@ def handle_help(ctx: Context, msg: Message) -> None:
     704 RPL_HELPSTART, 705 RPL_HELPTXT, 706 RPL_ENDOFHELP; 524
     ERR_HELPNOTFOUND for an unknown subject ("Modern IRC", HELP).
     """
-    from ircd.commands.registry import COMMANDS
-
     reply = ctx.reply
     subject = msg.params[0].upper() if msg.params and msg.params[0] else ""
     if not subject:

@@ -23,12 +23,14 @@ import time
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
+from ircd.commands.channels import join_channel
 from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import Message
 from ircd.reply import Reply
+from ircd.state import USERLEN
 
 log = logging.getLogger("ircd.registration")
 
@@ -163,7 +165,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
 
 def _clean_username(raw: str, fallback: str) -> str:
     name = "".join(c for c in raw if c.isascii() and (c.isalnum() or c in "-_.[]{}|^`"))
-    return (name or casefold(fallback) or "user")[:10]
+    return (name or casefold(fallback) or "user")[:USERLEN]
 
 
 @command("USER", min_params=4, pre_registration=True)
@@ -346,8 +348,6 @@ def complete_registration(server, client, reply: Reply, created: bool = False) -
                        trailing=True)
         reply.numeric(N.RPL_LOGGEDIN, client.source, client.account,
                       f"You are now logged in as {client.account}")
-    from ircd.commands.channels import join_channel  # one family per module
-
     for name in server.config.server.autojoin:
         join_channel(server, client, name, None, reply)
 

@@ -27,6 +27,7 @@ from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
+from ircd.reply import Reply
 
 log = logging.getLogger("ircd.sasl")
 
@@ -126,8 +127,6 @@ def _plain(ctx: Context, payload: str) -> None:
 
 
 def _finish(server, client, authcid: str, ok: bool) -> None:
-    from ircd.reply import Reply
-
     reply = Reply(server.name, client)
     account_cf = casefold(authcid)
     if not ok:
