@@ -107,8 +107,9 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
             event = Event(line, now, True, client.account, client_tags)
-            # To yourself: delivered once; echo-message does not add a second copy.
-            if (not tagmsg or user.tagmask & 1) and not (echo and user is client):
+            # To yourself with echo-message: the delivery and then the echo, two lines
+            # (Ergo, InspIRCd); only the echo, part of the reply, carries a label.
+            if not tagmsg or user.tagmask & 1:
                 mask = user.tagmask
                 user.write(event.bytes_for(mask) if mask else event.plain)
             if echo:
