@@ -26,6 +26,7 @@ from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
+from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
@@ -99,6 +100,7 @@ class Server:
         self._next_id = 0
         self.version = f"chatserver-{__version__}"
         self.login_throttle = LoginThrottle(config.limits)
+        self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self._last_prune = self.created
         self.reconfigure(config)
 
@@ -252,8 +254,11 @@ class Server:
         if history is None or not history.pending:
             return
         items = history.take_pending()
+        stats = self.stats
+        stats.history_in_flight += len(items)
 
         def done(_result: Any, error: BaseException | None) -> None:
+            stats.history_in_flight -= len(items)
             if error is not None:
                 log.error("history write of %d messages failed: %r", len(items), error)
 
