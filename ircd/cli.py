@@ -1,7 +1,7 @@
 """The ``chatserver`` command (also ``python -m ircd``).
 
 ``chatserver [PORT] [--host HOST] [--config FILE] [--data-dir DIR]
-[--server-name NAME] [--server-password PW]``. Command-line options override
+[--server-name NAME] [--server-password PW] [--metrics-port PORT]``. Command-line options override
 the config file, which overrides the built-in defaults (:mod:`ircd.config`).
 
 Exit codes: 0 after a graceful shutdown (SIGINT or SIGTERM), 1 when a
@@ -27,6 +27,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
+from ircd.metrics import MetricsEndpoint
 from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.simple import EchoBot
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate chain: enables the TLS listener")
     p.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
     p.add_argument("--tls-port", type=int, help="TLS port (default 6697, or tls.port)")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
+                        "(or metrics.host)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -62,6 +66,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     config = load_config(path)
     if args.simple_port is not None:
         config = config.with_overrides("simple", enabled=True, port=args.simple_port)
+    if args.metrics_port is not None:
+        config = config.with_overrides("metrics", enabled=True, port=args.metrics_port)
     if args.tls_cert or args.tls_port is not None:
         config = config.with_overrides("tls", enabled=True, cert=args.tls_cert,
                                        key=args.tls_key, port=args.tls_port)
@@ -82,6 +88,7 @@ NOT_RELOADABLE = {
     "server": ("host", "port", "data_dir"),
     "simple": ("enabled", "port"),
     "tls": ("enabled", "port", "cert", "key"),
+    "metrics": ("enabled", "host", "port"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
@@ -154,13 +161,19 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         listeners.append((config.simple.port, "simple", None))
     if tls_context is not None:
         listeners.append((config.tls.port, "auto", tls_context))
+    metrics = MetricsEndpoint(node) if config.metrics.enabled else None
+    host = config.server.host
     try:
         for port, dialect, tls in listeners:
-            await node.listen(config.server.host, port, dialect, tls)
+            await node.listen(host, port, dialect, tls)
+        if metrics is not None:
+            host, port = config.metrics.host, config.metrics.port
+            await metrics.start(host, port)
     except OSError as exc:
         why = exc.strerror or str(exc)
-        print(f"chatserver: cannot listen on {config.server.host}:{port}: {why}",
-              file=sys.stderr)
+        print(f"chatserver: cannot listen on {host}:{port}: {why}", file=sys.stderr)
+        if metrics is not None:
+            metrics.close()
         await node.shutdown()
         scheduler.shutdown()
         accounts.close()
@@ -190,6 +203,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     log.info("chatserver %s ready (data in %s)", __version__, data_dir.resolve())
     await stop.wait()
     log.info("shutting down")
+    if metrics is not None:
+        metrics.close()
     await node.shutdown()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
     if history is not None:

@@ -131,6 +131,15 @@ class HistorySection:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """``[metrics]``: the Prometheus endpoint (``http://host:port/metrics``, :mod:`ircd.metrics`)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9667
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -140,6 +149,7 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     tls: TLSSection = field(default_factory=TLSSection)
     history: HistorySection = field(default_factory=HistorySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -253,6 +263,7 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("history.retention_days", config.history.retention_days >= 0, "must be 0 or more"),
         ("history.chathistory_limit", config.history.chathistory_limit >= 1, "must be at least 1"),
         ("history.autoreplay_lines", config.history.autoreplay_lines >= 0, "must be 0 or more"),
+        ("metrics.port", 0 <= config.metrics.port <= 65535, "must be 0..65535"),
     ]
 
 

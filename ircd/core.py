@@ -21,13 +21,15 @@ from ircd.accounts import AccountStore
 from ircd.capabilities import CAPABILITIES
 from ircd.commands import dispatch, monitor
 from ircd.commands.messaging import relay_direct_fast
+from ircd.commands.utf8only import refuse_invalid_utf8
 from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
+from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
-from ircd.protocol.message import MessageParseError, parse_line
+from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
 from ircd.reply import Reply
 from ircd.state import USERLEN, Client, World
 
@@ -98,6 +100,7 @@ class Server:
         self._next_id = 0
         self.version = f"chatserver-{__version__}"
         self.login_throttle = LoginThrottle(config.limits)
+        self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self._last_prune = self.created
         self.reconfigure(config)
 
@@ -157,7 +160,9 @@ class Server:
         """Parse and run one received line (bytes without CR LF, or ``LineTooLong``).
 
         A line over the limits gets 417 ERR_INPUTTOOLONG and is dropped
-        ("Modern IRC"); the connection stays usable.
+        ("Modern IRC"); the connection stays usable. A line that is not valid
+        UTF-8 is not run: it gets the answer of
+        :func:`~ircd.commands.utf8only.refuse_invalid_utf8` (IRCv3 utf8-only).
         """
         if client.quitting:
             return
@@ -167,13 +172,15 @@ class Server:
             return
         if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
             return
+        valid = is_valid_utf8(line)
         try:
-            msg = parse_line(line)
+            msg = parse_line(line) if valid else parse_line(line, errors="surrogateescape")
         except MessageParseError as exc:
             if exc.reason in ("too-long", "tags-too-long"):
                 self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
             return  # an empty or prefix-only line is ignored, as RFC 1459 allows
-        reply = dispatch(self, client, msg)
+        # UTF8ONLY (IRCv3 utf8-only): a line that is not UTF-8 is answered, never run.
+        reply = dispatch(self, client, msg) if valid else refuse_invalid_utf8(self, client, msg)
         if reply.lines and not client.quitting:
             client.write(reply.to_bytes())
 
@@ -247,8 +254,11 @@ class Server:
         if history is None or not history.pending:
             return
         items = history.take_pending()
+        stats = self.stats
+        stats.history_in_flight += len(items)
 
         def done(_result: Any, error: BaseException | None) -> None:
+            stats.history_in_flight -= len(items)
             if error is not None:
                 log.error("history write of %d messages failed: %r", len(items), error)
 

@@ -160,9 +160,12 @@ class LoginThrottle:
     correct password for the same account from another address still works.
     Each failure's answer is also delayed: :meth:`failure` returns the
     seconds to wait (0.5 s per recent failure, at most ``delay_max``).
+    ``failures_total`` counts every failure since start (the
+    ``chatserver_login_failures_total`` metric).
     """
 
     def __init__(self, limits: LimitsSection) -> None:
+        self.failures_total = 0
         self._fail_ip: dict[str, deque[float]] = {}
         self._fail_acct: dict[tuple[str, str], deque[float]] = {}
         self._locked: dict[object, float] = {}
@@ -188,6 +191,7 @@ class LoginThrottle:
 
     def failure(self, ip: str, account_cf: str, now: float) -> float:
         """Record a wrong password; return the delay (seconds) before answering it."""
+        self.failures_total += 1
         by_ip = self._recent(self._fail_ip, ip, now)
         by_acct = self._recent(self._fail_acct, (account_cf, ip), now)
         by_ip.append(now)

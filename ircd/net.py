@@ -280,6 +280,7 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         log.warning("excess flood from %s", self.peer)
+        self.core.stats.flood_disconnects += 1
         self.backlog.clear()
         if self.client is not None:
             self.core.quit(self.client, "Excess Flood", error="Excess Flood")
@@ -312,6 +313,7 @@ class Connection(asyncio.Protocol):
                 and transport.get_write_buffer_size() > self.sendq):
             self.sendq_exceeded = True  # quit() below flushes again: handle this once
             log.warning("sendq exceeded for %s", self.peer)
+            self.core.stats.sendq_drops += 1
             if self.client is not None:
                 self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")
             else:

@@ -85,7 +85,7 @@ def test_fast_path_writes_the_same_bytes_as_the_general_path(tmp_path_factory, t
     b"PRIVMSG Bob[1] hi",               # no trailing parameter
     b"PRIVMSG Bob[1] :a\rb",            # CR is removed by the general path
     b"PRIVMSG Bob[1] :a\x00b",          # NUL likewise
-    b"PRIVMSG Bob[1] :\xff\xfe",        # invalid UTF-8 becomes U+FFFD there
+    b"PRIVMSG Bob[1] :\xff\xfe",        # invalid UTF-8: refused there (UTF8ONLY)
     b"PRIVMSG Bob[1] :" + b"x" * 500,   # over 510 bytes: 417
 ])
 def test_fast_path_declines_what_the_general_path_must_handle(world, line):

@@ -314,32 +314,33 @@ def test_tags_up_to_4096_bytes_are_accepted_and_longer_get_417(room, x):
 # -- encoding --------------------------------------------------------------------
 
 
-def test_invalid_utf8_in_privmsg_is_relayed_with_replacement_character(room, x):
+def test_invalid_utf8_in_privmsg_gets_fail_and_is_not_relayed(room, x):
+    # UTF8ONLY (IRCv3 utf8-only): refused, not relayed with U+FFFD (tests/test_utf8only.py).
     x.send(b"PRIVMSG #general :caf\xe9 \xff\xfe ok\r\n")
-    room.bob.expect(lambda line: line.startswith(":xavier!") and "PRIVMSG" in line)
-    raw = room.bob.raw_lines[-1]
-    assert raw == b":xavier!xavier@127.0.0.1 PRIVMSG #general :caf\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd ok\r\n"
-    raw.decode("utf-8")  # what bob got is valid UTF-8
+    assert x.roundtrip("after-invalid") == [
+        f":{SERVER} FAIL PRIVMSG INVALID_UTF8 :Message rejected, contains invalid UTF-8"]
+    room.bob.roundtrip("sync-invalid")
+    assert not [raw for raw in room.bob.raw_lines if b"caf" in raw]
     # Valid multi-byte UTF-8 passes unchanged.
     x.send("PRIVMSG #general :héllo ✓ 日本\r\n".encode())
     room.bob.expect(lambda line: line.startswith(":xavier!") and "PRIVMSG" in line)
     assert room.bob.raw_lines[-1] == ":xavier!xavier@127.0.0.1 PRIVMSG #general :héllo ✓ 日本\r\n".encode()
-    # The sender got no error for either.
+    # The sender got no error for it.
     assert x.roundtrip("after-utf8") == []
     room.check()
 
 
 def test_510_byte_line_with_invalid_utf8_is_not_rejected_as_too_long(room, x):
-    # 510 bytes on the wire; the limit is on the bytes received, not on the
-    # (longer) text after each invalid byte became a 3-byte U+FFFD.
+    # 510 bytes on the wire: the limit is on the bytes received, so the answer
+    # is the UTF8ONLY refusal, not 417.
     line = b"PRIVMSG #general :" + b"e" * 480 + b"\xff" * 12
     assert len(line) == 510
     x.send(line + b"\r\n")
     lines = x.roundtrip("after-invalid-510")
-    assert lines == [], lines
-    expected = b":xavier!xavier@127.0.0.1 PRIVMSG #general :" + b"e" * 480 + b"\xef\xbf\xbd" * 12
+    assert lines == [
+        f":{SERVER} FAIL PRIVMSG INVALID_UTF8 :Message rejected, contains invalid UTF-8"], lines
     room.bob.roundtrip("sync-invalid-510")
-    assert expected + b"\r\n" in room.bob.raw_lines
+    assert not [raw for raw in room.bob.raw_lines if b"e" * 480 in raw]
     room.check()
 
 

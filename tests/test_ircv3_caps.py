@@ -379,13 +379,14 @@ def test_echo_message_echo_carries_the_recipients_tags(clients):
     assert bob.sync() == []
 
 
-def test_message_to_yourself_arrives_once(clients):
-    # echo-message: once (not echo + delivery); znc.in/self-message alone: once, own source.
-    for nick, caps in (("selfecho", ["echo-message", "znc.in/self-message"]),
-                       ("selfonly", ["znc.in/self-message"])):
+def test_message_to_yourself_arrives_once_and_with_echo_message_twice(clients):
+    # znc.in/self-message alone: once, own source. echo-message: the delivery and
+    # the echo (Ergo, InspIRCd; tests/test_conformance_echo.py has the other cases).
+    for nick, caps, copies in (("selfecho", ["echo-message", "znc.in/self-message"], 2),
+                               ("selfonly", ["znc.in/self-message"], 1)):
         c = clients(nick, caps)
         c.send(f"PRIVMSG {nick} :note to self")
-        assert c.sync() == [f":{src(nick)} PRIVMSG {nick} :note to self"]
+        assert c.sync() == [f":{src(nick)} PRIVMSG {nick} :note to self"] * copies
 
 
 # -- labeled-response and batch ----------------------------------------------------------------

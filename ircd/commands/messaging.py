@@ -94,6 +94,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             else:
                 recipients = members
             event.send_to(recipients, exclude=client)
+            server.stats.messages_relayed += 1
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and not status and server.history is not None:
@@ -107,10 +108,12 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
             event = Event(line, now, True, client.account, client_tags)
-            # To yourself: delivered once; echo-message does not add a second copy.
-            if (not tagmsg or user.tagmask & 1) and not (echo and user is client):
+            # To yourself with echo-message: the delivery and then the echo, two lines
+            # (Ergo, InspIRCd); only the echo, part of the reply, carries a label.
+            if not tagmsg or user.tagmask & 1:
                 mask = user.tagmask
                 user.write(event.bytes_for(mask) if mask else event.plain)
+            server.stats.messages_relayed += 1
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and server.history is not None:
@@ -156,6 +159,7 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
     if client.account and user.account and server.history is not None:
         return False
     client.last_active = client.last_seen
+    server.stats.messages_relayed += 1
     user.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
                          raw[sep:], b"\r\n")))
     return True

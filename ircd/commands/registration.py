@@ -170,10 +170,17 @@ def _clean_username(raw: str, fallback: str) -> str:
 
 @command("USER", min_params=4, pre_registration=True)
 def handle_user(ctx: Context, msg: Message) -> None:
-    """RFC 2812 section 3.1.3: ``USER <user> <mode> <unused> :<realname>`` (462 once registered)."""
+    """RFC 2812 section 3.1.3: ``USER <user> <mode> <unused> :<realname>`` (462 once registered).
+
+    An empty realname gets 461 ERR_NEEDMOREPARAMS, as an empty parameter
+    counts as missing ("Modern IRC", USER; Ergo, InspIRCd).
+    """
     client = ctx.client
     if client.registered or client.user:
         ctx.reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    if not msg.params[3]:
+        ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return
     client.user = _clean_username(msg.params[0], client.nick if client.nick != "*" else "")
     client.realname = msg.params[3][:100]

@@ -128,11 +128,29 @@ class Message:
         return (self.to_line() + "\r\n").encode("utf-8")
 
 
-def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
+def is_valid_utf8(raw: bytes) -> bool:
+    """True if ``raw`` (bytes) is well-formed UTF-8 (RFC 3629), as IRCv3 utf8-only requires.
+
+    ASCII is checked first, at C speed; only other lines are decoded.
+    """
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def parse_line(line: bytes | str, *, check_length: bool = True,
+               errors: str = "replace") -> Message:
     """Parse one line (without CR LF) into a :class:`Message`.
 
-    ``bytes`` input is decoded as UTF-8; invalid sequences become U+FFFD (the
-    server advertises ``UTF8ONLY`` and never relays invalid UTF-8). CR and NUL
+    ``bytes`` input is decoded as UTF-8; invalid sequences become U+FFFD, or,
+    with ``errors="surrogateescape"``, lone surrogates U+DC80..U+DCFF that
+    show which parameter held them (the server refuses such lines instead of
+    relaying them, see :mod:`ircd.commands.utf8only`; tags are always decoded
+    with U+FFFD). CR and NUL
     inside the line are removed (RFC 2812 section 2.3.1 forbids them; a
     relayed lone CR would let a sender forge lines in other clients). With
     ``check_length`` the 510-byte body and 4096-byte tag limits are enforced,
@@ -144,7 +162,6 @@ def parse_line(line: bytes | str, *, check_length: bool = True) -> Message:
     """
     if type(line) is bytes:
         raw = line
-        errors = "replace"
     else:
         raw = line.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
         errors = "surrogatepass"
