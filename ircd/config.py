@@ -48,6 +48,8 @@ class ServerSection:
     maxtargets: int = 4
     max_channels: int = 50
     log_level: str = "info"
+    description: str = "chatserver"
+    whowas_length: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,10 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("server.ping_interval", s.ping_interval > 0, "must be positive"),
         ("server.ping_timeout", s.ping_timeout > 0, "must be positive"),
         ("server.registration_timeout", s.registration_timeout > 0, "must be positive"),
+        ("server.whowas_length", s.whowas_length >= 0, "must be 0 or more"),
+        ("server.description", 0 < len(s.description) <= 200
+         and not any(c in s.description for c in "\r\n\0"),
+         "must be one line of 1..200 characters"),
         ("server.log_level", s.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be one of debug, info, warning, error"),
         ("simple.port", 0 <= config.simple.port <= 65535, "must be 0..65535"),

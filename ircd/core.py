@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.capabilities import CAPABILITIES
+from ircd.chanaccess import EXTBAN_PREFIX, EXTBAN_TYPES, MAX_LIST_ENTRIES
 from ircd.commands import dispatch, monitor
 from ircd.commands.messaging import relay_direct_fast
 from ircd.commands.utf8only import refuse_invalid_utf8
@@ -27,11 +28,13 @@ from ircd.events import Event
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
 from ircd.metrics import Stats
+from ircd.listfilter import ELIST
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
 from ircd.reply import Reply
 from ircd.state import USERLEN, Client, World
+from ircd.whowas import WhowasEntry, WhowasLog
 
 log = logging.getLogger("ircd")
 
@@ -101,6 +104,7 @@ class Server:
         self.version = f"chatserver-{__version__}"
         self.login_throttle = LoginThrottle(config.limits)
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
+        self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
         self.reconfigure(config)
 
@@ -110,19 +114,24 @@ class Server:
         """Apply a (re)loaded configuration: limits, MOTD, ISUPPORT."""
         self.config = config
         self.login_throttle.configure(config.limits)
+        self.whowas.resize(config.server.whowas_length)
         s = config.server
         self.name = s.name
         self.isupport = {
             "AWAYLEN": str(s.awaylen),
             "CASEMAPPING": CASEMAPPING,
             "CHANLIMIT": f"{CHANTYPES}:{s.max_channels}",
-            "CHANMODES": "b,k,l,imnst",
+            "BOT": "B",
+            "CHANMODES": "beI,k,l,imnst",
             "CHANNELLEN": str(s.channellen),
             "CHANTYPES": CHANTYPES,
-            "ELIST": "U",
+            "ELIST": ELIST,
+            "EXCEPTS": "e",
+            "EXTBAN": f"{EXTBAN_PREFIX},{EXTBAN_TYPES}",
             "HOSTLEN": "64",
+            "INVEX": "I",
             "KICKLEN": str(s.kicklen),
-            "MAXLIST": "b:100",
+            "MAXLIST": f"b:{MAX_LIST_ENTRIES},e:{MAX_LIST_ENTRIES},I:{MAX_LIST_ENTRIES}",
             "MAXTARGETS": str(s.maxtargets),
             "MODES": "4",
             "NETWORK": s.network,
@@ -130,8 +139,9 @@ class Server:
             "PREFIX": "(ov)@+",
             "SAFELIST": "",
             "STATUSMSG": "@+",
-            "TARGMAX": f"JOIN:,KICK:1,NAMES:1,NOTICE:{s.maxtargets},PART:,"
-                       f"PRIVMSG:{s.maxtargets},WHOIS:1",
+            "TARGMAX": f"JOIN:,KICK:{s.maxtargets},NAMES:{s.maxtargets},"
+                       f"NOTICE:{s.maxtargets},PART:,"
+                       f"PRIVMSG:{s.maxtargets},WHOIS:1,WHOWAS:{s.maxtargets}",
             "TOPICLEN": str(s.topiclen),
             "USERLEN": str(USERLEN),
             "UTF8ONLY": "",
@@ -214,8 +224,17 @@ class Server:
                 self.world.part(client, chan)
             self.world.remove_user(client)
             monitor.notify_offline(self, client.nick)
+            self.remember_nick(client)
             log.info("quit %s (%s)", client.nick, reason)
         client.close(error if error is not None else reason)
+
+    def remember_nick(self, client: Client) -> None:
+        """Record ``client``'s current identity in the WHOWAS history (RFC 2812 section 3.6.3).
+
+        Called when a registered user leaves and, with the old nick, before a nick change.
+        """
+        self.whowas.record(WhowasEntry(client.nick, client.user, client.host, client.realname,
+                                       self.name, self.clock()))
 
     def tick(self, now: float | None = None) -> None:
         """Time-based work, called about once a second: registration and ping timeouts.

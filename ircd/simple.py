@@ -239,6 +239,7 @@ class EchoBot:
         client.user = "echobot"
         client.realname = "Echoes every direct message back"
         client.set_nick(nick)
+        client.modes.add("B")  # a bot (IRCv3 bot-mode): 335 in WHOIS, B in WHO, the bot tag
         complete_registration(core, client, Reply(core.name, client))
         for chan in client.channels.values():
             chan.members[client] = ""  # a bot is never a channel operator

@@ -102,7 +102,10 @@ class Channel:
     ``members`` maps each :class:`Client` to its prefix modes, a string of
     ``"o"``/``"v"`` letters. ``modes`` holds the flag modes (``n t m i s``);
     ``key`` and ``limit`` the parameter modes; ``bans`` the +b masks as
-    ``(mask, setter, set_at)``. Times are ``time.time()`` seconds.
+    ``(mask, setter, set_at)``, ``excepts`` the +e ban exceptions and
+    ``invex`` the +I invite exceptions in the same shape (a ``m:<mask>``
+    entry in ``bans`` is a mute, see :mod:`ircd.chanaccess`). Times are
+    ``time.time()`` seconds.
     """
 
     name: str
@@ -115,6 +118,8 @@ class Channel:
     key: str | None = None
     limit: int | None = None
     bans: list[tuple[str, str, float]] = field(default_factory=list)
+    excepts: list[tuple[str, str, float]] = field(default_factory=list)
+    invex: list[tuple[str, str, float]] = field(default_factory=list)
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")

@@ -58,7 +58,7 @@ def test_stats_u_gives_uptime_then_219(session):
 
 
 def test_info_admin_and_links_answer_with_their_numerics(session):
-    assert codes(session(b"INFO")) == ["371", "371", "371", "374"]
+    assert codes(session(b"INFO")) == ["371", "371", "371", "371", "374"]
     assert codes(session(b"ADMIN")) == ["256", "257", "258", "259"]
     assert session(b"LINKS") == [
         ":irc.chatserver.local 364 amy irc.chatserver.local irc.chatserver.local :0 chatserver",

@@ -2,26 +2,30 @@
 
 RFC 2812 section 3.2 (channel operations) and RFC 2811 (channel modes);
 "Modern IRC" for the numerics. The first member of a new channel becomes its
-operator; new channels are ``+nt``.
+operator; new channels are ``+nt``. Who may join and speak (bans, ``+e``,
+``+I``, the ``m:`` mute) is decided in :mod:`ircd.chanaccess`; LIST filters
+are parsed in :mod:`ircd.listfilter`.
 """
 
 from __future__ import annotations
 
+from ircd.chanaccess import (
+    LIST_MODES,
+    MAX_LIST_ENTRIES,
+    is_banned,
+    is_invite_excepted,
+    list_for,
+    normalize_list_mask,
+)
 from ircd.commands.chathistory import send_batch
 from ircd.commands.registry import Context, command
 from ircd.events import Event
+from ircd.listfilter import parse_list_filter
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_channel
-from ircd.protocol.masks import mask_match, normalize_ban_mask
 from ircd.protocol.message import Message
 from ircd.reply import Reply
 from ircd.state import Channel, Client, prefix_of
-
-
-def is_banned(chan: Channel, client: Client) -> bool:
-    """True if ``client``'s ``nick!user@host`` matches one of ``chan``'s +b masks."""
-    return any(mask_match(mask, client.source) for mask, _, _ in chan.bans)
-
 
 # -- JOIN ------------------------------------------------------------------
 
@@ -30,7 +34,8 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
 
     Sends JOIN to the members, and to the joiner JOIN, the topic (332/333) and
     NAMES (353/366). Errors: 403 (bad name), 405 (too many channels), 471
-    (+l), 473 (+i), 474 (+b), 475 (+k).
+    (+l), 473 (+i, unless invited or matching +I), 474 (+b, unless invited
+    or matching +e; an ``m:`` mute does not keep anyone out), 475 (+k).
     """
     cfg = server.config.server
     if not is_valid_channel(name, cfg.channellen):
@@ -56,10 +61,10 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
         if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
             reply.numeric(N.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
             return
-        if "i" in chan.modes and not invited:
+        if "i" in chan.modes and not invited and not is_invite_excepted(chan, client):
             reply.numeric(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
             return
-        if is_banned(chan, client) and not invited:
+        if chan.bans and not invited and is_banned(chan, client):
             reply.numeric(N.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
             return
         modes = ""
@@ -196,13 +201,25 @@ def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
     reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
 
 
+def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
+    """The first ``maxtargets`` of ``targets`` (ISUPPORT TARGMAX); 407 for each one beyond."""
+    maxtargets = ctx.server.config.server.maxtargets
+    for extra in targets[maxtargets:]:
+        ctx.reply.numeric(N.ERR_TOOMANYTARGETS, extra or "*", "Too many targets")
+    return targets[:maxtargets]
+
+
 @command("NAMES")
 def handle_names(ctx: Context, msg: Message) -> None:
-    """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members."""
+    """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members.
+
+    Each channel gets its 353 lines and 366; one that does not exist (or is
+    secret) only 366. At most TARGMAX NAMES channels, 407 for the rest.
+    """
     if not msg.params or not msg.params[0]:
         ctx.reply.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    for name in msg.params[0].split(","):
+    for name in _limit_targets(ctx, msg.params[0].split(",")):
         chan = ctx.server.world.find_channel(name)
         if chan is not None and ("s" not in chan.modes or ctx.client in chan.members):
             send_names(ctx.server, ctx.client, chan, ctx.reply)
@@ -212,28 +229,26 @@ def handle_names(ctx: Context, msg: Message) -> None:
 
 @command("LIST")
 def handle_list(ctx: Context, msg: Message) -> None:
-    """``LIST [<chan>{,<chan>} | >N | <N]`` (RFC 2812 section 3.2.6; ELIST=U)."""
-    world, client, reply = ctx.server.world, ctx.client, ctx.reply
+    """``LIST [<item>{,<item>}]``: 321, one 322 per channel, 323 (RFC 2812 section 3.2.6).
+
+    Items (ELIST=CMNTU): ``#chan``, ``*mask*``, ``!*mask*``, ``>n``/``<n``
+    users, ``C>n``/``C<n`` minutes since creation, ``T>n``/``T<n`` minutes
+    since the topic was set; see :mod:`ircd.listfilter`. Secret channels
+    only to members.
+    """
+    server, client, reply = ctx.server, ctx.client, ctx.reply
+    world = server.world
     reply.numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
-    wanted = None
-    low, high = -1, 1 << 30
-    if msg.params and msg.params[0]:
-        arg = msg.params[0]
-        if arg[0] in "<>" and arg[1:].isdigit():
-            if arg[0] == ">":
-                low = int(arg[1:])
-            else:
-                high = int(arg[1:])
-        else:
-            wanted = [casefold(n) for n in arg.split(",")]
-    channels = (
-        [world.channels[n] for n in wanted if n in world.channels]
-        if wanted is not None else list(world.channels.values())
-    )
+    query = parse_list_filter(msg.params[0] if msg.params else "")
+    if query.names and not query.masks:
+        channels = [world.channels[n] for n in dict.fromkeys(query.names) if n in world.channels]
+    else:
+        channels = list(world.channels.values())
+    now = server.clock()
     for chan in channels:
         if "s" in chan.modes and client not in chan.members:
             continue
-        if low < len(chan.members) < high:
+        if query.matches(chan, now):
             modes, _ = chan.mode_string(show_key=False)
             reply.numeric(N.RPL_LIST, chan.name, str(len(chan.members)),
                           f"[{modes}] {chan.topic}" if chan.topic else f"[{modes}]")
@@ -256,7 +271,12 @@ def joined_channel(ctx: Context, name: str) -> Channel | None:
 
 @command("KICK", min_params=2)
 def handle_kick(ctx: Context, msg: Message) -> None:
-    """``KICK <chan> <nick>{,<nick>} [:<reason>]`` (RFC 2812 section 3.2.8; 403 442 482 441)."""
+    """``KICK <chan> <nick>{,<nick>} [:<reason>]`` (RFC 2812 section 3.2.8; 403 442 482 441).
+
+    Each nick is kicked in turn (a KICK line to every member), up to TARGMAX
+    KICK nicks (407 for the rest); a nick that is not there gets 401 or 441
+    and the others are still kicked.
+    """
     server, client, reply = ctx.server, ctx.client, ctx.reply
     chan = joined_channel(ctx, msg.params[0])
     if chan is None:
@@ -266,7 +286,10 @@ def handle_kick(ctx: Context, msg: Message) -> None:
         return
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
     reason = reason[: server.config.server.kicklen]
-    for nick in msg.params[1].split(","):
+    for nick in _limit_targets(ctx, msg.params[1].split(",")):
+        if client not in chan.members:  # kicked themselves on the way
+            reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+            break
         target = server.world.find_user(nick)
         if target is None:
             reply.numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
@@ -316,7 +339,12 @@ MAX_MODE_PARAMS = 4
 
 @command("MODE", min_params=1)
 def handle_mode(ctx: Context, msg: Message) -> None:
-    """``MODE <nick|chan> [<modestring> [<args>...]]`` (RFC 2812 3.1.5, RFC 2811 section 4)."""
+    """``MODE <nick|chan> [<modestring> [<args>...]]`` (RFC 2812 3.1.5, RFC 2811 section 4).
+
+    User modes: ``i`` (invisible), ``w`` (wallops), ``B`` (bot, IRCv3
+    bot-mode). Channel modes: ``o v`` (prefixes), ``b e I`` (lists, see
+    :mod:`ircd.chanaccess`), ``k l`` (key, limit), ``i m n s t``.
+    """
     target = msg.params[0]
     if target[:1] == "#":
         _channel_mode(ctx, msg)
@@ -341,7 +369,7 @@ def _user_mode(ctx: Context, msg: Message) -> None:
     for ch in msg.params[1]:
         if ch in "+-":
             adding = ch == "+"
-        elif ch in "iw":
+        elif ch in "Biw":  # B: bot (IRCv3 bot-mode, ISUPPORT BOT=B)
             if adding and ch not in client.modes:
                 client.modes.add(ch)
                 added.append(ch)
@@ -369,11 +397,9 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
         reply.numeric(N.RPL_CREATIONTIME, chan.name, str(int(chan.created)))
         return
     modestring, args = msg.params[1], list(msg.params[2:])
-    # A bare list query ("MODE #c b", sent by irssi on join) needs no privileges.
-    if modestring.lstrip("+") in ("b",) and not args:
-        for mask, setter, at in chan.bans:
-            reply.numeric(N.RPL_BANLIST, chan.name, mask, setter, str(int(at)))
-        reply.numeric(N.RPL_ENDOFBANLIST, chan.name, "End of channel ban list")
+    # A bare list query ("MODE #c b", sent by irssi on join; also e and I) needs no privileges.
+    if len(modestring.lstrip("+")) == 1 and modestring.lstrip("+") in LIST_MODES and not args:
+        send_list(chan, modestring.lstrip("+"), reply)
         return
     is_op = chan.is_op(client)
     adding = True
@@ -384,14 +410,12 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
         if ch in "+-":
             adding = ch == "+"
             continue
-        takes_arg = ch in "ovb" or ch == "k" or (ch == "l" and adding)
+        takes_arg = ch in "ov" or ch in LIST_MODES or ch == "k" or (ch == "l" and adding)
         arg = None
         if takes_arg:
             if not args:
-                if ch == "b":
-                    for mask, setter, at in chan.bans:
-                        reply.numeric(N.RPL_BANLIST, chan.name, mask, setter, str(int(at)))
-                    reply.numeric(N.RPL_ENDOFBANLIST, chan.name, "End of channel ban list")
+                if ch in LIST_MODES:
+                    send_list(chan, ch, reply)
                 elif ch != "k" or adding:
                     reply.numeric(N.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
                     continue
@@ -400,9 +424,9 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
             param_count += 1
             if param_count > MAX_MODE_PARAMS:
                 break
-            if arg is None and ch == "b":
+            if arg is None and ch in LIST_MODES:
                 continue
-        if ch not in "ovbkl" + FLAG_MODES:
+        if ch not in "ovkl" + LIST_MODES + FLAG_MODES:
             reply.numeric(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me")
             continue
         if not is_op:
@@ -478,17 +502,44 @@ def _apply_channel_mode(ctx: Context, chan: Channel, adding: bool, ch: str,
             return None
         chan.limit = None
         return ""
-    if ch == "b":
+    if ch in LIST_MODES:
         assert arg is not None
-        mask = normalize_ban_mask(arg)
-        existing = [b for b in chan.bans if casefold(b[0]) == casefold(mask)]
+        try:
+            mask = normalize_list_mask(arg)
+        except ValueError as exc:
+            reply.numeric(N.ERR_INVALIDMODEPARAM, chan.name, ch, arg or "*", f"Invalid mask: {exc}")
+            return None
+        entries = list_for(chan, ch)
+        existing = [e for e in entries if casefold(e[0]) == casefold(mask)]
         if adding:
-            if existing or len(chan.bans) >= 100:
+            if existing:
                 return None
-            chan.bans.append((mask, ctx.client.source, server.clock()))
+            if len(entries) >= MAX_LIST_ENTRIES:
+                reply.numeric(N.ERR_BANLISTFULL, chan.name, ch, "Channel list is full")
+                return None
+            entries.append((mask, ctx.client.source, server.clock()))
         else:
             if not existing:
                 return None
-            chan.bans.remove(existing[0])
+            entries.remove(existing[0])
         return mask
     return None
+
+
+_LIST_REPLIES = {
+    "b": (N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_INVITELIST, N.RPL_ENDOFINVITELIST, "End of channel invite list"),
+}
+
+
+def send_list(chan: Channel, letter: str, reply: Reply) -> None:
+    """A list mode's entries and its end: 367/368 (+b), 348/349 (+e), 346/347 (+I).
+
+    Each entry line is ``<chan> <mask> <setter> <set-at unix seconds>``
+    ("Modern IRC" RPL_BANLIST, RPL_EXCEPTLIST, RPL_INVITELIST).
+    """
+    item, end, text = _LIST_REPLIES[letter]
+    for mask, setter, at in list_for(chan, letter):
+        reply.numeric(item, chan.name, mask, setter, str(int(at)))
+    reply.numeric(end, chan.name, text)

@@ -8,14 +8,16 @@ message to a nick goes to that user, or gets 401 ERR_NOSUCHNICK ("the user is
 not online"). NOTICE never gets an error reply (RFC 2812 section 3.3.2).
 ``@#chan`` and ``+#chan`` (ISUPPORT STATUSMSG) reach only operators, or voiced
 users and operators. PRIVMSG and NOTICE to channels and between accounts are
-recorded in the history (CHATHISTORY).
+recorded in the history (CHATHISTORY). A member who is banned or muted
+(``+b m:<mask>``, see :mod:`ircd.chanaccess`) and not voiced gets 404. A
+``+B`` user's messages carry the ``bot`` tag (IRCv3 bot-mode).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ircd.commands.channels import is_banned
+from ircd.chanaccess import is_banned, is_muted
 from ircd.commands.registry import Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
@@ -43,6 +45,9 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         text = params[1]
     errors = not quiet or tagmsg
     client_tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else None
+    if "B" in client.modes:
+        # IRCv3 bot-mode: the "bot" tag (no value) on a bot's messages, for message-tags clients.
+        client_tags = {**(client_tags or {}), "bot": ""}
     targets: list[str] | tuple[str, ...]
     if "," in params[0]:
         targets = params[0].split(",")
@@ -78,7 +83,8 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                         reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                     continue
                 my_modes = ""
-            if not my_modes and ("m" in chan.modes or (chan.bans and is_banned(chan, client))):
+            if not my_modes and ("m" in chan.modes or (chan.bans and (
+                    is_banned(chan, client) or is_muted(chan, client)))):
                 if errors:
                     reply.numeric(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                 continue

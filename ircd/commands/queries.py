@@ -31,6 +31,8 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
     """One 352 RPL_WHOREPLY, or with WHOX (``whox=(fields, token)``) one 354 RPL_WHOSPCRPL."""
     server = ctx.server
     flags = "G" if user.away is not None else "H"
+    if "B" in user.modes:
+        flags += "B"  # IRCv3 bot-mode: the BOT mode letter as a WHO flag
     if chan is not None:
         flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
     if whox is None:
@@ -97,7 +99,11 @@ def handle_who(ctx: Context, msg: Message) -> None:
 
 @command("WHOIS", min_params=1)
 def handle_whois(ctx: Context, msg: Message) -> None:
-    """``WHOIS [<server>] <nick>``: 311 319 312 301 330 317 318, or 401 (RFC 2812 section 3.6.2)."""
+    """``WHOIS [<server>] <nick>``: 311 319 312 335 301 330 317 318, or 401 (RFC 2812 section 3.6.2).
+
+    312 carries ``[server] description``; 335 RPL_WHOISBOT marks a ``+B``
+    user (IRCv3 bot-mode).
+    """
     server, client, reply = ctx.server, ctx.client, ctx.reply
     nick = msg.params[-1].split(",")[0]
     user = server.world.find_user(nick)
@@ -114,7 +120,9 @@ def handle_whois(ctx: Context, msg: Message) -> None:
     ]
     if chans:
         reply.numeric(N.RPL_WHOISCHANNELS, user.nick, " ".join(chans))
-    reply.numeric(N.RPL_WHOISSERVER, user.nick, server.name, server.config.server.network)
+    reply.numeric(N.RPL_WHOISSERVER, user.nick, server.name, server.config.server.description)
+    if "B" in user.modes:
+        reply.numeric(N.RPL_WHOISBOT, user.nick, f"is a bot on {server.config.server.network}")
     if user.away is not None:
         reply.numeric(N.RPL_AWAY, user.nick, user.away)
     if user.account:
@@ -127,12 +135,42 @@ def handle_whois(ctx: Context, msg: Message) -> None:
     reply.numeric(N.RPL_ENDOFWHOIS, user.nick, "End of /WHOIS list")
 
 
-@command("WHOWAS", min_params=1)
+@command("WHOWAS")
 def handle_whowas(ctx: Context, msg: Message) -> None:
-    """``WHOWAS <nick>``: no history is kept, so 406 then 369 (RFC 2812 section 3.6.3)."""
-    nick = msg.params[0]
-    ctx.reply.numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
-    ctx.reply.numeric(N.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+    """``WHOWAS <nick>{,<nick>} [<count> [<server>]]``: who had a nick (RFC 2812 section 3.6.3).
+
+    Per nick, newest first: 314 RPL_WHOWASUSER and 312 RPL_WHOISSERVER (the
+    server and the time the nick was given up) for each of the last
+    ``count`` entries (all when ``count`` is missing, 0 or negative), or 406
+    ERR_WASNOSUCHNICK when there is none; then 369 RPL_ENDOFWHOWAS. No nick:
+    431 ERR_NONICKNAMEGIVEN.
+    """
+    reply = ctx.reply
+    if not msg.params or not msg.params[0]:
+        reply.numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    count = 0
+    if len(msg.params) > 1:
+        text = msg.params[1]
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isascii() and digits.isdigit() and len(digits) <= 9:
+            count = int(text)
+    for nick in _limit_whowas(ctx, msg.params[0].split(",")):
+        entries = ctx.server.whowas.lookup(nick, count)
+        if not entries:
+            reply.numeric(N.ERR_WASNOSUCHNICK, nick or "*", "There was no such nickname")
+        for entry in entries:
+            reply.numeric(N.RPL_WHOWASUSER, entry.nick, entry.user, entry.host, "*", entry.realname)
+            when = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(entry.when))
+            reply.numeric(N.RPL_WHOISSERVER, entry.nick, entry.server, when)
+        reply.numeric(N.RPL_ENDOFWHOWAS, nick or "*", "End of WHOWAS")
+
+
+def _limit_whowas(ctx: Context, nicks: list[str]) -> list[str]:
+    maxtargets = ctx.server.config.server.maxtargets
+    for extra in nicks[maxtargets:]:
+        ctx.reply.numeric(N.ERR_TOOMANYTARGETS, extra or "*", "Too many targets")
+    return nicks[:maxtargets]
 
 
 @command("ISON", min_params=1)
@@ -237,9 +275,10 @@ def handle_time(ctx: Context, msg: Message) -> None:
 
 @command("INFO")
 def handle_info(ctx: Context, msg: Message) -> None:
-    """``INFO``: 371 RPL_INFO lines and 374 RPL_ENDOFINFO (RFC 2812 section 3.4.10)."""
+    """``INFO``: 371 RPL_INFO lines (the first: ``<server>: <description>``), 374 (RFC 2812 3.4.10)."""
     server = ctx.server
-    for line in (f"{server.version}: an IRC server in Python (asyncio).",
+    for line in (f"{server.name}: {server.config.server.description}",
+                 f"{server.version}: an IRC server in Python (asyncio).",
                  "Speaks RFC 1459/2812, Modern IRC, IRCv3, and the SEND/SEND-OK chat dialect.",
                  "Protocol reference: docs/protocol.md"):
         ctx.reply.numeric(N.RPL_INFO, line)
@@ -258,9 +297,10 @@ def handle_admin(ctx: Context, msg: Message) -> None:
 
 @command("LINKS")
 def handle_links(ctx: Context, msg: Message) -> None:
-    """``LINKS``: this server only (364, 365; RFC 2812 section 3.4.5)."""
+    """``LINKS``: this server only (364 with ``[server] description``, 365; RFC 2812 section 3.4.5)."""
     server = ctx.server
-    ctx.reply.numeric(N.RPL_LINKS, server.name, server.name, "0 chatserver")
+    ctx.reply.numeric(N.RPL_LINKS, server.name, server.name,
+                      f"0 {server.config.server.description}")
     ctx.reply.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")
 
 
@@ -277,12 +317,14 @@ def handle_stats(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFSTATS, query, "End of /STATS report")
 
 
+@command("HELPOP")
 @command("HELP")
 def handle_help(ctx: Context, msg: Message) -> None:
     """``HELP [<command>]``: the list of commands, or the first paragraph of one's documentation.
 
     704 RPL_HELPSTART, 705 RPL_HELPTXT, 706 RPL_ENDOFHELP; 524
-    ERR_HELPNOTFOUND for an unknown subject ("Modern IRC", HELP).
+    ERR_HELPNOTFOUND for an unknown subject ("Modern IRC", HELP). ``HELPOP``
+    is the same command, under the name InspIRCd and UnrealIRCd give it.
     """
     reply = ctx.reply
     subject = msg.params[0].upper() if msg.params and msg.params[0] else ""

@@ -34,7 +34,7 @@ from ircd.state import USERLEN
 
 log = logging.getLogger("ircd.registration")
 
-USER_MODES = "iw"
+USER_MODES = "Biw"
 
 
 # -- CAP -------------------------------------------------------------------
@@ -157,6 +157,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
     event.send_to(server.world.peers(client))
     reply.raw(event.str_for(client.tagmask))
     old = client.nick
+    server.remember_nick(client)
     server.world.rename_user(client, nick)
     if nick_cf != casefold(old):
         monitor.notify_offline(server, old)
@@ -367,7 +368,7 @@ def send_welcome(server, client, reply: Reply) -> None:
     created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.created))
     reply.numeric(N.RPL_CREATED, f"This server was created {created}")
     reply.lines.append(f":{server.name} {N.RPL_MYINFO} {client.nick} {server.name} "
-                       f"{server.version} {USER_MODES} biklmnostv bklov")
+                       f"{server.version} {USER_MODES} beIiklmnostv beIklov")
     send_isupport(server, reply)
     send_lusers(server, reply)
     send_motd(server, reply)
@@ -385,7 +386,9 @@ def send_lusers(server, reply: Reply) -> None:
     world = server.world
     users = len(world.users)
     invisible = sum(1 for u in world.users.values() if "i" in u.modes)
-    unknown = len(world.clients) - users
+    # Counted from the world, as users see it: pseudo-users (echobot, services) are
+    # users; connections that have not registered yet are "unknown".
+    unknown = sum(1 for c in world.clients.values() if not c.registered)
     reply.numeric(N.RPL_LUSERCLIENT,
                   f"There are {users - invisible} users and {invisible} invisible on 1 servers")
     reply.numeric(N.RPL_LUSEROP, "0", "operator(s) online")
