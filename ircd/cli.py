@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import signal
@@ -22,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from passlib.hash import argon2
+
 from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.config import Config, ConfigError, load_config, validate
@@ -29,6 +32,7 @@ from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.metrics import MetricsEndpoint
 from ircd.net import ExecutorScheduler, Node, make_tls_context
+from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.simple import EchoBot
 
 log = logging.getLogger("ircd")
@@ -151,8 +155,18 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         await asyncio.to_thread(history.prune_disk, time.time())
         loaded = await asyncio.to_thread(history.load, time.time())
         log.info("history: %d messages loaded", loaded)
+    try:
+        ban_store = await asyncio.to_thread(SqliteServerBanStore, data_dir / DB_FILE)
+        bans = await asyncio.to_thread(ban_store.load)
+    except Exception as exc:
+        print(f"chatserver: cannot read the server bans in {data_dir}: {exc}", file=sys.stderr)
+        accounts.close()
+        return 1
     scheduler = ExecutorScheduler(loop, a.hash_workers)
-    core = Server(config, accounts, scheduler, history=history)
+    core = Server(config, accounts, scheduler, history=history, ban_store=ban_store)
+    core.load_serverbans(bans)
+    if bans:
+        log.info("server bans: %d loaded", len(core.serverbans))
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
@@ -176,6 +190,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             metrics.close()
         await node.shutdown()
         scheduler.shutdown()
+        ban_store.close()
         accounts.close()
         return 1
     node.start_ticker()
@@ -183,23 +198,31 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    def reload() -> None:
+    def reload() -> str:
+        """Re-read the config file (SIGHUP, and REHASH); return the outcome in one line."""
         if args is None or not (args.config or os.environ.get("CHATSERVER_CONFIG")):
             log.warning("SIGHUP: no config file to reload (start with --config)")
-            return
+            return "no config file to reload (started without --config)"
         try:
             fresh = resolve_config(args)
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the old one: %s", exc)
-            return
+            return f"config not reloaded, keeping the old one: {exc}"
         merged, ignored = merge_reload(node.core.config, fresh)
         node.reconfigure(merged)
         log.info("SIGHUP: configuration reloaded (limits, MOTD, timeouts, ISUPPORT)")
         if ignored:
             log.warning("SIGHUP: these changes need a restart and were ignored: %s",
                         ", ".join(ignored))
+            return "configuration reloaded; needing a restart, ignored: " + ", ".join(ignored)
+        return "configuration reloaded"
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # REHASH and DIE (ircd/commands/oper.py) do what SIGHUP and SIGTERM do.
+    config_file = (args.config if args is not None else None) or os.environ.get(
+        "CHATSERVER_CONFIG", "")
+    core.rehash_hook = lambda: (os.path.basename(config_file) or "*", reload())
+    core.die_hook = stop.set
     log.info("chatserver %s ready (data in %s)", __version__, data_dir.resolve())
     await stop.wait()
     log.info("shutting down")
@@ -210,12 +233,54 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     if history is not None:
         await asyncio.to_thread(history.write, history.take_pending())
         history.close()
+    ban_store.close()
     accounts.close()
     log.info("database closed; bye")
     return 0
 
 
+def mkpasswd(argv: list[str]) -> int:
+    """``chatserver mkpasswd [--config FILE]``: print an argon2id hash for ``[[opers]]``.
+
+    The password is asked for twice without echo on a terminal; from a pipe,
+    the first line of stdin is the password (its line ending removed). The
+    hash uses ``[accounts]``' argon2 parameters (from FILE, or the defaults).
+    Exit codes: 0 printed, 2 empty or mismatched password or bad config.
+    """
+    p = argparse.ArgumentParser(prog="chatserver mkpasswd",
+                                description="Print an argon2id hash of a password, for [[opers]].")
+    p.add_argument("--config", help="config.toml whose [accounts] argon2 parameters to use")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config or os.environ.get("CHATSERVER_CONFIG"))
+    except ConfigError as exc:
+        print(f"chatserver: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if password and getpass.getpass("Again: ") != password:
+                print("chatserver mkpasswd: the passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    except (EOFError, KeyboardInterrupt):
+        print("", file=sys.stderr)
+        return 2
+    if not password:
+        print("chatserver mkpasswd: empty password", file=sys.stderr)
+        return 2
+    a = config.accounts
+    hasher = argon2.using(type="ID", time_cost=a.argon2_time_cost,
+                          memory_cost=a.argon2_memory_cost, parallelism=a.argon2_parallelism)
+    print(hasher.hash(password))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mkpasswd"]:
+        return mkpasswd(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)

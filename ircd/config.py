@@ -9,12 +9,15 @@ TOML file with :mod:`tomllib` and rejects unknown keys and wrong types with a
 from __future__ import annotations
 
 import ipaddress
+import keyword
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from passlib.hash import argon2
 
 
 class ConfigError(Exception):
@@ -142,6 +145,22 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class OperBlock:
+    """``[[opers]]``: one server operator (RFC 2812 section 3.1.4, OPER).
+
+    ``password`` is an argon2id hash made by ``chatserver mkpasswd`` (a
+    plain-text value is refused at start); ``hosts`` are ``user@host`` glob
+    masks the oper must connect from (default: anywhere); ``class_`` (TOML
+    key ``class``) is ``"oper"`` or ``"admin"`` (admins may also REHASH and DIE).
+    """
+
+    name: str = ""
+    password: str = ""
+    hosts: list[str] = field(default_factory=lambda: ["*@*"])
+    class_: str = "oper"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -152,6 +171,7 @@ class Config:
     tls: TLSSection = field(default_factory=TLSSection)
     history: HistorySection = field(default_factory=HistorySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    opers: list[OperBlock] = field(default_factory=list)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -183,8 +203,10 @@ def _build(cls: type, data: dict[str, Any], path: str, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{path}.{key}" if path else key
+    for toml_key, value in data.items():
+        dotted = f"{path}.{toml_key}" if path else toml_key
+        # A TOML key that is a Python keyword ("class") is the field "class_".
+        key = toml_key + "_" if keyword.iskeyword(toml_key) else toml_key
         if key not in known:
             raise ConfigError(f"{where}: unknown key '{dotted}'")
         annotation = hints[key]
@@ -284,8 +306,42 @@ def validate(config: Config, where: str = "<config>") -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"{where}: 'limits.classes[{i}].networks' has a bad network: {net!r}") from None
+    validate_opers(config.opers, where)
     for key, ok, why in checks:
         if not ok:
             section, name = key.split(".")
             value = getattr(getattr(config, section), name)
             raise ConfigError(f"{where}: '{key}' {why} (got {value!r})")
+
+
+def is_password_hash(value: str) -> bool:
+    """True if ``value`` is an argon2 hash string passlib can read (``$argon2id$v=19$...``)."""
+    try:
+        return bool(argon2.identify(value)) and argon2.from_string(value) is not None
+    except (ValueError, TypeError):
+        return False
+
+
+def validate_opers(opers: list[OperBlock], where: str = "<config>") -> None:
+    """Check ``[[opers]]``: a name, a password hash (never plain text), masks, the class.
+
+    Raises :class:`ConfigError` naming ``opers[i].<key>``.
+    """
+    seen: set[str] = set()
+    for i, oper in enumerate(opers):
+        key = f"opers[{i}]"
+        if not oper.name or " " in oper.name:
+            raise ConfigError(f"{where}: '{key}.name' must be a non-empty word")
+        if oper.name.lower() in seen:
+            raise ConfigError(f"{where}: '{key}.name' repeats the oper name {oper.name!r}")
+        seen.add(oper.name.lower())
+        if not is_password_hash(oper.password):
+            raise ConfigError(f"{where}: '{key}.password' must be an argon2 hash made with "
+                              "'chatserver mkpasswd', not a plain-text password")
+        for mask in oper.hosts:
+            if mask.count("@") != 1 or " " in mask:
+                raise ConfigError(f"{where}: '{key}.hosts' has a mask that is not user@host: "
+                                  f"{mask!r}")
+        if oper.class_ not in ("oper", "admin"):
+            raise ConfigError(f"{where}: '{key}.class' must be \"oper\" or \"admin\" "
+                              f"(got {oper.class_!r})")

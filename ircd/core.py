@@ -33,6 +33,7 @@ from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
 from ircd.reply import Reply
+from ircd.serverbans import BanList, ServerBan, ServerBanStore
 from ircd.state import USERLEN, Client, World
 from ircd.whowas import WhowasEntry, WhowasLog
 
@@ -85,12 +86,16 @@ class Server:
     ``config`` is the loaded :class:`~ircd.config.Config`; ``accounts`` the
     account store (its methods are only called through ``scheduler``, except
     :meth:`AccountStore.names` once here at start-up); ``clock`` returns unix
-    seconds; ``history`` is the message history (None: CHATHISTORY is off).
+    seconds; ``history`` is the message history (None: CHATHISTORY is off);
+    ``ban_store`` keeps K-lines and D-lines across restarts (None: in memory
+    only), its methods called only through ``scheduler``; the bans it held at
+    start are given to :meth:`load_serverbans`.
     """
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
                  clock: Callable[[], float] = time.time,
-                 history: HistoryStore | None = None) -> None:
+                 history: HistoryStore | None = None,
+                 ban_store: ServerBanStore | None = None) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -106,6 +111,12 @@ class Server:
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
+        # Server bans (KLINE/DLINE, ircd/commands/oper.py) and the process hooks that
+        # REHASH and DIE call (set by ircd.cli: the SIGHUP reload, the SIGTERM stop).
+        self.serverbans = BanList()
+        self.ban_store = ban_store
+        self.rehash_hook: Callable[[], tuple[str, str]] | None = None  # (file, outcome)
+        self.die_hook: Callable[[], None] | None = None
         self.reconfigure(config)
 
     # -- configuration -----------------------------------------------------
@@ -249,6 +260,9 @@ class Server:
         if now - self._last_prune > 60:
             self._last_prune = now
             self.login_throttle.prune(now)
+            for ban in self.serverbans.expire(now):
+                log.info("%s-line on %s expired", ban.kind, ban.mask)
+                self.store_serverban(ban, delete=True)
         self.flush_history()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
@@ -266,6 +280,36 @@ class Server:
             elif silent > s.ping_interval:
                 client.ping_sent = now
                 client.write(f"PING :{self.name}\r\n".encode())
+
+    # -- server bans (storage; the commands are in ircd/commands/oper.py) --------
+
+    def load_serverbans(self, bans: list[ServerBan]) -> None:
+        """Put the bans read from the store at start into force (expired ones are deleted)."""
+        now = self.clock()
+        for ban in bans:
+            if ban.expired(now):
+                self.store_serverban(ban, delete=True)
+            else:
+                self.serverbans.add(ban)
+
+    def store_serverban(self, ban: ServerBan, delete: bool = False) -> None:
+        """Save (or delete) ``ban`` in the ban store, off the loop; errors are logged."""
+        store = self.ban_store
+        if store is None:
+            return
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("storing the %s-line on %s failed: %r", ban.kind, ban.mask, error)
+
+        if delete:
+            self.scheduler.run_blocking(lambda: store.delete(ban.kind, ban.mask), done)
+        else:
+            self.scheduler.run_blocking(lambda: store.save(ban), done)
+
+    def dline_for(self, ip: str) -> ServerBan | None:
+        """The D-line banning address ``ip`` now, or None (checked when a connection opens)."""
+        return self.serverbans.dline_for(ip, self.clock())
 
     def flush_history(self) -> None:
         """Write the messages recorded since the last call, off the loop, in one batch."""

@@ -144,6 +144,14 @@ class Connection(asyncio.Protocol):
         self.ip = peer[0] if peer else "unknown"
         self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
         node = self.node
+        dline = self.core.dline_for(self.ip)  # DLINE: refused before registration
+        if dline is not None:
+            log.warning("refused %s: D-lined (%s)", self.peer, dline.mask)
+            transport.write(b"BUSY\n" if self.dialect == "simple" else
+                            f"ERROR :Closing Link: {self.ip} (D-Lined ({dline.reason}))\r\n".encode())
+            self.closed = True
+            transport.close()
+            return
         refused = node.limiter.admit(self.ip)
         if refused is not None:
             log.warning("refused %s: %s", self.peer, refused)

@@ -42,6 +42,7 @@ class Client:
         "caps", "tagmask", "cap_negotiating", "cap_version", "monitoring", "sasl",
         "modes", "away", "channels", "invites",
         "signon", "last_active", "last_seen", "ping_sent", "resume", "pending_label",
+        "oper",
     )
 
     def __init__(self, cid: int, write: Write, close: Close, ip: str, kind: str = "irc",
@@ -81,6 +82,9 @@ class Client:
         # Set by the front end: called when ``pending`` clears, to resume reading.
         self.resume: Callable[[], None] | None = None
         self.pending_label: str | None = None  # labeled-response for an answer still to come
+        # Server operator (OPER): (oper name, class "oper" or "admin"); None for a user.
+        # User mode +o is in ``modes`` exactly while this is set.
+        self.oper: tuple[str, str] | None = None
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and refresh the cached casefold and ``nick!user@host``."""

@@ -4,7 +4,8 @@ Where is X handled? ``registration.py`` (CAP PASS NICK USER PING PONG QUIT),
 ``messaging.py`` (PRIVMSG NOTICE), ``channels.py`` (JOIN PART TOPIC NAMES
 LIST KICK INVITE MODE), ``queries.py`` (WHO WHOIS WHOWAS ISON USERHOST AWAY
 LUSERS MOTD VERSION TIME SETNAME INFO ADMIN LINKS STATS HELP), ``sasl.py`` (AUTHENTICATE), ``monitor.py``
-(MONITOR), ``chathistory.py`` (CHATHISTORY). The table and dispatcher are in
+(MONITOR), ``chathistory.py`` (CHATHISTORY), ``oper.py`` (OPER KILL WALLOPS
+REHASH DIE KLINE DLINE UNKLINE UNDLINE). The table and dispatcher are in
 ``registry.py``; capabilities are listed in ``ircd/capabilities.py``.
 """
 
@@ -13,6 +14,7 @@ from ircd.commands import (  # noqa: F401
     chathistory,
     messaging,
     monitor,
+    oper,
     queries,
     registration,
     sasl,

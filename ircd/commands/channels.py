@@ -18,6 +18,7 @@ from ircd.chanaccess import (
     normalize_list_mask,
 )
 from ircd.commands.chathistory import send_batch
+from ircd.commands.oper import deoper, log_override, oper_override
 from ircd.commands.registry import Context, command
 from ircd.events import Event
 from ircd.listfilter import parse_list_filter
@@ -278,12 +279,17 @@ def handle_kick(ctx: Context, msg: Message) -> None:
     and the others are still kicked.
     """
     server, client, reply = ctx.server, ctx.client, ctx.reply
-    chan = joined_channel(ctx, msg.params[0])
-    if chan is None:
-        return
-    if not chan.is_op(client):
-        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-        return
+    chan = server.world.find_channel(msg.params[0])
+    # A server operator may kick where they are not channel operator (logged).
+    override = chan is not None and oper_override(client, chan)
+    if not override:
+        chan = joined_channel(ctx, msg.params[0])
+        if chan is None:
+            return
+        if not chan.is_op(client):
+            reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            return
+    assert chan is not None
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
     reason = reason[: server.config.server.kicklen]
     for nick in _limit_targets(ctx, msg.params[1].split(",")):
@@ -298,6 +304,9 @@ def handle_kick(ctx: Context, msg: Message) -> None:
             reply.numeric(N.ERR_USERNOTINCHANNEL, target.nick, chan.name,
                           "They aren't on that channel")
             continue
+        if override:
+            log_override(ctx, chan, f"KICK {target.nick} :{reason}")
+        # (an oper kicking from outside the channel gets the KICK line too)
         broadcast(server, chan, client, f":{client.source} KICK {chan.name} {target.nick} :{reason}",
                   reply)
         server.world.part(target, chan)
@@ -376,7 +385,12 @@ def _user_mode(ctx: Context, msg: Message) -> None:
             elif not adding and ch in client.modes:
                 client.modes.discard(ch)
                 removed.append(ch)
-        elif ch != "o" or adding:  # -o is always accepted (we have no operators)
+        elif ch == "o":
+            # +o only through OPER: ignored here, as ircds do; -o drops oper status.
+            if not adding and client.oper is not None:
+                deoper(client)
+                removed.append(ch)
+        else:
             unknown = True
     if unknown:
         reply.numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
@@ -401,7 +415,8 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
     if len(modestring.lstrip("+")) == 1 and modestring.lstrip("+") in LIST_MODES and not args:
         send_list(chan, modestring.lstrip("+"), reply)
         return
-    is_op = chan.is_op(client)
+    override = oper_override(client, chan)  # a server operator acts as channel operator
+    is_op = chan.is_op(client) or override
     adding = True
     applied: list[tuple[str, str, str | None]] = []  # (sign, letter, arg)
     param_count = 0
@@ -447,6 +462,8 @@ def _channel_mode(ctx: Context, msg: Message) -> None:
         out += letter
         if arg is not None:
             out_args.append(arg)
+    if override:
+        log_override(ctx, chan, " ".join(["MODE", out, *out_args]))
     line = " ".join([f":{client.source} MODE {chan.name} {out}", *out_args])
     broadcast(server, chan, client, line, reply)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from ircd.commands import monitor
+from ircd.commands.oper import stats_bans
 from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import COMMANDS, Context, command
 from ircd.events import Event
@@ -33,6 +34,8 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
     flags = "G" if user.away is not None else "H"
     if "B" in user.modes:
         flags += "B"  # IRCv3 bot-mode: the BOT mode letter as a WHO flag
+    if user.oper is not None:
+        flags += "*"  # a server operator (RFC 2812 section 3.6.1)
     if chan is not None:
         flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
     if whox is None:
@@ -99,7 +102,7 @@ def handle_who(ctx: Context, msg: Message) -> None:
 
 @command("WHOIS", min_params=1)
 def handle_whois(ctx: Context, msg: Message) -> None:
-    """``WHOIS [<server>] <nick>``: 311 319 312 335 301 330 317 318, or 401 (RFC 2812 section 3.6.2).
+    """``WHOIS [<server>] <nick>``: 311 319 312 313 335 301 330 317 318, or 401 (RFC 2812 section 3.6.2).
 
     312 carries ``[server] description``; 335 RPL_WHOISBOT marks a ``+B``
     user (IRCv3 bot-mode).
@@ -123,6 +126,10 @@ def handle_whois(ctx: Context, msg: Message) -> None:
     reply.numeric(N.RPL_WHOISSERVER, user.nick, server.name, server.config.server.description)
     if "B" in user.modes:
         reply.numeric(N.RPL_WHOISBOT, user.nick, f"is a bot on {server.config.server.network}")
+    if user.oper is not None:
+        reply.numeric(N.RPL_WHOISOPERATOR, user.nick,
+                      "is a server administrator" if user.oper[1] == "admin"
+                      else "is an IRC operator")
     if user.away is not None:
         reply.numeric(N.RPL_AWAY, user.nick, user.away)
     if user.account:
@@ -306,7 +313,8 @@ def handle_links(ctx: Context, msg: Message) -> None:
 
 @command("STATS")
 def handle_stats(ctx: Context, msg: Message) -> None:
-    """``STATS [<query>]``: ``u`` gives the uptime (242); others only 219 (RFC 2812 section 3.4.4)."""
+    """``STATS [<query>]``: ``u`` gives the uptime (242); ``k``/``d`` (opers) list the K-lines
+    (216) and D-lines (225); others only 219 (RFC 2812 section 3.4.4)."""
     server = ctx.server
     query = msg.params[0][:1] if msg.params and msg.params[0] else "*"
     if query == "u":
@@ -314,6 +322,8 @@ def handle_stats(ctx: Context, msg: Message) -> None:
         days, rest = divmod(up, 86400)
         text = f"Server Up {days} days {rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
         ctx.reply.numeric(N.RPL_STATSUPTIME, text)
+    elif query in ("k", "K", "d", "D"):
+        stats_bans(ctx, query.lower())
     ctx.reply.numeric(N.RPL_ENDOFSTATS, query, "End of /STATS report")
 
 

@@ -24,6 +24,7 @@ from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
 from ircd.commands.channels import join_channel
+from ircd.commands.oper import refused_by_kline
 from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
@@ -34,7 +35,7 @@ from ircd.state import USERLEN
 
 log = logging.getLogger("ircd.registration")
 
-USER_MODES = "Biw"
+USER_MODES = "Biow"
 
 
 # -- CAP -------------------------------------------------------------------
@@ -342,6 +343,8 @@ def complete_registration(server, client, reply: Reply, created: bool = False) -
         client.account = None
         reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
         return
+    if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/commands/oper.py)
+        return
     client.registered = True
     client.update_source()
     world.add_user(client)
@@ -391,7 +394,8 @@ def send_lusers(server, reply: Reply) -> None:
     unknown = sum(1 for c in world.clients.values() if not c.registered)
     reply.numeric(N.RPL_LUSERCLIENT,
                   f"There are {users - invisible} users and {invisible} invisible on 1 servers")
-    reply.numeric(N.RPL_LUSEROP, "0", "operator(s) online")
+    opers = sum(1 for u in world.users.values() if u.oper is not None)
+    reply.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
     reply.numeric(N.RPL_LUSERUNKNOWN, str(max(unknown, 0)), "unknown connection(s)")
     reply.numeric(N.RPL_LUSERCHANNELS, str(len(world.channels)), "channels formed")
     reply.numeric(N.RPL_LUSERME, f"I have {users} clients and 0 servers")

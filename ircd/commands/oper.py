@@ -1,0 +1,450 @@
+"""Server operators and server bans: OPER, KILL, WALLOPS, REHASH, DIE, KLINE, DLINE,
+UNKLINE, UNDLINE (and STATS k/d, the channel override, the K-line check at registration).
+
+RFC 2812 sections 3.1.4 (OPER), 3.7.1 (KILL), 4.2 (DIE), 4.3 (REHASH), 4.7
+(WALLOPS); "Modern IRC" for the numerics; KLINE/DLINE as Hybrid and InspIRCd
+take them. Opers are configured in ``[[opers]]`` (:class:`ircd.config.OperBlock`)
+with argon2id hashes from ``chatserver mkpasswd``; the password is checked off
+the event loop and every failure counts in the login throttle
+(:class:`ircd.limits.LoginThrottle`) under the key ``oper:<name>``.
+
+Class ``oper`` may KILL, WALLOPS, KLINE/DLINE/UNKLINE/UNDLINE, STATS k/d and
+override channel operator checks for KICK and channel MODE (each override is
+logged); class ``admin`` may also REHASH and DIE. The ban matching and expiry
+live in :mod:`ircd.serverbans`; storage behind ``Server.ban_store``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from passlib.hash import argon2
+
+from ircd.commands.registry import Context, command, take_label
+from ircd.protocol import numerics as N
+from ircd.protocol.masks import mask_match
+from ircd.protocol.message import Message
+from ircd.reply import Reply
+from ircd.serverbans import (
+    DLINE,
+    KLINE,
+    BadMask,
+    ServerBan,
+    format_duration,
+    normalize_dline_mask,
+    normalize_kline_mask,
+    parse_duration,
+)
+from ircd.state import Channel, Client
+
+log = logging.getLogger("ircd.oper")
+
+NO_PRIVILEGES = "Permission Denied- You're not an IRC operator"
+REASON_MAX = 390
+
+
+def is_oper(client: Client) -> bool:
+    """True if ``client`` is a server operator (user mode +o)."""
+    return client.oper is not None
+
+
+def _require(ctx: Context, admin: bool = False) -> bool:
+    """True if the client may use an oper command; otherwise answer 481 ERR_NOPRIVILEGES."""
+    oper = ctx.client.oper
+    if oper is None:
+        ctx.reply.numeric(N.ERR_NOPRIVILEGES, NO_PRIVILEGES)
+        return False
+    if admin and oper[1] != "admin":
+        ctx.reply.numeric(N.ERR_NOPRIVILEGES, "Permission Denied- You need the admin oper class")
+        return False
+    return True
+
+
+def oper_override(client: Client, chan: Channel) -> bool:
+    """True if ``client`` is an oper who may act on ``chan`` without being its operator.
+
+    Used by KICK and channel MODE, as ircds' override; the caller logs
+    through :func:`log_override` once the action was applied.
+    """
+    return client.oper is not None and not chan.is_op(client)
+
+
+def log_override(ctx: Context, chan: Channel, what: str) -> None:
+    """Log an oper override (``what``: the command line's gist, e.g. ``KICK bob``)."""
+    client = ctx.client
+    assert client.oper is not None
+    log.warning("oper override: %s (oper %s) on %s: %s", client.source, client.oper[0],
+                chan.name, what)
+
+
+# -- OPER ------------------------------------------------------------------
+
+def _throttle_key(name: str) -> str:
+    return "oper:" + name.lower()
+
+
+@command("OPER", min_params=2)
+def handle_oper(ctx: Context, msg: Message) -> None:
+    """``OPER <name> <password>``: become a server operator (RFC 2812 section 3.1.4).
+
+    Success: ``MODE <nick> :+o`` and 381 RPL_YOUREOPER. A wrong name or
+    password: 464 ERR_PASSWDMISMATCH; connecting from a host none of the
+    oper's ``hosts`` masks allow: 491 ERR_NOOPERHOST. Failures are logged
+    with the address, answered after the login throttle's delay, and after
+    too many the address is locked out for a while (464).
+    """
+    server, client = ctx.server, ctx.client
+    name, password = msg.params[0], msg.params[1]
+    if client.oper is not None:
+        ctx.reply.numeric(N.RPL_YOUREOPER, "You are already an IRC operator")
+        return
+    throttle = server.login_throttle
+    wait = throttle.locked_for(client.ip, _throttle_key(name), server.clock())
+    if wait > 0:
+        log.warning("OPER %s from %s refused: throttled", name, client.ip)
+        ctx.reply.numeric(N.ERR_PASSWDMISMATCH,
+                          f"Too many failed attempts; try again in {int(wait) + 1} seconds")
+        return
+    block = next((o for o in server.config.opers if o.name == name), None)
+    if block is None:
+        _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect", "no such oper")
+        return
+    addresses = {f"{client.user}@{client.host}", f"{client.user}@{client.ip}"}
+    if not any(mask_match(mask, a) for mask in block.hosts for a in addresses):
+        _failed(server, client, name, N.ERR_NOOPERHOST, "No O-lines for your host",
+                "host not allowed")
+        return
+    client.pending = True  # the lines after OPER wait for the answer, in order
+    stored = block.password
+    oper = (block.name, block.class_)
+
+    def verify() -> bool:
+        try:
+            return bool(argon2.verify(password, stored))
+        except (ValueError, TypeError):
+            return False
+
+    def done(ok: Any, error: BaseException | None) -> None:
+        client.pending = False
+        if client.quitting:
+            return
+        if error is not None:
+            log.error("OPER password check for %s failed: %r", name, error)
+            reply = Reply(server.name, client)
+            reply.numeric(N.ERR_UNKNOWNERROR, "OPER", "Password check failed, try again later")
+            _send(client, reply)
+        elif not ok:
+            _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect",
+                    "wrong password")
+            return
+        else:
+            throttle.success(client.ip, _throttle_key(name))
+            client.oper = oper
+            client.modes.add("o")
+            reply = Reply(server.name, client)
+            reply.raw(f":{client.source} MODE {client.nick} :+o")
+            reply.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")
+            log.warning("OPER: %s from %s is now oper %s (class %s)", client.nick, client.ip,
+                        oper[0], oper[1])
+            _send(client, reply)
+        if client.resume is not None:
+            client.resume()
+
+    server.scheduler.run_blocking(verify, done)
+
+
+def _send(client: Client, reply: Reply) -> None:
+    take_label(client, reply)
+    client.write(reply.to_bytes())
+
+
+def _failed(server, client: Client, name: str, code: str, text: str, why: str) -> None:
+    """Count a failed OPER, log it, and answer ``code`` after the throttle's delay."""
+    delay = server.login_throttle.failure(client.ip, _throttle_key(name), server.clock())
+    log.warning("OPER %s failed from %s (%s, user %s): %s", name, client.ip, client.nick,
+                client.user, why)
+    client.pending = True
+
+    def answer() -> None:
+        client.pending = False
+        if client.quitting:
+            return
+        reply = Reply(server.name, client)
+        reply.numeric(code, text)
+        _send(client, reply)
+        if client.resume is not None:
+            client.resume()
+
+    server.scheduler.call_later(delay, answer)
+
+
+def deoper(client: Client) -> None:
+    """Drop operator status (``MODE <nick> -o``)."""
+    client.oper = None
+    client.modes.discard("o")
+
+
+# -- KILL / WALLOPS ----------------------------------------------------------
+
+@command("KILL", min_params=1)
+def handle_kill(ctx: Context, msg: Message) -> None:
+    """``KILL <nick> [:<reason>]``: disconnect a user (RFC 2812 section 3.7.1; opers only).
+
+    The victim gets ``:<oper> KILL <nick> :<reason>`` and ``ERROR``; the users
+    who share a channel with it see ``QUIT :Killed (<oper> (<reason>))``.
+    481 for non-opers, 401 for an unknown nick, 483 for a built-in service.
+    """
+    server, client = ctx.server, ctx.client
+    if not _require(ctx):
+        return
+    target = server.world.find_user(msg.params[0])
+    if target is None:
+        ctx.reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
+        return
+    if target.kind == "bot":
+        ctx.reply.numeric(N.ERR_CANTKILLSERVER, "You cannot kill a service")
+        return
+    reason = (msg.params[1] if len(msg.params) > 1 and msg.params[1] else client.nick)[:REASON_MAX]
+    target.write(f":{client.source} KILL {target.nick} :{reason}\r\n".encode())
+    quit_reason = f"Killed ({client.nick} ({reason}))"
+    log.warning("KILL %s by %s (oper %s): %s", target.nick, client.source,
+                client.oper[0] if client.oper else "?", reason)
+    server.quit(target, quit_reason, error=f"Closing Link: {target.host} ({quit_reason})")
+
+
+@command("WALLOPS", min_params=1)
+def handle_wallops(ctx: Context, msg: Message) -> None:
+    """``WALLOPS :<text>``: a message to every user with mode +w (RFC 2812 section 4.7; opers only)."""
+    server, client = ctx.server, ctx.client
+    if not _require(ctx):
+        return
+    if not msg.params[0]:
+        ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "WALLOPS", "Not enough parameters")
+        return
+    line = f":{client.source} WALLOPS :{msg.params[0]}"
+    data = (line + "\r\n").encode()
+    for user in server.world.users.values():
+        if "w" in user.modes:
+            if user is client:
+                ctx.reply.raw(line)
+            else:
+                user.write(data)
+
+
+# -- REHASH / DIE ------------------------------------------------------------
+
+@command("REHASH")
+def handle_rehash(ctx: Context, msg: Message) -> None:
+    """``REHASH``: reload the config file, exactly as SIGHUP does (RFC 2812 section 4.3; admins).
+
+    382 RPL_REHASHING, then a NOTICE with the outcome (reloaded, or the error
+    and the old configuration kept).
+    """
+    if not _require(ctx, admin=True):
+        return
+    hook = ctx.server.rehash_hook
+    client = ctx.client
+    log.warning("REHASH by %s (oper %s)", client.source, client.oper[0] if client.oper else "?")
+    if hook is None:
+        ctx.reply.numeric(N.RPL_REHASHING, "*", "Rehashing")
+        ctx.server.notice(client, "REHASH: this server has no config file to reload")
+        return
+    path, outcome = hook()
+    ctx.reply.numeric(N.RPL_REHASHING, path, "Rehashing")
+    ctx.reply.send("NOTICE", client.nick, f"REHASH: {outcome}", trailing=True)
+
+
+@command("DIE")
+def handle_die(ctx: Context, msg: Message) -> None:
+    """``DIE``: shut the server down gracefully, as SIGTERM does (RFC 2812 section 4.2; admins)."""
+    if not _require(ctx, admin=True):
+        return
+    client = ctx.client
+    log.warning("DIE by %s (oper %s)", client.source, client.oper[0] if client.oper else "?")
+    hook = ctx.server.die_hook
+    if hook is None:
+        ctx.server.notice(client, "DIE: this server cannot be stopped from IRC")
+        return
+    hook()
+
+
+# -- KLINE / DLINE -----------------------------------------------------------
+
+def _ban_args(ctx: Context, msg: Message) -> tuple[int, str, str] | None:
+    """``[duration] <mask> [:<reason>]`` -> (seconds or 0, mask, reason); 461 when no mask."""
+    params = list(msg.params)
+    duration = parse_duration(params[0]) if len(params) > 1 else None
+    if duration is not None:
+        params.pop(0)
+    if not params or not params[0]:
+        ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+        return None
+    reason = params[1] if len(params) > 1 and params[1] else "No reason"
+    return duration or 0, params[0], reason[:REASON_MAX]
+
+
+@command("KLINE", min_params=1)
+def handle_kline(ctx: Context, msg: Message) -> None:
+    """``KLINE [<duration>] <[nick!]user@host | nick> [:<reason>]``: ban a mask (opers only).
+
+    ``user@host`` means any nick; a nick alone bans that online user's host
+    (``*!*@host``). Durations: ``30s``, ``30m``, ``1h``, ``2d``, ``1w``, a bare
+    number is minutes; none: permanent. Users online who match (opers
+    excepted) are disconnected. 415 ERR_BADMASK for a bad mask, 401 for an
+    unknown nick.
+    """
+    if not _require(ctx):
+        return
+    args = _ban_args(ctx, msg)
+    if args is None:
+        return
+    duration, mask, reason = args
+    if "@" not in mask and "!" not in mask:
+        target = ctx.server.world.find_user(mask)
+        if target is None:
+            ctx.reply.numeric(N.ERR_NOSUCHNICK, mask, "No such nick/channel")
+            return
+        mask = f"*!*@{target.host}"
+    try:
+        mask = normalize_kline_mask(mask)
+    except BadMask:
+        ctx.reply.numeric(N.ERR_BADMASK, mask, "Bad user@host mask")
+        return
+    _add_ban(ctx, KLINE, mask, duration, reason)
+
+
+@command("DLINE", min_params=1)
+def handle_dline(ctx: Context, msg: Message) -> None:
+    """``DLINE [<duration>] <ip | cidr | nick> [:<reason>]``: ban an address (opers only).
+
+    Connections from it are refused before registration (``ERROR``); users
+    online from it (opers excepted) are disconnected. A nick bans that online
+    user's address. 415 ERR_BADMASK for what is no address or network.
+    """
+    if not _require(ctx):
+        return
+    args = _ban_args(ctx, msg)
+    if args is None:
+        return
+    duration, mask, reason = args
+    target = ctx.server.world.find_user(mask)
+    if target is not None and "." not in mask and ":" not in mask:
+        mask = target.ip
+    try:
+        mask = normalize_dline_mask(mask)
+    except BadMask:
+        ctx.reply.numeric(N.ERR_BADMASK, mask, "Bad IP address or network")
+        return
+    _add_ban(ctx, DLINE, mask, duration, reason)
+
+
+def _add_ban(ctx: Context, kind: str, mask: str, duration: int, reason: str) -> None:
+    server, client = ctx.server, ctx.client
+    now = server.clock()
+    ban = ServerBan(kind, mask, reason, client.source, now, now + duration if duration else 0.0)
+    replaced = server.serverbans.add(ban)
+    server.store_serverban(ban)
+    length = format_duration(duration)
+    log.warning("%s-line %s on %s (%s) by %s: %s", kind, "updated" if replaced else "added",
+                mask, length, client.source, reason)
+    ctx.reply.send("NOTICE", client.nick,
+                   f"{'Updated' if replaced else 'Added'} {kind}-line on {mask} ({length}): {reason}",
+                   trailing=True)
+    hit = apply_ban(server, ban)
+    if hit:
+        ctx.reply.send("NOTICE", client.nick,
+                       f"{kind}-line on {mask} disconnected: {', '.join(hit)}", trailing=True)
+
+
+def _sources(client: Client) -> tuple[str, ...]:
+    return (client.source, f"{client.nick}!{client.user}@{client.ip}")
+
+
+def apply_ban(server, ban: ServerBan) -> list[str]:
+    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks."""
+    now = server.clock()
+    hit = []
+    for client in list(server.world.clients.values()):
+        if client.kind == "bot" or client.oper is not None or client.quitting:
+            continue
+        if ban.kind == KLINE:
+            if not client.registered or not any(mask_match(ban.mask, s) for s in _sources(client)):
+                continue
+        elif server.serverbans.dline_for(client.ip, now) is not ban:
+            continue
+        hit.append(client.nick)
+        disconnect_banned(server, client, ban)
+    return hit
+
+
+def ban_message(ban: ServerBan) -> str:
+    """What a banned user is told: ``You are banned from this server: <reason>``."""
+    return f"You are banned from this server: {ban.reason}"
+
+
+def disconnect_banned(server, client: Client, ban: ServerBan) -> None:
+    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT."""
+    if ban.kind == KLINE:
+        server.send_numeric(client, N.ERR_YOUREBANNEDCREEP, ban_message(ban))
+    quit_reason = f"{ban.kind}-Lined ({ban.reason})"
+    log.info("%s-line on %s disconnects %s from %s", ban.kind, ban.mask, client.nick, client.ip)
+    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})")
+
+
+def refused_by_kline(server, client: Client, reply: Reply) -> bool:
+    """At registration: if a K-line matches ``client``, answer 465 and ERROR, close; return True.
+
+    ``reply`` holds lines not yet sent; they go out first.
+    """
+    if client.kind == "bot" or not len(server.serverbans):
+        return False
+    ban = server.serverbans.kline_for(_sources(client), server.clock())
+    if ban is None:
+        return False
+    client.write(reply.to_bytes())
+    reply.lines.clear()
+    disconnect_banned(server, client, ban)
+    return True
+
+
+@command("UNKLINE", min_params=1)
+def handle_unkline(ctx: Context, msg: Message) -> None:
+    """``UNKLINE <[nick!]user@host>``: remove a K-line (opers only); a NOTICE says what happened."""
+    _remove_ban(ctx, KLINE, msg.params[0])
+
+
+@command("UNDLINE", min_params=1)
+def handle_undline(ctx: Context, msg: Message) -> None:
+    """``UNDLINE <ip | cidr>``: remove a D-line (opers only); a NOTICE says what happened."""
+    _remove_ban(ctx, DLINE, msg.params[0])
+
+
+def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
+    if not _require(ctx):
+        return
+    server, client = ctx.server, ctx.client
+    ban = server.serverbans.remove(kind, mask)
+    if ban is None:
+        ctx.reply.send("NOTICE", client.nick, f"No {kind}-line on {mask}", trailing=True)
+        return
+    server.store_serverban(ban, delete=True)
+    log.warning("%s-line on %s removed by %s", kind, ban.mask, client.source)
+    ctx.reply.send("NOTICE", client.nick, f"Removed {kind}-line on {ban.mask}", trailing=True)
+
+
+def stats_bans(ctx: Context, query: str) -> None:
+    """STATS ``k`` (216 RPL_STATSKLINE) or ``d`` (225 RPL_STATSDLINE); opers only (481).
+
+    One line per ban: ``<K|D> <mask> <set at> <seconds left, 0 = permanent>
+    <setter> :<reason>``.
+    """
+    if not _require(ctx):
+        return
+    server = ctx.server
+    now = server.clock()
+    kind = KLINE if query == "k" else DLINE
+    code = N.RPL_STATSKLINE if kind == KLINE else N.RPL_STATSDLINE
+    for ban in server.serverbans.listing(kind, now):
+        ctx.reply.numeric(code, kind, ban.mask, str(int(ban.set_at)),
+                          str(int(ban.remaining(now))), ban.setter, ban.reason)
