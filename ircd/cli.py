@@ -24,10 +24,12 @@ from pathlib import Path
 
 from ircd import __version__
 from ircd.accounts import AccountStore
+from ircd.chanstore import SQLiteChannelStore
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.net import ExecutorScheduler, Node, make_tls_context
+from ircd.services import start_services
 from ircd.simple import EchoBot
 
 log = logging.getLogger("ircd")
@@ -144,8 +146,14 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         await asyncio.to_thread(history.prune_disk, time.time())
         loaded = await asyncio.to_thread(history.load, time.time())
         log.info("history: %d messages loaded", loaded)
+    channel_store = await asyncio.to_thread(SQLiteChannelStore, data_dir / DB_FILE)
+    channel_records = await asyncio.to_thread(channel_store.load)
     scheduler = ExecutorScheduler(loop, a.hash_workers)
-    core = Server(config, accounts, scheduler, history=history)
+    core = Server(config, accounts, scheduler, history=history, channel_store=channel_store)
+    log.info("registered channels: %d loaded", core.chanreg.load(channel_records))
+    core.chanreg.apply_config(config.server.registered_channels)
+    if config.services.enabled:
+        start_services(core)
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
@@ -164,6 +172,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         await node.shutdown()
         scheduler.shutdown()
         accounts.close()
+        channel_store.close()
         return 1
     node.start_ticker()
     stop = asyncio.Event()
@@ -192,6 +201,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     log.info("shutting down")
     await node.shutdown()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
+    await asyncio.to_thread(channel_store.write, core.chanreg.changes())
+    channel_store.close()
     if history is not None:
         await asyncio.to_thread(history.write, history.take_pending())
         history.close()

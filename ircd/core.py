@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.capabilities import CAPABILITIES
+from ircd.chanreg import ChannelRegistry
+from ircd.chanstore import ChannelStore
 from ircd.commands import dispatch, monitor
 from ircd.commands.messaging import relay_direct_fast
 from ircd.config import Config
@@ -85,7 +87,8 @@ class Server:
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
                  clock: Callable[[], float] = time.time,
-                 history: HistoryStore | None = None) -> None:
+                 history: HistoryStore | None = None,
+                 channel_store: ChannelStore | None = None) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -99,6 +102,9 @@ class Server:
         self.version = f"chatserver-{__version__}"
         self.login_throttle = LoginThrottle(config.limits)
         self._last_prune = self.created
+        # Registered channels (ChanServ, server.registered_channels), saved to channel_store.
+        self.chanreg = ChannelRegistry(self, channel_store)
+        self.services: Any = None  # ircd.services.Services once started (cli.py)
         self.reconfigure(config)
 
     # -- configuration -----------------------------------------------------
@@ -137,6 +143,7 @@ class Server:
             "WHOX": "",
         }
         self.capabilities = dict(CAPABILITIES)
+        self.chanreg.apply_config(s.registered_channels)
         if self.history is not None:
             self.isupport["CHATHISTORY"] = str(config.history.chathistory_limit)
             self.isupport["MSGREFTYPES"] = "msgid,timestamp"
@@ -208,7 +215,19 @@ class Server:
             self.world.remove_user(client)
             monitor.notify_offline(self, client.nick)
             log.info("quit %s (%s)", client.nick, reason)
+            if client.account is not None:
+                self.record_last_seen(client.account)
         client.close(error if error is not None else reason)
+
+    def record_last_seen(self, account: str) -> None:
+        """Store, off the loop, that a user of ``account`` was seen now (NickServ INFO)."""
+        when = self.clock()
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("recording last seen for %s failed: %r", account, error)
+
+        self.scheduler.run_blocking(lambda: self.accounts.touch(account, when), done)
 
     def tick(self, now: float | None = None) -> None:
         """Time-based work, called about once a second: registration and ping timeouts.
@@ -224,6 +243,7 @@ class Server:
             self._last_prune = now
             self.login_throttle.prune(now)
         self.flush_history()
+        self.chanreg.flush()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ircd.protocol.casemap import casefold
 
@@ -102,7 +103,9 @@ class Channel:
     ``members`` maps each :class:`Client` to its prefix modes, a string of
     ``"o"``/``"v"`` letters. ``modes`` holds the flag modes (``n t m i s``);
     ``key`` and ``limit`` the parameter modes; ``bans`` the +b masks as
-    ``(mask, setter, set_at)``. Times are ``time.time()`` seconds.
+    ``(mask, setter, set_at)``. ``registration`` is set while the channel
+    is registered (ChanServ or ``server.registered_channels``). Times are
+    ``time.time()`` seconds.
     """
 
     name: str
@@ -115,6 +118,9 @@ class Channel:
     key: str | None = None
     limit: int | None = None
     bans: list[tuple[str, str, float]] = field(default_factory=list)
+    # Set while the channel is registered (ircd.chanreg.Registration): then it is
+    # kept while empty and across restarts.
+    registration: Any = None
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
@@ -196,9 +202,9 @@ class World:
         client.channels[casefold(chan.name)] = chan
 
     def part(self, client: Client, chan: Channel) -> None:
-        """Remove ``client`` from ``chan``; an empty channel is forgotten."""
+        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered."""
         chan.members.pop(client, None)
         client.channels.pop(casefold(chan.name), None)
-        if not chan.members:
+        if not chan.members and chan.registration is None:
             self.channels.pop(casefold(chan.name), None)
 

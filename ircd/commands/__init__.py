@@ -9,6 +9,7 @@ LUSERS MOTD VERSION TIME SETNAME INFO ADMIN LINKS STATS HELP), ``sasl.py`` (AUTH
 """
 
 from ircd.commands import (  # noqa: F401
+    account_registration,
     channels,
     chathistory,
     messaging,
@@ -16,6 +17,7 @@ from ircd.commands import (  # noqa: F401
     queries,
     registration,
     sasl,
+    services,
 )
 from ircd.commands.registry import COMMANDS, Context, command, dispatch
 
