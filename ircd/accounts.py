@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     password_hash TEXT NOT NULL,       -- passlib argon2id hash string
     created_at REAL NOT NULL           -- unix seconds
 );
+CREATE TABLE IF NOT EXISTS account_seen (
+    name_cf TEXT PRIMARY KEY,          -- casefolded account name
+    last_seen REAL NOT NULL            -- unix seconds: when a user of it last left
+);
 """
 
 
@@ -141,3 +145,45 @@ class AccountStore:
         if self._hash_of(casefold(name)) is None and self.create(name, password):
             return LoginResult.CREATED
         return LoginResult.LOGGED_IN if self.verify(name, password) else LoginResult.BAD_PASSWORD
+
+    # -- NickServ (ircd/services/nickserv.py) -----------------------------
+
+    def info(self, name: str) -> tuple[str, float, float | None] | None:
+        """``(name as registered, created_at, last_seen or None)`` in unix seconds; None if unknown."""
+        name_cf = casefold(name)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT a.name, a.created_at, s.last_seen FROM accounts a "
+                "LEFT JOIN account_seen s ON s.name_cf = a.name_cf WHERE a.name_cf = ?",
+                (name_cf,),
+            ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def touch(self, name: str, when: float) -> None:
+        """Record that a user of account ``name`` was last seen at ``when`` (unix seconds)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO account_seen (name_cf, last_seen) VALUES (?, ?) "
+                "ON CONFLICT(name_cf) DO UPDATE SET last_seen = excluded.last_seen",
+                (casefold(name), when),
+            )
+
+    def change_password(self, name: str, old: str, new: str) -> bool:
+        """Replace ``name``'s password with ``new`` if ``old`` is right; False otherwise."""
+        if not self.verify(name, old):
+            return False
+        hashed = self._hasher.hash(new)
+        with self._lock:
+            self._db.execute("UPDATE accounts SET password_hash = ? WHERE name_cf = ?",
+                             (hashed, casefold(name)))
+        return True
+
+    def drop(self, name: str, password: str) -> bool:
+        """Delete account ``name`` if ``password`` is right; False otherwise."""
+        if not self.verify(name, password):
+            return False
+        name_cf = casefold(name)
+        with self._lock:
+            self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (name_cf,))
+            self._db.execute("DELETE FROM account_seen WHERE name_cf = ?", (name_cf,))
+        return True

@@ -15,6 +15,7 @@ CAPABILITIES: dict[str, str | None] = {
     "batch": None,                 # BATCH framing (labeled-response, chathistory)
     "cap-notify": None,            # CAP NEW/DEL (the list never changes at run time)
     "chghost": None,               # CHGHOST (hosts never change here, so never sent)
+    "draft/account-registration": None,  # REGISTER/VERIFY (ircd/commands/account_registration.py)
     "draft/chathistory": None,     # CHATHISTORY (limits in ISUPPORT CHATHISTORY=)
     "echo-message": None,          # your own PRIVMSG/NOTICE/TAGMSG come back to you
     "extended-join": None,         # JOIN #chan <account> :<realname>

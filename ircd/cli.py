@@ -27,12 +27,14 @@ from passlib.hash import argon2
 
 from ircd import __version__
 from ircd.accounts import AccountStore
+from ircd.chanstore import SQLiteChannelStore
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.metrics import MetricsEndpoint
 from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.serverbans_sqlite import SqliteServerBanStore
+from ircd.services import start_services
 from ircd.simple import EchoBot
 
 log = logging.getLogger("ircd")
@@ -162,11 +164,18 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         print(f"chatserver: cannot read the server bans in {data_dir}: {exc}", file=sys.stderr)
         accounts.close()
         return 1
+    channel_store = await asyncio.to_thread(SQLiteChannelStore, data_dir / DB_FILE)
+    channel_records = await asyncio.to_thread(channel_store.load)
     scheduler = ExecutorScheduler(loop, a.hash_workers)
-    core = Server(config, accounts, scheduler, history=history, ban_store=ban_store)
+    core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
+                  channel_store=channel_store)
     core.load_serverbans(bans)
     if bans:
         log.info("server bans: %d loaded", len(core.serverbans))
+    log.info("registered channels: %d loaded", core.chanreg.load(channel_records))
+    core.chanreg.apply_config(config.server.registered_channels)
+    if config.services.enabled:
+        start_services(core)
     if config.simple.echobot:
         EchoBot(core)
     node = Node(core, loop)
@@ -192,6 +201,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         scheduler.shutdown()
         ban_store.close()
         accounts.close()
+        channel_store.close()
         return 1
     node.start_ticker()
     stop = asyncio.Event()
@@ -230,6 +240,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         metrics.close()
     await node.shutdown()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
+    await asyncio.to_thread(channel_store.write, core.chanreg.changes())
+    channel_store.close()
     if history is not None:
         await asyncio.to_thread(history.write, history.take_pending())
         history.close()

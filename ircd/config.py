@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from passlib.hash import argon2
+from ircd.protocol.casemap import is_valid_channel
 
 
 class ConfigError(Exception):
@@ -39,6 +40,7 @@ class ServerSection:
         "Everyone is in #general. /join #room for more; /msg NICK for a direct message."
     )
     autojoin: list[str] = field(default_factory=lambda: ["#general"])
+    registered_channels: list[str] = field(default_factory=list)
     sendq: int = 1_048_576
     ping_interval: float = 120.0
     ping_timeout: float = 60.0
@@ -161,6 +163,13 @@ class OperBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class ServicesSection:
+    """``[services]``: the NickServ and ChanServ pseudo-users (ircd/services/)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -172,6 +181,7 @@ class Config:
     history: HistorySection = field(default_factory=HistorySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     opers: list[OperBlock] = field(default_factory=list)
+    services: ServicesSection = field(default_factory=ServicesSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -295,6 +305,9 @@ def validate(config: Config, where: str = "<config>") -> None:
     ]
 
 
+    for i, name in enumerate(s.registered_channels):
+        if not is_valid_channel(name, s.channellen):
+            raise ConfigError(f"{where}: 'server.registered_channels[{i}]' is not a channel name: {name!r}")
     for i, net in enumerate(lim.exempt):
         try:
             ipaddress.ip_network(net, strict=False)

@@ -20,6 +20,8 @@ from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.capabilities import CAPABILITIES
 from ircd.chanaccess import EXTBAN_PREFIX, EXTBAN_TYPES, MAX_LIST_ENTRIES
+from ircd.chanreg import ChannelRegistry
+from ircd.chanstore import ChannelStore
 from ircd.commands import dispatch, monitor
 from ircd.commands.messaging import relay_direct_fast
 from ircd.commands.utf8only import refuse_invalid_utf8
@@ -95,7 +97,8 @@ class Server:
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
                  clock: Callable[[], float] = time.time,
                  history: HistoryStore | None = None,
-                 ban_store: ServerBanStore | None = None) -> None:
+                 ban_store: ServerBanStore | None = None,
+                 channel_store: ChannelStore | None = None) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -117,6 +120,9 @@ class Server:
         self.ban_store = ban_store
         self.rehash_hook: Callable[[], tuple[str, str]] | None = None  # (file, outcome)
         self.die_hook: Callable[[], None] | None = None
+        # Registered channels (ChanServ, server.registered_channels), saved to channel_store.
+        self.chanreg = ChannelRegistry(self, channel_store)
+        self.services: Any = None  # ircd.services.Services once started (cli.py)
         self.reconfigure(config)
 
     # -- configuration -----------------------------------------------------
@@ -161,6 +167,7 @@ class Server:
             "WHOX": "",
         }
         self.capabilities = dict(CAPABILITIES)
+        self.chanreg.apply_config(s.registered_channels)
         if self.history is not None:
             self.isupport["CHATHISTORY"] = str(config.history.chathistory_limit)
             self.isupport["MSGREFTYPES"] = "msgid,timestamp"
@@ -237,6 +244,8 @@ class Server:
             monitor.notify_offline(self, client.nick)
             self.remember_nick(client)
             log.info("quit %s (%s)", client.nick, reason)
+            if client.account is not None:
+                self.record_last_seen(client.account)
         client.close(error if error is not None else reason)
 
     def remember_nick(self, client: Client) -> None:
@@ -246,6 +255,16 @@ class Server:
         """
         self.whowas.record(WhowasEntry(client.nick, client.user, client.host, client.realname,
                                        self.name, self.clock()))
+
+    def record_last_seen(self, account: str) -> None:
+        """Store, off the loop, that a user of ``account`` was seen now (NickServ INFO)."""
+        when = self.clock()
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("recording last seen for %s failed: %r", account, error)
+
+        self.scheduler.run_blocking(lambda: self.accounts.touch(account, when), done)
 
     def tick(self, now: float | None = None) -> None:
         """Time-based work, called about once a second: registration and ping timeouts.
@@ -264,6 +283,7 @@ class Server:
                 log.info("%s-line on %s expired", ban.kind, ban.mask)
                 self.store_serverban(ban, delete=True)
         self.flush_history()
+        self.chanreg.flush()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue

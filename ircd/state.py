@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ircd.protocol.casemap import casefold
 
@@ -108,7 +109,8 @@ class Channel:
     ``key`` and ``limit`` the parameter modes; ``bans`` the +b masks as
     ``(mask, setter, set_at)``, ``excepts`` the +e ban exceptions and
     ``invex`` the +I invite exceptions in the same shape (a ``m:<mask>``
-    entry in ``bans`` is a mute, see :mod:`ircd.chanaccess`). Times are
+    entry in ``bans`` is a mute, see :mod:`ircd.chanaccess`). ``registration`` is set while the channel
+    is registered (ChanServ or ``server.registered_channels``). Times are
     ``time.time()`` seconds.
     """
 
@@ -124,6 +126,9 @@ class Channel:
     bans: list[tuple[str, str, float]] = field(default_factory=list)
     excepts: list[tuple[str, str, float]] = field(default_factory=list)
     invex: list[tuple[str, str, float]] = field(default_factory=list)
+    # Set while the channel is registered (ircd.chanreg.Registration): then it is
+    # kept while empty and across restarts.
+    registration: Any = None
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
@@ -205,9 +210,9 @@ class World:
         client.channels[casefold(chan.name)] = chan
 
     def part(self, client: Client, chan: Channel) -> None:
-        """Remove ``client`` from ``chan``; an empty channel is forgotten."""
+        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered."""
         chan.members.pop(client, None)
         client.channels.pop(casefold(chan.name), None)
-        if not chan.members:
+        if not chan.members and chan.registration is None:
             self.channels.pop(casefold(chan.name), None)
 

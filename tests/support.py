@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Fast argon2 parameters keep the suite quick, and the world starts empty (no
-# echobot); tests of the defaults and of the echobot say so explicitly.
+# echobot, no NickServ/ChanServ); tests of the defaults, the echobot and the
+# services say so explicitly (SERVICES_TOML).
 FAST_HASH_TOML = """
 [accounts]
 argon2_time_cost = 1
@@ -27,7 +28,13 @@ argon2_memory_cost = 1024
 
 [simple]
 echobot = false
+
+[services]
+enabled = false
 """
+
+SERVICES_TOML = FAST_HASH_TOML.replace("[services]\nenabled = false", "[services]\nenabled = true")
+"""FAST_HASH_TOML with NickServ and ChanServ online."""
 
 
 def _toml(value: object) -> str:

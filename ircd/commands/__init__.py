@@ -10,6 +10,7 @@ REHASH DIE KLINE DLINE UNKLINE UNDLINE). The table and dispatcher are in
 """
 
 from ircd.commands import (  # noqa: F401
+    account_registration,
     channels,
     chathistory,
     messaging,
@@ -18,6 +19,7 @@ from ircd.commands import (  # noqa: F401
     queries,
     registration,
     sasl,
+    services,
 )
 from ircd.commands.registry import COMMANDS, Context, command, dispatch
 

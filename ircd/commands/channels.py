@@ -87,6 +87,8 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     if chan.topic:
         send_topic(chan, reply)
     send_names(server, client, chan, reply)
+    if chan.registration is not None:  # status from ChanServ's access list (ircd/chanreg.py)
+        server.chanreg.joined(client, chan, reply)
     replay = server.config.history.autoreplay_lines
     if replay and server.history is not None:
         items = server.history.items(cf)[-replay:]
@@ -167,6 +169,9 @@ def handle_topic(ctx: Context, msg: Message) -> None:
         return
     if "t" in chan.modes and not chan.is_op(client):
         reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return
+    if chan.registration is not None and ctx.server.chanreg.topic_locked(chan, client):
+        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "The topic is locked (ChanServ TOPICLOCK)")
         return
     chan.topic = msg.params[1][: ctx.server.config.server.topiclen]
     chan.topic_by = client.source

@@ -21,9 +21,8 @@ import base64
 import binascii
 import logging
 
-from ircd.commands import monitor
-from ircd.commands.registry import Context, command, take_label
-from ircd.events import Event
+from ircd.commands.accountlogin import check_password, log_in
+from ircd.commands.registry import Context, command
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
@@ -102,49 +101,18 @@ def _plain(ctx: Context, payload: str) -> None:
     if authzid and casefold(authzid) != casefold(authcid):
         _fail(ctx)  # acting as another account is not supported
         return
-    account_cf = casefold(authcid)
-    throttle = server.login_throttle
-    wait = throttle.locked_for(client.ip, account_cf, server.clock())
+    client.sasl = None
+
+    def finish(ok: bool, reply: Reply) -> None:
+        if not ok:
+            log.info("SASL failure for %s from %s", authcid, client.ip)
+            reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+            return
+        log_in(server, client, authcid, reply)
+        client.sasl = "done"
+        reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
+
+    wait = check_password(server, client, authcid, password, ctx.reply, finish)
     if wait > 0:
         _fail(ctx, N.ERR_SASLFAIL,
               f"Too many failed login attempts; try again in {int(wait) + 1} seconds")
-        return
-    if account_cf not in server.account_names:
-        throttle.failure(client.ip, account_cf, server.clock())
-        _fail(ctx)
-        return
-    client.sasl = None
-    client.pending = True
-
-    def done(ok: bool | None, error: BaseException | None) -> None:
-        client.pending = False
-        if not client.quitting:
-            _finish(server, client, authcid, bool(ok) and error is None)
-        if client.resume is not None and not client.quitting:
-            client.resume()
-
-    server.scheduler.run_blocking(lambda: server.accounts.verify(authcid, password), done)
-
-
-def _finish(server, client, authcid: str, ok: bool) -> None:
-    reply = Reply(server.name, client)
-    account_cf = casefold(authcid)
-    if not ok:
-        server.login_throttle.failure(client.ip, account_cf, server.clock())
-        log.info("SASL failure for %s from %s", authcid, client.ip)
-        reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
-        take_label(client, reply)
-        client.write(reply.to_bytes())
-        return
-    server.login_throttle.success(client.ip, account_cf)
-    client.account = server.account_names.get(account_cf, authcid)  # as registered
-    client.sasl = "done"
-    source = client.source if client.registered else f"{client.nick}!{client.user or '*'}@{client.host}"
-    reply.numeric(N.RPL_LOGGEDIN, source, client.account, f"You are now logged in as {client.account}")
-    reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
-    take_label(client, reply)
-    client.write(reply.to_bytes())
-    log.info("SASL login %s from %s", authcid, client.ip)
-    if client.registered:
-        event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
-        event.send_to(monitor.interested(server, client, "account-notify"))

@@ -1,0 +1,148 @@
+"""Logging in to and out of an account on an open connection: the steps SASL,
+NickServ and ``REGISTER`` share.
+
+- :func:`check_password`: the login throttle (:class:`ircd.limits.LoginThrottle`,
+  the same one PASS uses), then the argon2 check off the event loop.
+- :func:`create_account`: a new account, hashed off the event loop.
+- :func:`log_in` / :func:`log_out`: set or clear ``client.account``, send
+  900 RPL_LOGGEDIN / 901 RPL_LOGGEDOUT and, once the client is registered,
+  ``ACCOUNT <name>`` / ``ACCOUNT *`` to peers with ``account-notify``
+  (IRCv3 account-notify; SASL 3.1 for the numerics).
+
+The callbacks run on the event loop with a fresh :class:`~ircd.reply.Reply`
+for the client; what they add is sent (labeled if the command was) when they
+return.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ircd.commands import monitor
+from ircd.commands.registry import take_label
+from ircd.events import Event
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold
+from ircd.reply import Reply
+
+log = logging.getLogger("ircd.login")
+
+MAX_PASSWORD = 300
+"""Longest password in bytes for REGISTER and NickServ (account-registration's advice)."""
+
+Finish = Callable[[bool, Reply], None]
+
+
+def acceptable_password(password: str) -> bool:
+    """True if ``password`` (str) is 1..300 UTF-8 bytes without spaces or control characters."""
+    data = password.encode("utf-8")
+    return 0 < len(data) <= MAX_PASSWORD and not any(c.isspace() or ord(c) < 32 for c in password)
+
+
+def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseException | None, Reply], None]) -> None:
+    """Run ``fn`` off the loop with the client's input paused; then ``finish`` with a fresh reply."""
+    client.pending = True
+
+    def done(result: Any, error: BaseException | None) -> None:
+        client.pending = False
+        if not client.quitting:
+            reply = Reply(server.name, client)
+            finish(result, error, reply)
+            take_label(client, reply)
+            if reply.lines:
+                client.write(reply.to_bytes())
+        if client.resume is not None and not client.quitting:
+            client.resume()
+
+    server.scheduler.run_blocking(fn, done)
+
+
+def check_password(server, client, name: str, password: str, reply: Reply,
+                   finish: Finish) -> float:
+    """Check ``password`` for account ``name`` on behalf of ``client``.
+
+    Returns the seconds the client's address is still locked out for that
+    account (> 0: nothing was checked and ``finish`` is not called).
+    Otherwise ``finish(ok, reply)`` is called: at once with ``reply`` for an
+    unknown account, or later, off-loop result in hand, with a fresh reply.
+    Failures and successes are recorded in ``server.login_throttle``.
+    """
+    throttle = server.login_throttle
+    account_cf = casefold(name)
+    wait = throttle.locked_for(client.ip, account_cf, server.clock())
+    if wait > 0:
+        return wait
+    if account_cf not in server.account_names:
+        throttle.failure(client.ip, account_cf, server.clock())
+        finish(False, reply)
+        return 0.0
+
+    def checked(ok: Any, error: BaseException | None, out: Reply) -> None:
+        if error is not None:
+            log.error("password check for %s failed: %r", name, error)
+        good = bool(ok) and error is None
+        if good:
+            throttle.success(client.ip, account_cf)
+        else:
+            throttle.failure(client.ip, account_cf, server.clock())
+            log.info("login failure for %s from %s", name, client.ip)
+        finish(good, out)
+
+    _run(server, client, lambda: server.accounts.verify(name, password), checked)
+    return 0.0
+
+
+def run_account_change(server, client, fn: Callable[[], Any],
+                       finish: Callable[[Any, BaseException | None, Reply], None]) -> None:
+    """Run a blocking account-store call ``fn`` for ``client`` (PASSWORD, DROP, INFO...),
+    then ``finish(result, error, reply)`` on the loop."""
+    _run(server, client, fn, finish)
+
+
+def create_account(server, client, name: str, password: str,
+                   finish: Callable[[str, Reply], None]) -> None:
+    """Register account ``name`` with ``password`` off the loop.
+
+    ``finish(outcome, reply)``: ``"created"`` (the name is then in
+    ``server.account_names``), ``"exists"`` (someone registered it first) or
+    ``"error"`` (the database failed; logged).
+    """
+
+    def created(ok: Any, error: BaseException | None, reply: Reply) -> None:
+        if error is not None:
+            log.error("creating account %s failed: %r", name, error)
+            finish("error", reply)
+        elif not ok:
+            finish("exists", reply)
+        else:
+            server.account_names[casefold(name)] = name
+            log.info("account %s registered from %s", name, client.ip)
+            finish("created", reply)
+
+    _run(server, client, lambda: server.accounts.create(name, password), created)
+
+
+def log_in(server, client, account_name: str, reply: Reply) -> None:
+    """Log ``client`` in to ``account_name``: 900 RPL_LOGGEDIN, and ACCOUNT to
+    account-notify peers when the client is registered."""
+    client.account = server.account_names.get(casefold(account_name), account_name)
+    source = client.source if client.registered else f"{client.nick}!{client.user or '*'}@{client.host}"
+    reply.numeric(N.RPL_LOGGEDIN, source, client.account, f"You are now logged in as {client.account}")
+    log.info("login %s as %s from %s", client.nick, client.account, client.ip)
+    if client.registered:
+        event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
+        event.send_to(monitor.interested(server, client, "account-notify"))
+
+
+def log_out(server, client, reply: Reply) -> None:
+    """Log ``client`` out: 901 RPL_LOGGEDOUT and ``ACCOUNT *`` to account-notify peers."""
+    if client.account is None:
+        return
+    log.info("logout %s from account %s", client.nick, client.account)
+    client.account = None
+    client.sasl = None
+    reply.numeric(N.RPL_LOGGEDOUT, client.source, "You are now logged out")
+    event = Event(f":{client.source} ACCOUNT *", server.clock())
+    event.send_to(monitor.interested(server, client, "account-notify"))
