@@ -29,6 +29,7 @@ from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.simple import EchoBot
+from ircd.websocket import listen_websocket
 
 log = logging.getLogger("ircd")
 
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate chain: enables the TLS listener")
     p.add_argument("--tls-key", help="PEM private key (if not inside --tls-cert)")
     p.add_argument("--tls-port", type=int, help="TLS port (default 6697, or tls.port)")
+    p.add_argument("--websocket-port", type=int,
+                   help="also serve IRC over WebSocket and the web client on this port (8097)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -65,6 +68,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.tls_cert or args.tls_port is not None:
         config = config.with_overrides("tls", enabled=True, cert=args.tls_cert,
                                        key=args.tls_key, port=args.tls_port)
+    if args.websocket_port is not None:
+        config = config.with_overrides("websocket", enabled=True, port=args.websocket_port)
     config = config.with_overrides(
         "server",
         port=args.port,
@@ -82,6 +87,7 @@ NOT_RELOADABLE = {
     "server": ("host", "port", "data_dir"),
     "simple": ("enabled", "port"),
     "tls": ("enabled", "port", "cert", "key"),
+    "websocket": ("enabled", "port", "host", "tls"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
@@ -154,12 +160,17 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         listeners.append((config.simple.port, "simple", None))
     if tls_context is not None:
         listeners.append((config.tls.port, "auto", tls_context))
+    host = config.server.host
     try:
         for port, dialect, tls in listeners:
-            await node.listen(config.server.host, port, dialect, tls)
+            await node.listen(host, port, dialect, tls)
+        if config.websocket.enabled:
+            ws = config.websocket
+            host, port = ws.host or config.server.host, ws.port
+            await listen_websocket(node, host, port, tls_context if ws.tls else None)
     except OSError as exc:
         why = exc.strerror or str(exc)
-        print(f"chatserver: cannot listen on {config.server.host}:{port}: {why}",
+        print(f"chatserver: cannot listen on {host}:{port}: {why}",
               file=sys.stderr)
         await node.shutdown()
         scheduler.shutdown()
