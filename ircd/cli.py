@@ -132,6 +132,10 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             print(f"chatserver: cannot load TLS certificate {config.tls.cert!r} / key "
                   f"{config.tls.key!r}: {why}", file=sys.stderr)
             return 2
+    if config.websocket.enabled and config.websocket.tls and tls_context is None:
+        print("chatserver: 'websocket.tls' needs [tls] enabled with a certificate "
+              "(or --tls-cert)", file=sys.stderr)
+        return 2
     data_dir = Path(config.server.data_dir)
     a = config.accounts
     try:

@@ -270,8 +270,6 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("websocket.port", 0 <= config.websocket.port <= 65535, "must be 0..65535"),
         ("websocket.max_message", 512 <= config.websocket.max_message <= 1_048_576,
          "must be 512..1048576"),
-        ("websocket.tls", not config.websocket.tls or config.tls.enabled,
-         "needs [tls] enabled with a certificate"),
     ]
     for i, net in enumerate(config.websocket.trusted_proxies):
         try:
