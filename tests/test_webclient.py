@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.ircbot import Bot, event_is
-from tests.support import ROOT, free_port, wait_for_port
+from tests.support import ROOT, ServerProcess, free_port, wait_for_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -174,3 +174,61 @@ def test_wrong_password_and_a_name_online_elsewhere_are_shown_in_words(web, brow
     expect(page.get_by_role("list", name="Online")).to_contain_text("taken")
     bot.sync()
     bot.quit()
+
+
+def test_page_reconnects_with_backoff_after_the_server_restarts(server_factory, browser,
+                                                                 tmp_path):
+    ws_port = free_port()
+    args = ["--websocket-port", str(ws_port)]
+    srv = server_factory(extra_args=args)
+    wait_for_port(ws_port, srv.proc)
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{ws_port}/")
+    login(page, "comeback", "pw-comeback")
+    status = page.get_by_role("status")
+    expect(status).to_have_text("Connected as comeback")
+
+    srv.stop()
+    expect(status).to_contain_text("Reconnecting in", timeout=10_000)
+    expect(page.get_by_role("navigation", name="Conversations")).to_be_visible()  # no logout
+
+    again = ServerProcess(srv.data_dir, srv.config_path.read_text(), args, port=srv.port).start()
+    try:
+        wait_for_port(ws_port, again.proc)
+        expect(status).to_have_text("Connected as comeback", timeout=20_000)
+        bot = Bot(again.port, "afterbot")
+        expect(page.get_by_role("list", name="Online")).to_contain_text("afterbot")
+        message = page.get_by_role("textbox", name="Message")
+        message.fill("back again")
+        message.press("Enter")
+        got = bot.wait_for(event_is("pubmsg", nick="comeback", target="#general"))
+        assert got.arguments == ["back again"]
+        bot.quit()
+    finally:
+        again.stop()
+
+
+def test_browser_user_and_irssi_chat_in_general_and_by_dm(web, browser, tmp_path):
+    if shutil.which("irssi") is None or shutil.which("tmux") is None:
+        pytest.skip("irssi and tmux are not installed: apt-get install irssi tmux")
+    from tests.realclients import Irssi
+
+    with Irssi(web.port, "irsuser", tmp_path / "irssi") as irs:
+        irs.wait_joined("#general")
+        page = browser.new_page()
+        page.goto(web.url)
+        login(page, "webfriend", "pw-webfriend")
+        expect(page.get_by_role("list", name="Online")).to_contain_text("irsuser")
+        message = page.get_by_role("textbox", name="Message")
+        message.fill("hello irssi from the browser")
+        message.press("Enter")
+        irs.wait_log(r"webfriend.*hello irssi from the browser", channel="#general")
+        irs.say("#general", "hello browser from irssi")
+        log = page.get_by_role("log")
+        expect(log).to_contain_text("hello browser from irssi", timeout=20_000)
+        message.fill("/msg irsuser a private word")
+        message.press("Enter")
+        irs.wait_log(r"a private word", channel="webfriend")
+        irs.msg("webfriend", "private answer")
+        expect(page.get_by_role("heading", name="irsuser")).to_be_visible()
+        expect(log).to_contain_text("private answer", timeout=20_000)
