@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import ssl
 import time
 import urllib.error
@@ -435,3 +436,65 @@ def test_websocket_tls_without_a_certificate_is_a_config_error(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "websocket.tls" in proc.stderr
+
+
+# -- the pure helpers ------------------------------------------------------------------
+
+
+def test_choose_subprotocol_takes_the_first_known_in_the_clients_order():
+    from ircd.websocket import choose_subprotocol
+
+    assert choose_subprotocol(["binary.ircv3.net", "text.ircv3.net"]) == "binary.ircv3.net"
+    assert choose_subprotocol(["foo", "text.ircv3.net"]) == "text.ircv3.net"
+    assert choose_subprotocol([]) is None
+    assert choose_subprotocol(["foo"]) is None
+
+
+def test_origin_allowed_matches_exact_origins_and_globs_case_insensitively():
+    from ircd.websocket import origin_allowed
+
+    assert origin_allowed(None, []) and origin_allowed("https://x.example", [])
+    allowed = ["https://chat.example.org", "https://*.example.net"]
+    assert origin_allowed("HTTPS://Chat.Example.org", allowed)
+    assert origin_allowed("https://a.example.net", allowed)
+    assert not origin_allowed("https://example.net.evil.com", allowed)
+    assert not origin_allowed("http://chat.example.org", allowed)
+    assert not origin_allowed(None, allowed)
+
+
+def test_client_address_trusts_x_forwarded_for_only_from_proxies():
+    from ircd.websocket import client_address
+
+    proxies = ["10.0.0.0/8"]
+    assert client_address("10.1.1.1", "203.0.113.5", proxies) == "203.0.113.5"
+    assert client_address("10.1.1.1", "198.51.100.1, 203.0.113.5, 10.2.2.2", proxies) == "203.0.113.5"
+    assert client_address("192.0.2.1", "203.0.113.5", proxies) == "192.0.2.1"
+    assert client_address("10.1.1.1", "203.0.113.5", []) == "10.1.1.1"
+    assert client_address("10.1.1.1", "not-an-ip", proxies) == "10.1.1.1"
+    assert client_address("10.1.1.1", None, proxies) == "10.1.1.1"
+
+
+def test_split_lines_drops_line_ends_and_empty_lines():
+    from ircd.websocket import split_lines
+
+    assert split_lines(b":a PING x\r\n:b PONG y\r\n") == [b":a PING x", b":b PONG y"]
+    assert split_lines(b"one\ntwo\r\n\r\n") == [b"one", b"two"]
+    assert split_lines(b"") == []
+
+
+def test_websocket_config_is_checked_strictly(tmp_path):
+    from ircd.config import ConfigError, load_config
+
+    cases = {
+        "[websocket]\ntrusted_proxies = ['not a network']\n": "websocket.trusted_proxies[0]",
+        "[websocket]\nmax_message = 10\n": "websocket.max_message",
+        "[websocket]\nport = 70000\n": "websocket.port",
+        "[websocket]\nallowed_origin = []\n": "websocket.allowed_origin",
+    }
+    for text, key in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config(path)
+    path.write_text("[websocket]\nenabled = true\nallowed_origins = ['https://*.example.org']\n")
+    assert load_config(path).websocket.allowed_origins == ["https://*.example.org"]
