@@ -122,12 +122,28 @@ def test_browser_user_chats_with_an_irc_bot_and_finds_the_history_after_reload(
     expect(log).to_contain_text("while you were away")
     expect(nav.get_by_role("button", name="#general", exact=True)).to_be_visible()
 
+    # Joins and quits are shown as quiet event lines.
+    visitor = Bot(web.port, "visitor")
+    expect(log.locator("li.event", has_text="visitor joined")).to_be_visible()
+    expect(online).to_contain_text("visitor")
+    visitor.quit("see you")
+    expect(log.locator("li.event", has_text="visitor quit")).to_be_visible()
+    expect(online).not_to_contain_text("visitor")
+
     # /me and /topic from the message box.
     message.fill("/me waves")
     message.press("Enter")
     action = bot.wait_for(event_is("action", nick="webby", target="#general"))
     assert action.arguments == ["waves"]
     expect(log).to_contain_text("* webby")
+    # The op mark shows in "Online"; as an op, /topic sets the topic.
+    bot.send("MODE #general +o webby")
+    expect(online.locator("li", has_text="webby")).to_have_text("@webby")
+    message.fill("/topic Web and terminal users together")
+    message.press("Enter")
+    topic = bot.wait_for(event_is("topic", nick="webby", target="#general"))
+    assert topic.arguments == ["Web and terminal users together"]
+    expect(page.locator("#conv-topic")).to_have_text("Web and terminal users together")
 
     save_screenshot(page, tmp_path, "webclient-chat.png")
     page.set_viewport_size({"width": 390, "height": 760})
@@ -148,7 +164,7 @@ def test_browser_user_chats_with_an_irc_bot_and_finds_the_history_after_reload(
     bot.quit()
 
 
-def test_wrong_password_and_a_name_online_elsewhere_are_shown_in_words(web, browser):
+def test_wrong_password_and_a_name_online_elsewhere_are_shown_in_words(web, browser, tmp_path):
     bot = Bot(web.port, "taken")
     page = browser.new_page()
     page.goto(web.url)
@@ -164,6 +180,9 @@ def test_wrong_password_and_a_name_online_elsewhere_are_shown_in_words(web, brow
     expect(page.get_by_role("button", name="Connect")).to_be_enabled()
     expect(page.get_by_role("status")).to_have_text("Not connected")
     expect(alert).to_contain_text("Wrong password for owner")  # still there once closed
+    page.screenshot(path=str(tmp_path / "login-error.png"))
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "login-error.png", ROOT / "test-artifacts" / "webclient-login-error.png")
 
     login(page, "taken", "")
     expect(alert).to_contain_text("taken is already online elsewhere")
