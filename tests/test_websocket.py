@@ -3,7 +3,7 @@
 The IRCv3 WebSocket transport as docs/protocol.md describes it: the
 subprotocols in the client's order of preference, no subprotocol (text
 frames), one line per message without CR/LF, invalid UTF-8, message size,
-the Origin check, SASL, chatting with TCP users, flood control, per-IP limits
+the Origin check, SASL, chatting with TCP users, flood control, the sendq, per-IP limits
 behind a trusted proxy, ``wss://``, and the HTTP side (the web client at ``/``,
 404 elsewhere).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import socket
 import ssl
 import time
 import urllib.error
@@ -498,3 +499,42 @@ def test_websocket_config_is_checked_strictly(tmp_path):
             load_config(path)
     path.write_text("[websocket]\nenabled = true\nallowed_origins = ['https://*.example.org']\n")
     assert load_config(path).websocket.allowed_origins == ["https://*.example.org"]
+
+
+def test_slow_websocket_reader_is_disconnected_for_sendq_and_others_are_unaffected(ws_server):
+    srv = ws_server(config_with(
+        server={"sendq": 65536},
+        limits={"flood_burst": 100_000, "flood_rate": 100_000.0, "flood_backlog": 100_000},
+    ))
+    fast = tcp_user(srv.port, "fast")
+    # A WebSocket client on a raw socket with a small receive buffer that never reads.
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", srv.ws_port))
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    slow.sendall(f"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+
+    def frame(text: bytes) -> bytes:  # a masked text frame (mask 0: the payload as is)
+        return bytes([0x81, 0x80 | len(text)]) + b"\0\0\0\0" + text
+
+    slow.sendall(frame(b"NICK slow") + frame(b"USER slow 0 * :slow"))
+    fast.expect(":slow!slow@127.0.0.1 JOIN #general")
+    flood = tcp_user(srv.port, "flood")
+    slow_quit = ":slow!slow@127.0.0.1 QUIT :SendQ exceeded"
+    filler = "f" * 480
+    sent = 0
+    try:
+        while sent < 40_000 and slow_quit not in fast.lines:
+            flood.send("".join(f"PRIVMSG #general :{i:05d} {filler}\r\n"
+                               for i in range(sent, sent + 100)).encode())
+            sent += 100
+            fast.expect(f":flood!flood@127.0.0.1 PRIVMSG #general :{sent - 1:05d} {filler}")
+        assert slow_quit in fast.lines, f"slow was never dropped after {sent} messages"
+        assert "SendQ exceeded" in srv.log()
+        fast.send("ISON slow flood")
+        assert fast.expect(lambda line: command_of(line) == "303").endswith(":flood")
+    finally:
+        slow.close()
+    still_chats(srv, srv.ws_port)
