@@ -36,6 +36,7 @@ from ircd.net import ExecutorScheduler, Node, make_tls_context
 from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.services import start_services
 from ircd.simple import EchoBot
+from ircd.websocket import listen_websocket
 
 log = logging.getLogger("ircd")
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int,
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
                         "(or metrics.host)")
+    p.add_argument("--websocket-port", type=int,
+                   help="also serve IRC over WebSocket and the web client on this port (8097)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -77,6 +80,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.tls_cert or args.tls_port is not None:
         config = config.with_overrides("tls", enabled=True, cert=args.tls_cert,
                                        key=args.tls_key, port=args.tls_port)
+    if args.websocket_port is not None:
+        config = config.with_overrides("websocket", enabled=True, port=args.websocket_port)
     config = config.with_overrides(
         "server",
         port=args.port,
@@ -95,6 +100,7 @@ NOT_RELOADABLE = {
     "simple": ("enabled", "port"),
     "tls": ("enabled", "port", "cert", "key"),
     "metrics": ("enabled", "host", "port"),
+    "websocket": ("enabled", "port", "host", "tls"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
@@ -139,6 +145,10 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             print(f"chatserver: cannot load TLS certificate {config.tls.cert!r} / key "
                   f"{config.tls.key!r}: {why}", file=sys.stderr)
             return 2
+    if config.websocket.enabled and config.websocket.tls and tls_context is None:
+        print("chatserver: 'websocket.tls' needs [tls] enabled with a certificate "
+              "(or --tls-cert)", file=sys.stderr)
+        return 2
     data_dir = Path(config.server.data_dir)
     a = config.accounts
     try:
@@ -192,6 +202,10 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         if metrics is not None:
             host, port = config.metrics.host, config.metrics.port
             await metrics.start(host, port)
+        if config.websocket.enabled:
+            ws = config.websocket
+            host, port = ws.host or config.server.host, ws.port
+            await listen_websocket(node, host, port, tls_context if ws.tls else None)
     except OSError as exc:
         why = exc.strerror or str(exc)
         print(f"chatserver: cannot listen on {host}:{port}: {why}", file=sys.stderr)

@@ -127,6 +127,19 @@ class TLSSection:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketSection:
+    """``[websocket]``: the IRCv3 WebSocket listener and the bundled web client."""
+
+    enabled: bool = False
+    port: int = 8097
+    host: str = ""
+    allowed_origins: list[str] = field(default_factory=list)
+    max_message: int = 8191
+    tls: bool = False
+    trusted_proxies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class HistorySection:
     """``[history]``: stored messages for CHATHISTORY and join replay."""
 
@@ -182,6 +195,7 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     opers: list[OperBlock] = field(default_factory=list)
     services: ServicesSection = field(default_factory=ServicesSection)
+    websocket: WebSocketSection = field(default_factory=WebSocketSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -302,7 +316,16 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("history.chathistory_limit", config.history.chathistory_limit >= 1, "must be at least 1"),
         ("history.autoreplay_lines", config.history.autoreplay_lines >= 0, "must be 0 or more"),
         ("metrics.port", 0 <= config.metrics.port <= 65535, "must be 0..65535"),
+        ("websocket.port", 0 <= config.websocket.port <= 65535, "must be 0..65535"),
+        ("websocket.max_message", 512 <= config.websocket.max_message <= 1_048_576,
+         "must be 512..1048576"),
     ]
+    for i, net in enumerate(config.websocket.trusted_proxies):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: 'websocket.trusted_proxies[{i}]' is not an address or "
+                              f"network: {net!r}") from None
 
 
     for i, name in enumerate(s.registered_channels):

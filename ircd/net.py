@@ -143,6 +143,12 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
         self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
+        self.admit()
+
+    def admit(self) -> None:
+        """Count the connection from ``self.ip`` against the limits and create its
+        client, or refuse it (``ERROR :Closing Link``/``BUSY``, then close)."""
+        transport = self.transport
         node = self.node
         dline = self.core.dline_for(self.ip)  # DLINE: refused before registration
         if dline is not None:
@@ -178,7 +184,10 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        lines = self.decoder.push(data)
+        self.lines_received(self.decoder.push(data))
+
+    def lines_received(self, lines: list) -> None:
+        """Handle decoded lines (bytes or ``LineTooLong``): dialect detection, flood budget."""
         if not lines:
             return
         if self.first_line and self.dialect == "auto":
