@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from passlib.hash import argon2
+
 from ircd.protocol.casemap import is_valid_channel
 
 

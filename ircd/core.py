@@ -29,8 +29,8 @@ from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle
-from ircd.metrics import Stats
 from ircd.listfilter import ELIST
+from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
 from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
