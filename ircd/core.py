@@ -82,7 +82,10 @@ class Server:
     ``config`` is the loaded :class:`~ircd.config.Config`; ``accounts`` the
     account store (its methods are only called through ``scheduler``, except
     :meth:`AccountStore.names` once here at start-up); ``clock`` returns unix
-    seconds; ``history`` is the message history (None: CHATHISTORY is off).
+    seconds; ``history`` is the message history (None: CHATHISTORY is off);
+    ``channel_store`` is where registered channels are saved (None: kept in
+    memory only), through ``chanreg`` (:class:`~ircd.chanreg.ChannelRegistry`).
+    ``services`` is set by :func:`ircd.services.start_services`.
     """
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
