@@ -92,6 +92,9 @@ class Server:
     ``ban_store`` keeps K-lines and D-lines across restarts (None: in memory
     only), its methods called only through ``scheduler``; the bans it held at
     start are given to :meth:`load_serverbans`.
+    ``channel_store`` is where registered channels are saved (None: kept in
+    memory only), through ``chanreg`` (:class:`~ircd.chanreg.ChannelRegistry`).
+    ``services`` is set by :func:`ircd.services.start_services`.
     """
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,

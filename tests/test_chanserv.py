@@ -8,8 +8,14 @@ server subprocesses, raw sockets.
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 
+from ircd.chanreg import ChannelRegistry, Registration
+from ircd.chanstore import SQLiteChannelStore
+from ircd.state import Channel
 from tests.ircv3util import SERVER, Client, command_of, connect
 from tests.support import SERVICES_TOML, ServerProcess
 
@@ -267,3 +273,54 @@ def test_registered_channels_by_config_are_kept_while_empty_and_claimable(server
     c.sync()
     assert notices(cs(c, "REGISTER #general")) == ["#general is now registered to cleo."]
     assert notices(cs(c, "REGISTER #general")) == ["#general is already registered to cleo."]
+
+
+def test_a_change_is_saved_within_seconds_even_if_the_server_is_killed(tmp_path):
+    data = tmp_path / "data"
+    first = ServerProcess(data, config_text=TOML).start()
+    try:
+        ivy = joined(first.port, "ivy", "#crash", password="ivypw")
+        cs(ivy, "REGISTER #crash")
+        ivy.send("TOPIC #crash :saved before the crash")
+        ivy.sync()
+        store = SQLiteChannelStore(data / "chatserver.sqlite3")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the once-a-second save, off the event loop
+            saved = [r for r in store.load() if r["name"] == "#crash"]
+            if saved and saved[0]["topic"] == "saved before the crash":
+                break
+            time.sleep(0.1)
+        store.close()
+        assert saved and saved[0]["founder"] == "ivy", saved
+    finally:
+        first.stop(signal.SIGKILL)
+    second = ServerProcess(data, config_text=TOML).start()
+    try:
+        c = connect(second.port, "ivy", password="ivypw")
+        c.send("TOPIC #crash")
+        assert any(x.endswith("332 ivy #crash :saved before the crash") for x in c.sync())
+    finally:
+        second.stop()
+
+
+def test_a_malformed_stored_channel_is_skipped_not_fatal(tmp_path):
+    data = tmp_path / "data"
+    store = SQLiteChannelStore(data / "chatserver.sqlite3")
+    store.write([("#bad", {"name": "#bad", "created": "not a time"}),
+                 ("#good", ChannelRegistry.record(_registered_channel("#good")))])
+    store.close()
+    srv = ServerProcess(data, config_text=TOML).start()
+    try:
+        c = connect(srv.port, "kim")
+        c.send("LIST")
+        listed = [x.split()[3] for x in c.sync() if command_of(x) == "322"]
+        assert listed == ["#good"]
+        assert "skipping a malformed registered channel '#bad'" in srv.log()
+    finally:
+        srv.stop()
+
+
+def _registered_channel(name: str) -> Channel:
+    chan = Channel(name=name, created=1_700_000_000.0)
+    chan.registration = Registration(founder=None, registered_at=1_700_000_000.0)
+    return chan

@@ -35,8 +35,8 @@ srv = module_server()
 # The table in docs/protocol.md, section 2.
 DOCUMENTED = {
     "account-notify", "account-tag", "away-notify", "batch", "cap-notify", "chghost",
-    "draft/chathistory", "echo-message", "extended-join", "extended-monitor", "invite-notify",
-    "labeled-response",
+    "draft/account-registration", "draft/chathistory", "echo-message", "extended-join",
+    "extended-monitor", "invite-notify", "labeled-response",
     "message-tags", "multi-prefix", "sasl=PLAIN", "server-time", "setname",
     "userhost-in-names", "znc.in/self-message",
 }

@@ -38,11 +38,12 @@ def config_text(*, echobot: bool = False, deliver_channel_messages: bool = False
         f"[simple]\nechobot = {str(echobot).lower()}\n"
         f"deliver_channel_messages = {str(deliver_channel_messages).lower()}\n"
     )
+    services = "[services]\nenabled = false\n"  # no NickServ/ChanServ in LIST-OK
     if max_clients is not None:
         text += f"max_clients = {max_clients}\n"
     if max_line is not None:
         text += f"max_line = {max_line}\n"
-    return text
+    return text + "\n" + services
 
 
 # -- clients ---------------------------------------------------------------------
