@@ -208,21 +208,23 @@ def test_invalid_utf8_from_a_binary_client_is_handled_as_on_tcp_and_it_stays(ws_
     ws = WS(srv.ws_port, subprotocols=["binary.ircv3.net"])
     ws.register("rawbytes")
     ws.send(b"PRIVMSG peer :caf\xe9 \xff ok")
-    line = tcp.expect("PRIVMSG peer :caf")
-    assert line.endswith("caf\ufffd \ufffd ok"), line
-    # Still connected and usable.
+    # UTF8ONLY, as on TCP: FAIL INVALID_UTF8, nothing relayed, still connected.
+    ws.expect(lambda line: " FAIL PRIVMSG INVALID_UTF8 " in line)
     ws.send(b"PRIVMSG peer :after")
     tcp.expect("PRIVMSG peer :after")
+    assert not [line for line in tcp.lines if "caf" in line]
 
 
-def test_invalid_utf8_reaches_a_text_client_as_valid_utf8(ws_server):
+def test_invalid_utf8_from_a_tcp_user_never_reaches_a_text_client(ws_server):
     srv = ws_server()
     sender = tcp_user(srv.port, "sender")
     ws = WS(srv.ws_port, subprotocols=["text.ircv3.net"])
     ws.register("texter")
     sender.send(b"PRIVMSG texter :bad \xff\xfe bytes\r\n")
-    line = ws.expect("PRIVMSG texter :bad")
-    assert line.endswith("bad \ufffd\ufffd bytes"), line
+    sender.expect(lambda line: " FAIL PRIVMSG INVALID_UTF8 " in line)
+    sender.send("PRIVMSG texter :good bytes\r\n")
+    ws.expect("PRIVMSG texter :good bytes")
+    assert not [m for m in ws.messages if ":bad" in str(m)]
 
 
 def test_invalid_utf8_in_a_text_frame_closes_with_1007_and_others_are_unaffected(ws_server):
