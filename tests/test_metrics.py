@@ -224,3 +224,12 @@ def test_metrics_are_off_by_default_and_the_log_names_the_endpoint(server_factor
     assert "metrics on" not in plain.log()
     srv, mport = start(server_factory)
     assert f"metrics on http://127.0.0.1:{mport}/metrics" in srv.log()
+
+
+def test_bad_metrics_port_in_the_config_is_a_config_error_naming_the_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[metrics]\nenabled = true\nport = 70000\n")
+    proc = subprocess.run([sys.executable, "-m", "ircd", "--config", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"chatserver: {path}: 'metrics.port' must be 0..65535 (got 70000)"
