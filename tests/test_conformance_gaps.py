@@ -230,14 +230,13 @@ def test_helpop_is_an_alias_of_help(server):
 
 def test_description_shows_in_links_whois_and_info(server_factory):
     srv = server_factory(config_text=config_with(server={"description": "Hub of the test net"}))
-    amy = user(srv.port, "amy")
-    user(srv.port, "bob")
+    amy, bob = user(srv.port, "amy"), user(srv.port, "bob")
     links = _ask(amy, "LINKS")
     assert numerics(links) == ["364", "365"]
     assert links[0].endswith("364 amy irc.chatserver.local irc.chatserver.local :0 Hub of the test net")
     whois = [x for x in _ask(amy, "WHOIS bob") if command_of(x) == "312"]
     assert params(whois[0])[1:] == ["bob", "irc.chatserver.local", "Hub of the test net"]
-    info = [x for x in _ask(amy, "INFO") if command_of(x) == "371"]
+    info = [x for x in _ask(bob, "INFO") if command_of(x) == "371"]
     assert any("Hub of the test net" in x for x in info)
 
 
