@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pexpect
 import pytest
 from passlib.hash import argon2
 
@@ -80,6 +81,38 @@ def test_mkpasswd_uses_the_default_parameters_without_a_config():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert argon2.verify("pw", done.stdout.strip())
+
+
+def test_mkpasswd_on_a_terminal_asks_twice_without_echo(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[accounts]\nargon2_time_cost = 1\nargon2_memory_cost = 1024\n")
+    child = pexpect.spawn(sys.executable, ["-m", "ircd", "mkpasswd", "--config", str(cfg)],
+                          cwd=str(ROOT), encoding="utf-8", timeout=20)
+    try:
+        child.expect("Password: ")
+        child.sendline("typed secret")
+        child.expect("Again: ")
+        child.sendline("typed secret")
+        child.expect(pexpect.EOF)
+        out = child.before
+    finally:
+        child.close()
+    assert child.exitstatus == 0, out
+    assert "typed secret" not in out            # never echoed
+    hashed = out.strip().splitlines()[-1]
+    assert hashed.startswith("$argon2id$v=19$m=1024,t=1,p=1$") and argon2.verify("typed secret", hashed)
+    child = pexpect.spawn(sys.executable, ["-m", "ircd", "mkpasswd"], cwd=str(ROOT),
+                          encoding="utf-8", timeout=20)
+    try:
+        child.expect("Password: ")
+        child.sendline("one")
+        child.expect("Again: ")
+        child.sendline("two")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 2
+    assert "the passwords differ" in child.before and "$argon2" not in child.before
 
 
 def test_mkpasswd_refuses_an_empty_password_with_exit_2():
