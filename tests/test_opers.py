@@ -418,3 +418,22 @@ def test_oper_may_kick_and_set_modes_where_not_channel_operator_and_it_is_logged
     time.sleep(0.2)
     assert "on #own" not in srv.log()
     still_chats(srv.port, carol)
+
+
+def test_oper_answer_carries_the_label_of_the_command_with_labeled_response(server_factory):
+    srv = server_factory(config_text=opers_config())
+    alice = RawClient(srv.port)
+    alice.send("CAP LS 302")
+    alice.send("CAP REQ :labeled-response batch")
+    alice.expect("ACK")
+    alice.send("CAP END")
+    alice.register("alice")
+    alice.send(f"@label=op1 OPER ops :{OPER_PASSWORD}")
+    start = alice.expect(lambda x: "BATCH +" in x)
+    assert start.startswith("@label=op1 ") and start.endswith(" labeled-response")
+    ref = start.split("BATCH +", 1)[1].split()[0]
+    assert alice.expect("MODE alice") == f"@batch={ref} :alice!alice@127.0.0.1 MODE alice :+o"
+    assert alice.expect_numeric("381").startswith(f"@batch={ref} :{SERVER} 381 alice ")
+    assert alice.expect("BATCH -") == f":{SERVER} BATCH -{ref}"
+    alice.send("@label=op2 OPER ops :wrong")
+    assert alice.expect_numeric("381") == f"@label=op2 :{SERVER} 381 alice :You are already an IRC operator"
