@@ -3,6 +3,7 @@
 ``chatserver [PORT] [--host HOST] [--config FILE] [--data-dir DIR]
 [--server-name NAME] [--server-password PW] [--metrics-port PORT]``. Command-line options override
 the config file, which overrides the built-in defaults (:mod:`ircd.config`).
+``chatserver mkpasswd`` prints a password hash for ``[[opers]]`` (:func:`mkpasswd`).
 
 Exit codes: 0 after a graceful shutdown (SIGINT or SIGTERM), 1 when a
 listener cannot be opened (e.g. the port is in use), 2 for a bad

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pexpect
 import pytest
 from passlib.hash import argon2
 
@@ -80,6 +81,38 @@ def test_mkpasswd_uses_the_default_parameters_without_a_config():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert argon2.verify("pw", done.stdout.strip())
+
+
+def test_mkpasswd_on_a_terminal_asks_twice_without_echo(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[accounts]\nargon2_time_cost = 1\nargon2_memory_cost = 1024\n")
+    child = pexpect.spawn(sys.executable, ["-m", "ircd", "mkpasswd", "--config", str(cfg)],
+                          cwd=str(ROOT), encoding="utf-8", timeout=20)
+    try:
+        child.expect("Password: ")
+        child.sendline("typed secret")
+        child.expect("Again: ")
+        child.sendline("typed secret")
+        child.expect(pexpect.EOF)
+        out = child.before
+    finally:
+        child.close()
+    assert child.exitstatus == 0, out
+    assert "typed secret" not in out            # never echoed
+    hashed = out.strip().splitlines()[-1]
+    assert hashed.startswith("$argon2id$v=19$m=1024,t=1,p=1$") and argon2.verify("typed secret", hashed)
+    child = pexpect.spawn(sys.executable, ["-m", "ircd", "mkpasswd"], cwd=str(ROOT),
+                          encoding="utf-8", timeout=20)
+    try:
+        child.expect("Password: ")
+        child.sendline("one")
+        child.expect("Again: ")
+        child.sendline("two")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 2
+    assert "the passwords differ" in child.before and "$argon2" not in child.before
 
 
 def test_mkpasswd_refuses_an_empty_password_with_exit_2():
@@ -385,3 +418,22 @@ def test_oper_may_kick_and_set_modes_where_not_channel_operator_and_it_is_logged
     time.sleep(0.2)
     assert "on #own" not in srv.log()
     still_chats(srv.port, carol)
+
+
+def test_oper_answer_carries_the_label_of_the_command_with_labeled_response(server_factory):
+    srv = server_factory(config_text=opers_config())
+    alice = RawClient(srv.port)
+    alice.send("CAP LS 302")
+    alice.send("CAP REQ :labeled-response batch")
+    alice.expect("ACK")
+    alice.send("CAP END")
+    alice.register("alice")
+    alice.send(f"@label=op1 OPER ops :{OPER_PASSWORD}")
+    start = alice.expect(lambda x: "BATCH +" in x)
+    assert start.startswith("@label=op1 ") and start.endswith(" labeled-response")
+    ref = start.split("BATCH +", 1)[1].split()[0]
+    assert alice.expect("MODE alice") == f"@batch={ref} :alice!alice@127.0.0.1 MODE alice :+o"
+    assert alice.expect_numeric("381").startswith(f"@batch={ref} :{SERVER} 381 alice ")
+    assert alice.expect("BATCH -") == f":{SERVER} BATCH -{ref}"
+    alice.send("@label=op2 OPER ops :wrong")
+    assert alice.expect_numeric("381") == f"@label=op2 :{SERVER} 381 alice :You are already an IRC operator"

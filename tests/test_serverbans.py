@@ -275,3 +275,22 @@ def test_a_timed_kline_expires(server_factory):
         assert time.monotonic() < deadline, "the 2s K-line never expired"
         time.sleep(0.25)
     assert stats(boss, "k") == []
+
+
+def test_kline_closes_send_dialect_users_online_and_at_hello(server_factory):
+    srv = server_factory(config_text=opers_config())
+    boss = oper(srv.port)
+    online = RawClient(srv.port)
+    online.send(b"HELLO-FROM chatter\n")
+    assert online.readline(5) == "HELLO chatter"
+    boss.send("KLINE chatter@* :no chatting")
+    assert notice(boss).endswith("(permanent): no chatting")
+    assert notice(boss).endswith("disconnected: chatter")
+    assert online.closed_by_server()
+    again = RawClient(srv.port)
+    again.send(b"HELLO-FROM chatter\n")
+    assert again.closed_by_server()
+    assert not any(line.startswith("HELLO ") for line in again.lines), again.lines
+    other = RawClient(srv.port)
+    other.send(b"HELLO-FROM talker\n")
+    assert other.readline(5) == "HELLO talker"
