@@ -136,6 +136,11 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.note_peer(transport)
+        self.admit()
+
+    def note_peer(self, transport: Any) -> None:
+        """Turn on TCP_NODELAY and record the peer's address (``ip``, ``peer`` as ``ip:port``)."""
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -143,7 +148,6 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
         self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
-        self.admit()
 
     def admit(self) -> None:
         """Count the connection from ``self.ip`` against the limits and create its

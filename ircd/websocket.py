@@ -37,11 +37,9 @@ events out, bytes to write from ``data_to_send``); this module only routes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import ipaddress
 import logging
-import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -295,13 +293,7 @@ class WebSocketConnection(Connection):
 
     def connection_made(self, transport: Any) -> None:
         self.raw = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else "unknown"
-        self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
+        self.note_peer(transport)
         self.handshake_timer = self.node.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:

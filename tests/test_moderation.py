@@ -58,7 +58,7 @@ def test_isupport_advertises_the_list_modes_and_extbans(server):
                   "MAXLIST=b:100,e:100,I:100"):
         assert token in tokens
     myinfo = next(line for line in c.lines if command_of(line) == "004")
-    assert myinfo.split()[-3:] == ["Biw", "beIiklmnostv", "beIklov"]
+    assert myinfo.split()[-3:] == ["Biow", "beIiklmnostv", "beIklov"]
 
 
 def test_ban_exception_lets_a_banned_user_join(room):

@@ -298,7 +298,7 @@ def handle_kick(ctx: Context, msg: Message) -> None:
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
     reason = reason[: server.config.server.kicklen]
     for nick in _limit_targets(ctx, msg.params[1].split(",")):
-        if client not in chan.members:  # kicked themselves on the way
+        if not override and client not in chan.members:  # kicked themselves on the way
             reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
             break
         target = server.world.find_user(nick)
