@@ -42,6 +42,11 @@ from ircd.whowas import WhowasEntry, WhowasLog
 log = logging.getLogger("ircd")
 
 
+ACCOUNT_NAMES_REFRESH = 30.0
+"""Seconds between re-reads of ``Server.account_names`` when the account store is
+shared with other servers (PostgreSQL); never with SQLite."""
+
+
 class Scheduler(Protocol):
     """Runs blocking work away from the event loop.
 
@@ -117,6 +122,7 @@ class Server:
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
+        self._last_names_refresh = self.created
         # Server bans (KLINE/DLINE, ircd/commands/oper.py) and the process hooks that
         # REHASH and DIE call (set by ircd.cli: the SIGHUP reload, the SIGTERM stop).
         self.serverbans = BanList()
@@ -269,6 +275,21 @@ class Server:
 
         self.scheduler.run_blocking(lambda: self.accounts.touch(account, when), done)
 
+    def refresh_account_names(self) -> None:
+        """Re-read the account names off the loop (a shared database: accounts that
+        other servers registered or dropped); errors are logged, the cache kept."""
+        before = set(self.account_names)
+
+        def done(names: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.warning("refreshing the account names failed: %r", error)
+                return
+            for gone in before - names.keys():
+                self.account_names.pop(gone, None)
+            self.account_names.update(names)
+
+        self.scheduler.run_blocking(self.accounts.names, done)
+
     def tick(self, now: float | None = None) -> None:
         """Time-based work, called about once a second: registration and ping timeouts.
 
@@ -287,6 +308,9 @@ class Server:
                 self.store_serverban(ban, delete=True)
         self.flush_history()
         self.chanreg.flush()
+        if self.accounts.shared and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH:
+            self._last_names_refresh = now
+            self.refresh_account_names()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue
