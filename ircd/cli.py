@@ -332,9 +332,12 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         metrics.close()
     await node.shutdown()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
-    await asyncio.to_thread(channel_store.write, core.chanreg.changes())
-    if history is not None:
-        await asyncio.to_thread(history.write, history.take_pending())
+    try:
+        await asyncio.to_thread(channel_store.write, core.chanreg.changes())
+        if history is not None:
+            await asyncio.to_thread(history.write, history.take_pending())
+    except Exception as exc:  # e.g. PostgreSQL gone: say so, still exit cleanly
+        log.error("final save to the database failed: %r", exc)
     await asyncio.to_thread(stores.close)
     log.info("database closed; bye")
     return 0

@@ -47,6 +47,10 @@ ACCOUNT_NAMES_REFRESH = 30.0
 shared with other servers (PostgreSQL); never with SQLite."""
 
 
+HISTORY_RETRY_MAX = 100_000
+"""Most unwritten history messages kept for a retry after failed writes (the newest)."""
+
+
 class Scheduler(Protocol):
     """Runs blocking work away from the event loop.
 
@@ -370,7 +374,11 @@ class Server:
         def done(_result: Any, error: BaseException | None) -> None:
             stats.history_in_flight -= len(items)
             if error is not None:
-                log.error("history write of %d messages failed: %r", len(items), error)
+                # (e.g. PostgreSQL restarting) try again with the next batch, up to a bound
+                keep = max(0, HISTORY_RETRY_MAX - len(history.pending))
+                history.pending[:0] = items[-keep:] if keep else []
+                log.error("history write of %d messages failed (%d kept for a retry): %r",
+                          len(items), min(keep, len(items)), error)
 
         self.scheduler.run_blocking(lambda: history.write(items), done)
 

@@ -68,6 +68,11 @@ def account_rows(url: str) -> list[tuple[str, str]]:
         return conn.execute("SELECT name_cf, name FROM accounts ORDER BY 1").fetchall()
 
 
+def history_texts(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [t for (t,) in conn.execute("SELECT text FROM history ORDER BY id")]
+
+
 # -- start-up errors ---------------------------------------------------------------------------
 
 def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -255,6 +260,8 @@ def test_postgresql_restart_gives_error_replies_then_the_server_recovers(tmp_pat
         bob = connect(srv.port, "bob")
         postgres.stop()
         try:
+            alice.send("PRIVMSG #general :kept in memory")
+            bob.expect("kept in memory")
             c = start_login(srv.port, "carol", "cpw")
             line = c.expect(lambda x: command_of(x) in ("400", "001"), timeout=20)
             assert line == (f":{SERVER} 400 carol PASS :Account database unavailable, "
@@ -264,9 +271,11 @@ def test_postgresql_restart_gives_error_replies_then_the_server_recovers(tmp_pat
             assert c.closed_by_server()
             # Users already online keep chatting; the server is alive.
             chats(bob, alice, "during the outage")
-            alice.send("PRIVMSG #general :kept in memory")
-            bob.expect("kept in memory")
             assert srv.alive()
+            deadline = time.monotonic() + 15  # the history batch failed and is kept
+            while "kept for a retry" not in srv.log():
+                assert time.monotonic() < deadline, srv.log()[-2000:]
+                time.sleep(0.2)
         finally:
             postgres.start()
         deadline = time.monotonic() + 20
@@ -280,6 +289,11 @@ def test_postgresql_restart_gives_error_replies_then_the_server_recovers(tmp_pat
             time.sleep(0.5)
         assert ("carol", "carol") in account_rows(pg_url)
         chats(alice, bob, "after the outage")
+        # The history written during the outage was kept and written once PostgreSQL returned.
+        deadline = time.monotonic() + 20
+        while history_texts(pg_url).count("kept in memory") != 1:
+            assert time.monotonic() < deadline, history_texts(pg_url)
+            time.sleep(0.2)
         assert srv.alive()
     finally:
         assert srv.stop() == 0
