@@ -284,3 +284,27 @@ def test_pool_fails_during_a_postgresql_restart_then_reconnects(postgres, pg_url
         assert store.create("after", "pw") and store.verify("after", "pw")
     finally:
         db.close()
+
+
+def test_database_url_in_the_config_file_is_checked_and_needs_a_restart(tmp_path):
+    from ircd.cli import merge_reload
+    from ircd.config import ConfigError, load_config, validate
+
+    path = tmp_path / "config.toml"
+    path.write_text('[database]\nurl = "postgresql://chat:pw@db.example:5432/chat"\n')
+    config = load_config(path)
+    validate(config, str(path))
+    assert config.database.url == "postgresql://chat:pw@db.example:5432/chat"
+    assert load_config(None).database.url == ""  # the default: SQLite
+    path.write_text('[database]\nurl = "postgresql://chat:pw@db.example"\n')
+    with pytest.raises(ConfigError) as info:
+        validate(load_config(path), str(path))
+    assert str(info.value) == (f"{path}: 'database.url' no database name "
+                               "(postgresql://USER[:PW]@HOST:PORT/DBNAME) "
+                               "(got 'postgresql://chat:***@db.example')")
+    path.write_text('[database]\nurl = 5\n')
+    with pytest.raises(ConfigError, match="database.url"):
+        load_config(path)
+    fresh = config.with_overrides("database", url="postgresql://u@elsewhere/db")
+    merged, ignored = merge_reload(config, fresh)
+    assert merged.database.url == config.database.url and ignored == ["database.url"]
