@@ -162,6 +162,7 @@ class Stores:
     channel_store: ChannelStore
     bans: list[ServerBan] = field(default_factory=list)
     channel_records: list[Record] = field(default_factory=list)
+    account_names: dict[str, str] = field(default_factory=dict)
     database: Any = None
 
     def close(self) -> None:
@@ -226,6 +227,7 @@ def _load(stores: Stores, now: float) -> None:
     if stores.history is not None:
         stores.history.prune_disk(now)
         log.info("history: %d messages loaded", stores.history.load(now))
+    stores.account_names = stores.accounts.names()
     stores.bans = stores.ban_store.load()
     stores.channel_records = stores.channel_store.load()
 
@@ -258,7 +260,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     bans, channel_records = stores.bans, stores.channel_records
     scheduler = ExecutorScheduler(loop, a.hash_workers)
     core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
-                  channel_store=channel_store)
+                  channel_store=channel_store, account_names=stores.account_names)
     core.load_serverbans(bans)
     if bans:
         log.info("server bans: %d loaded", len(core.serverbans))

@@ -103,6 +103,8 @@ class Server:
     start are given to :meth:`load_serverbans`.
     ``channel_store`` is where registered channels are saved (None: kept in
     memory only), through ``chanreg`` (:class:`~ircd.chanreg.ChannelRegistry`).
+    ``account_names`` is :meth:`AccountStore.names` read beforehand, off the
+    loop (None: read here; fine for SQLite and tests).
     ``services`` is set by :func:`ircd.services.start_services`.
     """
 
@@ -110,7 +112,8 @@ class Server:
                  clock: Callable[[], float] = time.time,
                  history: HistoryStore | None = None,
                  ban_store: ServerBanStore | None = None,
-                 channel_store: ChannelStore | None = None) -> None:
+                 channel_store: ChannelStore | None = None,
+                 account_names: dict[str, str] | None = None) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -118,7 +121,8 @@ class Server:
         self.clock = clock
         self.world = World()
         # casefolded account name -> the name as registered
-        self.account_names: dict[str, str] = accounts.names()
+        self.account_names: dict[str, str] = (
+            accounts.names() if account_names is None else account_names)
         self.created = clock()
         self._next_id = 0
         self.version = f"chatserver-{__version__}"

@@ -308,3 +308,28 @@ def test_database_url_in_the_config_file_is_checked_and_needs_a_restart(tmp_path
     fresh = config.with_overrides("database", url="postgresql://u@elsewhere/db")
     merged, ignored = merge_reload(config, fresh)
     assert merged.database.url == config.database.url and ignored == ["database.url"]
+
+
+def test_a_server_core_sees_accounts_another_server_made_after_its_refresh(pg_url):  # noqa: F811
+    from ircd.config import Config
+    from ircd.core import ACCOUNT_NAMES_REFRESH, ImmediateScheduler, Server
+
+    dbs = [Database.open(pg_url), Database.open(pg_url)]
+    try:
+        mine, theirs = accounts_on(dbs[0]), accounts_on(dbs[1])
+        assert mine.create("local", "pw")
+        core = Server(Config(), mine, ImmediateScheduler())
+        assert core.account_names == {"local": "local"}
+        assert theirs.create("Remote", "pw")
+        assert theirs.drop("local", "pw")
+        assert core.account_names == {"local": "local"}  # a per-process cache ...
+        core.refresh_account_names()  # ... re-read every ACCOUNT_NAMES_REFRESH seconds
+        assert core.account_names == {"remote": "Remote"}
+        assert theirs.create("third", "pw")
+        core.tick(core.created + 10)  # not yet due
+        assert "third" not in core.account_names
+        core.tick(core.created + ACCOUNT_NAMES_REFRESH)
+        assert core.account_names == {"remote": "Remote", "third": "third"}
+    finally:
+        for d in dbs:
+            d.close()
