@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from passlib.hash import argon2
 
@@ -42,6 +42,9 @@ from ircd.services import start_services
 from ircd.simple import EchoBot
 from ircd.storage import redact_url
 from ircd.websocket import listen_websocket
+
+if TYPE_CHECKING:
+    from ircd.storage.postgres import Database
 
 log = logging.getLogger("ircd")
 
@@ -163,7 +166,7 @@ class Stores:
     bans: list[ServerBan] = field(default_factory=list)
     channel_records: list[Record] = field(default_factory=list)
     account_names: dict[str, str] = field(default_factory=dict)
-    database: Any = None
+    database: Database | None = None
 
     def close(self) -> None:
         for store in (self.channel_store, self.history, self.ban_store, self.accounts):

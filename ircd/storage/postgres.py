@@ -83,7 +83,7 @@ def migrate(conn: psycopg.Connection[Any],
             if done:
                 continue
             for statement in migration.statements:
-                conn.execute(statement)  # type: ignore[call-overload]  # our own constant SQL
+                conn.execute(statement)  # our own constant SQL (ircd/storage/migrations.py)
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                          (migration.version, migration.name))
             applied.append(migration.version)
