@@ -74,7 +74,9 @@ class PostgresServer:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.user = _unprivileged_user()
-        self.root = Path(tempfile.mkdtemp(prefix="chatserver-pg-"))
+        # (as root, in /tmp: a TMPDIR under /root would be closed to the postgres user)
+        self.root = Path(tempfile.mkdtemp(prefix="chatserver-pg-",
+                                          dir="/tmp" if self.user is not None else None))
         self.data = self.root / "data"
         self.log_path = self.root / "postgres.log"
         self.port = free_port()
@@ -156,7 +158,7 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(self.url(dbname), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
     def new_database(self) -> str:
         """Create an empty database ``test_<n>``; return its name."""
