@@ -1,4 +1,4 @@
-"""Accounts: names with argon2id password hashes in SQLite.
+"""Accounts: names with argon2id password hashes in SQLite (or PostgreSQL).
 
 Every method here blocks (hashing takes tens of milliseconds by design, and
 SQLite touches the disk), so the server calls them off the event loop through
@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from passlib.hash import argon2
 
@@ -46,18 +47,47 @@ class LoginResult(enum.Enum):
     BAD_PASSWORD = "bad-password"
 
 
-class AccountStore:
-    """The account table of the server's SQLite database.
+class AccountRows(Protocol):
+    """The SQL side of :class:`AccountStore`: rows in, rows out, no hashing.
 
-    ``path`` is the database file (created with its directory on first use).
-    ``time_cost``/``memory_cost`` (KiB)/``parallelism`` are argon2id
-    parameters. Safe to call from several threads: database access is
-    serialised by a lock, hashing runs outside it so that several hashes
-    proceed in parallel (argon2-cffi releases the GIL).
+    Every method blocks (disk or network) and may raise the backend's
+    exception (the caller logs it and answers with an error numeric).
+    ``name_cf`` is always the casefolded (rfc1459) account name; times are
+    unix seconds. Backends: :class:`SQLiteAccountRows` here,
+    :class:`ircd.storage.postgres.PostgresAccountRows`. ``shared`` is True
+    when other server processes may change the rows (PostgreSQL).
     """
 
-    def __init__(self, path: str | Path, time_cost: int = 2, memory_cost: int = 19_456,
-                 parallelism: int = 1) -> None:
+    shared: bool
+
+    def names(self) -> dict[str, str]: ...
+
+    def hash_of(self, name_cf: str) -> str | None: ...
+
+    def insert(self, name_cf: str, name: str, password_hash: str, created_at: float) -> bool:
+        """Add an account; False (nothing changed) if ``name_cf`` exists. Atomic."""
+
+    def set_hash(self, name_cf: str, password_hash: str) -> None: ...
+
+    def info(self, name_cf: str) -> tuple[str, float, float | None] | None: ...
+
+    def touch(self, name_cf: str, when: float) -> None: ...
+
+    def delete(self, name_cf: str) -> None:
+        """Remove the account and its last-seen time, in one transaction."""
+
+    def close(self) -> None: ...
+
+
+class SQLiteAccountRows:
+    """:class:`AccountRows` in the server's SQLite file ``path`` (WAL, ``synchronous=FULL``).
+
+    Safe to call from several threads: one connection behind a lock.
+    """
+
+    shared = False
+
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -66,8 +96,6 @@ class AccountStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
-        self._hasher = argon2.using(type="ID", time_cost=time_cost, memory_cost=memory_cost,
-                                    parallelism=parallelism)
 
     def close(self) -> None:
         """Checkpoint the WAL and close the database."""
@@ -78,79 +106,34 @@ class AccountStore:
                 self._db.close()
 
     def names(self) -> dict[str, str]:
-        """Every account: casefolded name -> the name as registered (no hashes).
-
-        Kept in memory by the server for synchronous existence checks and to
-        show each account with its registered spelling.
-        """
         with self._lock:
             return dict(self._db.execute("SELECT name_cf, name FROM accounts"))
 
-    def exists(self, name: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM accounts WHERE name_cf = ?", (casefold(name),))
-            return row.fetchone() is not None
-
-    def _hash_of(self, name_cf: str) -> str | None:
+    def hash_of(self, name_cf: str) -> str | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT password_hash FROM accounts WHERE name_cf = ?", (name_cf,)
             ).fetchone()
         return row[0] if row else None
 
-    def verify(self, name: str, password: str) -> bool:
-        """True if ``name`` is an account and ``password`` (str) is its password.
-
-        A hash made with older parameters is upgraded on a successful login.
-        """
-        name_cf = casefold(name)
-        stored = self._hash_of(name_cf)
-        if stored is None:
-            return False
-        try:
-            ok = self._hasher.verify(password, stored)
-        except ValueError:  # a malformed stored hash: refuse, never crash
-            return False
-        if ok and self._hasher.needs_update(stored):
-            new = self._hasher.hash(password)
-            with self._lock:
-                self._db.execute(
-                    "UPDATE accounts SET password_hash = ? WHERE name_cf = ?", (new, name_cf)
-                )
-        return ok
-
-    def create(self, name: str, password: str) -> bool:
-        """Register ``name`` with ``password``; False if the name is taken.
-
-        The INSERT is atomic: of two racing creations of one name exactly one
-        returns True. On True the row is durable (``synchronous=FULL``).
-        """
-        hashed = self._hasher.hash(password)
+    def insert(self, name_cf: str, name: str, password_hash: str, created_at: float) -> bool:
         with self._lock:
             try:
                 self._db.execute(
                     "INSERT INTO accounts (name_cf, name, password_hash, created_at) "
                     "VALUES (?, ?, ?, ?)",
-                    (casefold(name), name, hashed, time.time()),
+                    (name_cf, name, password_hash, created_at),
                 )
             except sqlite3.IntegrityError:
                 return False
         return True
 
-    def login_or_register(self, name: str, password: str) -> LoginResult:
-        """Log in to ``name``, creating the account first if it does not exist.
+    def set_hash(self, name_cf: str, password_hash: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE accounts SET password_hash = ? WHERE name_cf = ?",
+                             (password_hash, name_cf))
 
-        This is the assignment's login: the first login registers the name.
-        """
-        if self._hash_of(casefold(name)) is None and self.create(name, password):
-            return LoginResult.CREATED
-        return LoginResult.LOGGED_IN if self.verify(name, password) else LoginResult.BAD_PASSWORD
-
-    # -- NickServ (ircd/services/nickserv.py) -----------------------------
-
-    def info(self, name: str) -> tuple[str, float, float | None] | None:
-        """``(name as registered, created_at, last_seen or None)`` in unix seconds; None if unknown."""
-        name_cf = casefold(name)
+    def info(self, name_cf: str) -> tuple[str, float, float | None] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT a.name, a.created_at, s.last_seen FROM accounts a "
@@ -159,31 +142,124 @@ class AccountStore:
             ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
-    def touch(self, name: str, when: float) -> None:
-        """Record that a user of account ``name`` was last seen at ``when`` (unix seconds)."""
+    def touch(self, name_cf: str, when: float) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO account_seen (name_cf, last_seen) VALUES (?, ?) "
                 "ON CONFLICT(name_cf) DO UPDATE SET last_seen = excluded.last_seen",
-                (casefold(name), when),
+                (name_cf, when),
             )
+
+    def delete(self, name_cf: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (name_cf,))
+                self._db.execute("DELETE FROM account_seen WHERE name_cf = ?", (name_cf,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+class AccountStore:
+    """Accounts: argon2id hashing over an :class:`AccountRows` backend.
+
+    ``path`` is the SQLite database file (created with its directory on
+    first use), unless ``rows`` gives another backend (PostgreSQL:
+    :class:`ircd.storage.postgres.PostgresAccountRows`; ``path`` is then
+    ignored). ``time_cost``/``memory_cost`` (KiB)/``parallelism`` are argon2id
+    parameters. Safe to call from several threads: the backend serialises or
+    pools database access, hashing runs outside it so that several hashes
+    proceed in parallel (argon2-cffi releases the GIL). Every method blocks.
+    """
+
+    def __init__(self, path: str | Path | None, time_cost: int = 2, memory_cost: int = 19_456,
+                 parallelism: int = 1, *, rows: AccountRows | None = None) -> None:
+        if rows is None:
+            if path is None:
+                raise ValueError("AccountStore needs a path or rows")
+            rows = SQLiteAccountRows(path)
+        self.rows: AccountRows = rows
+        self._hasher = argon2.using(type="ID", time_cost=time_cost, memory_cost=memory_cost,
+                                    parallelism=parallelism)
+
+    @property
+    def shared(self) -> bool:
+        """True if other server processes share these accounts (PostgreSQL)."""
+        return self.rows.shared
+
+    def close(self) -> None:
+        """Close the backend (SQLite: checkpoint the WAL first)."""
+        self.rows.close()
+
+    def names(self) -> dict[str, str]:
+        """Every account: casefolded name -> the name as registered (no hashes).
+
+        Kept in memory by the server for synchronous existence checks and to
+        show each account with its registered spelling.
+        """
+        return self.rows.names()
+
+    def exists(self, name: str) -> bool:
+        return self.rows.hash_of(casefold(name)) is not None
+
+    def verify(self, name: str, password: str) -> bool:
+        """True if ``name`` is an account and ``password`` (str) is its password.
+
+        A hash made with older parameters is upgraded on a successful login.
+        """
+        name_cf = casefold(name)
+        stored = self.rows.hash_of(name_cf)
+        if stored is None:
+            return False
+        try:
+            ok = self._hasher.verify(password, stored)
+        except ValueError:  # a malformed stored hash: refuse, never crash
+            return False
+        if ok and self._hasher.needs_update(stored):
+            self.rows.set_hash(name_cf, self._hasher.hash(password))
+        return ok
+
+    def create(self, name: str, password: str) -> bool:
+        """Register ``name`` with ``password``; False if the name is taken.
+
+        The INSERT is atomic: of two racing creations of one name (threads,
+        or processes sharing one PostgreSQL) exactly one returns True. On
+        True the row is durable.
+        """
+        hashed = self._hasher.hash(password)
+        return self.rows.insert(casefold(name), name, hashed, time.time())
+
+    def login_or_register(self, name: str, password: str) -> LoginResult:
+        """Log in to ``name``, creating the account first if it does not exist.
+
+        This is the assignment's login: the first login registers the name.
+        """
+        if self.rows.hash_of(casefold(name)) is None and self.create(name, password):
+            return LoginResult.CREATED
+        return LoginResult.LOGGED_IN if self.verify(name, password) else LoginResult.BAD_PASSWORD
+
+    # -- NickServ (ircd/services/nickserv.py) -----------------------------
+
+    def info(self, name: str) -> tuple[str, float, float | None] | None:
+        """``(name as registered, created_at, last_seen or None)`` in unix seconds; None if unknown."""
+        return self.rows.info(casefold(name))
+
+    def touch(self, name: str, when: float) -> None:
+        """Record that a user of account ``name`` was last seen at ``when`` (unix seconds)."""
+        self.rows.touch(casefold(name), when)
 
     def change_password(self, name: str, old: str, new: str) -> bool:
         """Replace ``name``'s password with ``new`` if ``old`` is right; False otherwise."""
         if not self.verify(name, old):
             return False
-        hashed = self._hasher.hash(new)
-        with self._lock:
-            self._db.execute("UPDATE accounts SET password_hash = ? WHERE name_cf = ?",
-                             (hashed, casefold(name)))
+        self.rows.set_hash(casefold(name), self._hasher.hash(new))
         return True
 
     def drop(self, name: str, password: str) -> bool:
         """Delete account ``name`` if ``password`` is right; False otherwise."""
         if not self.verify(name, password):
             return False
-        name_cf = casefold(name)
-        with self._lock:
-            self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (name_cf,))
-            self._db.execute("DELETE FROM account_seen WHERE name_cf = ?", (name_cf,))
+        self.rows.delete(casefold(name))
         return True

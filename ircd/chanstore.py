@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,25 @@ class ChannelStore(Protocol):
         """Release the connection."""
 
 
+def encode_record(record: Record) -> str:
+    """The stored text of ``record``: JSON with sorted keys."""
+    return json.dumps(record, sort_keys=True)
+
+
+def decode_records(texts: Iterable[str]) -> list[Record]:
+    """The records among stored JSON ``texts``; one that is not valid JSON, not an
+    object, or has no string ``name`` is skipped (never stops the server)."""
+    out = []
+    for data in texts:
+        try:
+            record = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("name"), str):
+            out.append(record)
+    return out
+
+
 class SQLiteChannelStore:
     """:class:`ChannelStore` in the server's SQLite database (``path``; WAL, ``synchronous=FULL``).
 
@@ -62,15 +82,7 @@ class SQLiteChannelStore:
     def load(self) -> list[Record]:
         with self._lock:
             rows = self._db.execute("SELECT data FROM registered_channels").fetchall()
-        out = []
-        for (data,) in rows:
-            try:
-                record = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("name"), str):
-                out.append(record)
-        return out
+        return decode_records(data for (data,) in rows)
 
     def write(self, changes: Changes) -> None:
         with self._lock:
@@ -84,7 +96,7 @@ class SQLiteChannelStore:
                         self._db.execute(
                             "INSERT INTO registered_channels (name_cf, data) VALUES (?, ?) "
                             "ON CONFLICT(name_cf) DO UPDATE SET data = excluded.data",
-                            (name_cf, json.dumps(record, sort_keys=True)),
+                            (name_cf, encode_record(record)),
                         )
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -1,12 +1,13 @@
 """The ``chatserver`` command (also ``python -m ircd``).
 
 ``chatserver [PORT] [--host HOST] [--config FILE] [--data-dir DIR]
-[--server-name NAME] [--server-password PW] [--metrics-port PORT]``. Command-line options override
+[--server-name NAME] [--server-password PW] [--metrics-port PORT] [--database URL]``. Command-line options override
 the config file, which overrides the built-in defaults (:mod:`ircd.config`).
 ``chatserver mkpasswd`` prints a password hash for ``[[opers]]`` (:func:`mkpasswd`).
 
 Exit codes: 0 after a graceful shutdown (SIGINT or SIGTERM), 1 when a
-listener cannot be opened (e.g. the port is in use), 2 for a bad
+listener cannot be opened (e.g. the port is in use) or the database cannot
+be opened or reached (``--database``), 2 for a bad
 configuration, bad arguments, or an unusable TLS certificate. SIGHUP reloads
 the config file (see :data:`NOT_RELOADABLE` for what needs a restart).
 """
@@ -22,22 +23,29 @@ import signal
 import ssl
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from passlib.hash import argon2
 
 from ircd import __version__
 from ircd.accounts import AccountStore
-from ircd.chanstore import SQLiteChannelStore
+from ircd.chanstore import ChannelStore, Record, SQLiteChannelStore
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
 from ircd.metrics import MetricsEndpoint
 from ircd.net import ExecutorScheduler, Node, make_tls_context
+from ircd.serverbans import ServerBan, ServerBanStore
 from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.services import start_services
 from ircd.simple import EchoBot
+from ircd.storage import redact_url
 from ircd.websocket import listen_websocket
+
+if TYPE_CHECKING:
+    from ircd.storage.postgres import Database
 
 log = logging.getLogger("ircd")
 
@@ -65,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(or metrics.host)")
     p.add_argument("--websocket-port", type=int,
                    help="also serve IRC over WebSocket and the web client on this port (8097)")
+    p.add_argument("--database", metavar="URL",
+                   help="keep accounts, history, bans and registered channels in PostgreSQL: "
+                        "postgresql://USER[:PW]@HOST:PORT/DBNAME (default: SQLite in the data dir)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -83,6 +94,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
                                        key=args.tls_key, port=args.tls_port)
     if args.websocket_port is not None:
         config = config.with_overrides("websocket", enabled=True, port=args.websocket_port)
+    if args.database is not None:
+        config = config.with_overrides("database", url=args.database)
     config = config.with_overrides(
         "server",
         port=args.port,
@@ -103,6 +116,7 @@ NOT_RELOADABLE = {
     "metrics": ("enabled", "host", "port"),
     "websocket": ("enabled", "port", "host", "tls"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
+    "database": ("url",),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
 
@@ -134,6 +148,94 @@ def raise_fd_limit() -> None:
         pass
 
 
+class StartupError(Exception):
+    """A store cannot be opened at start; ``str(err)`` is the one-line message (exit code 1)."""
+
+
+@dataclass
+class Stores:
+    """The four stores the core uses, from one backend, and what they held at start.
+
+    ``database`` is the PostgreSQL pool (None for SQLite); :meth:`close`
+    closes every store, then the pool.
+    """
+
+    accounts: AccountStore
+    history: HistoryStore | None
+    ban_store: ServerBanStore
+    channel_store: ChannelStore
+    bans: list[ServerBan] = field(default_factory=list)
+    channel_records: list[Record] = field(default_factory=list)
+    account_names: dict[str, str] = field(default_factory=dict)
+    database: Database | None = None
+
+    def close(self) -> None:
+        for store in (self.channel_store, self.history, self.ban_store, self.accounts):
+            if store is not None:
+                store.close()
+        if self.database is not None:
+            self.database.close()
+
+
+def open_stores(config: Config, data_dir: Path) -> Stores:
+    """Open the stores (SQLite in ``data_dir``, or the PostgreSQL of ``[database] url``),
+    prune and load the history, read the bans and registered channels.
+
+    Blocks (run it in a thread). Raises :class:`StartupError` with a one-line
+    message naming the database (its password redacted).
+    """
+    a, h = config.accounts, config.history
+    now = time.time()
+    if config.database.url:
+        from ircd.storage import postgres  # imported only when used: SQLite start-up stays as fast
+
+        try:
+            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2)
+        except postgres.DatabaseUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            accounts = AccountStore(None, a.argon2_time_cost, a.argon2_memory_cost,
+                                    a.argon2_parallelism, rows=postgres.PostgresAccountRows(db))
+            history = (HistoryStore(None, h.max_per_target, h.retention_days,
+                                    disk=postgres.PostgresHistoryDisk(db)) if h.enabled else None)
+            stores = Stores(accounts, history, postgres.PostgresServerBanStore(db),
+                            postgres.PostgresChannelStore(db), database=db)
+            _load(stores, now)
+        except Exception as exc:
+            db.close()
+            raise StartupError(f"cannot read the database {redact_url(config.database.url)}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else repr(exc)}") from None
+        log.info("database: PostgreSQL %s", redact_url(config.database.url))
+        return stores
+    try:
+        accounts = AccountStore(data_dir / DB_FILE, a.argon2_time_cost, a.argon2_memory_cost,
+                                a.argon2_parallelism)
+    except Exception as exc:
+        raise StartupError(f"cannot open database in {data_dir}: {exc}") from None
+    history = HistoryStore(data_dir / DB_FILE, h.max_per_target, h.retention_days) if h.enabled else None
+    try:
+        ban_store = SqliteServerBanStore(data_dir / DB_FILE)
+    except Exception as exc:
+        accounts.close()
+        raise StartupError(f"cannot read the server bans in {data_dir}: {exc}") from None
+    stores = Stores(accounts, history, ban_store, SQLiteChannelStore(data_dir / DB_FILE))
+    try:
+        _load(stores, now)
+    except Exception as exc:
+        stores.close()
+        raise StartupError(f"cannot read the database in {data_dir}: {exc}") from None
+    return stores
+
+
+def _load(stores: Stores, now: float) -> None:
+    if stores.history is not None:
+        stores.history.prune_disk(now)
+        log.info("history: %d messages loaded", stores.history.load(now))
+    stores.account_names = stores.accounts.names()
+    stores.bans = stores.ban_store.load()
+    stores.channel_records = stores.channel_store.load()
+
+
 async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     """Run until SIGINT/SIGTERM; reload on SIGHUP; return the process exit code."""
     loop = asyncio.get_running_loop()
@@ -153,33 +255,16 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     data_dir = Path(config.server.data_dir)
     a = config.accounts
     try:
-        accounts = await asyncio.to_thread(
-            AccountStore, data_dir / DB_FILE, a.argon2_time_cost, a.argon2_memory_cost,
-            a.argon2_parallelism,
-        )
-    except Exception as exc:
-        print(f"chatserver: cannot open database in {data_dir}: {exc}", file=sys.stderr)
+        stores = await asyncio.to_thread(open_stores, config, data_dir)
+    except StartupError as exc:
+        print(f"chatserver: {exc}", file=sys.stderr)
         return 1
-    history = None
-    if config.history.enabled:
-        h = config.history
-        history = await asyncio.to_thread(HistoryStore, data_dir / DB_FILE, h.max_per_target,
-                                          h.retention_days)
-        await asyncio.to_thread(history.prune_disk, time.time())
-        loaded = await asyncio.to_thread(history.load, time.time())
-        log.info("history: %d messages loaded", loaded)
-    try:
-        ban_store = await asyncio.to_thread(SqliteServerBanStore, data_dir / DB_FILE)
-        bans = await asyncio.to_thread(ban_store.load)
-    except Exception as exc:
-        print(f"chatserver: cannot read the server bans in {data_dir}: {exc}", file=sys.stderr)
-        accounts.close()
-        return 1
-    channel_store = await asyncio.to_thread(SQLiteChannelStore, data_dir / DB_FILE)
-    channel_records = await asyncio.to_thread(channel_store.load)
+    accounts, history, ban_store, channel_store = (
+        stores.accounts, stores.history, stores.ban_store, stores.channel_store)
+    bans, channel_records = stores.bans, stores.channel_records
     scheduler = ExecutorScheduler(loop, a.hash_workers)
     core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
-                  channel_store=channel_store)
+                  channel_store=channel_store, account_names=stores.account_names)
     core.load_serverbans(bans)
     if bans:
         log.info("server bans: %d loaded", len(core.serverbans))
@@ -214,9 +299,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             metrics.close()
         await node.shutdown()
         scheduler.shutdown()
-        ban_store.close()
-        accounts.close()
-        channel_store.close()
+        stores.close()
         return 1
     node.start_ticker()
     stop = asyncio.Event()
@@ -255,13 +338,13 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         metrics.close()
     await node.shutdown()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
-    await asyncio.to_thread(channel_store.write, core.chanreg.changes())
-    channel_store.close()
-    if history is not None:
-        await asyncio.to_thread(history.write, history.take_pending())
-        history.close()
-    ban_store.close()
-    accounts.close()
+    try:
+        await asyncio.to_thread(channel_store.write, core.chanreg.changes())
+        if history is not None:
+            await asyncio.to_thread(history.write, history.take_pending())
+    except Exception as exc:  # e.g. PostgreSQL gone: say so, still exit cleanly
+        log.error("final save to the database failed: %r", exc)
+    await asyncio.to_thread(stores.close)
     log.info("database closed; bye")
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 from passlib.hash import argon2
 
 from ircd.protocol.casemap import is_valid_channel
+from ircd.storage import BadDatabaseURL, check_database_url, redact_url
 
 
 class ConfigError(Exception):
@@ -184,6 +185,17 @@ class ServicesSection:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseSection:
+    """``[database]``: where accounts, history, server bans and registered channels live.
+
+    ``url`` empty: SQLite in ``server.data_dir``. Otherwise
+    ``postgresql://USER[:PW]@HOST[:PORT]/DBNAME`` (:mod:`ircd.storage.postgres`).
+    """
+
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -197,6 +209,7 @@ class Config:
     opers: list[OperBlock] = field(default_factory=list)
     services: ServicesSection = field(default_factory=ServicesSection)
     websocket: WebSocketSection = field(default_factory=WebSocketSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -344,6 +357,10 @@ def validate(config: Config, where: str = "<config>") -> None:
             except ValueError:
                 raise ConfigError(f"{where}: 'limits.classes[{i}].networks' has a bad network: {net!r}") from None
     validate_opers(config.opers, where)
+    try:
+        check_database_url(config.database.url)
+    except BadDatabaseURL as exc:
+        raise ConfigError(f"{where}: 'database.url' {exc} (got {redact_url(config.database.url)!r})") from None
     for key, ok, why in checks:
         if not ok:
             section, name = key.split(".")

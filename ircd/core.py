@@ -42,6 +42,15 @@ from ircd.whowas import WhowasEntry, WhowasLog
 log = logging.getLogger("ircd")
 
 
+ACCOUNT_NAMES_REFRESH = 30.0
+"""Seconds between re-reads of ``Server.account_names`` when the account store is
+shared with other servers (PostgreSQL); never with SQLite."""
+
+
+HISTORY_RETRY_MAX = 100_000
+"""Most unwritten history messages kept for a retry after failed writes (the newest)."""
+
+
 class Scheduler(Protocol):
     """Runs blocking work away from the event loop.
 
@@ -94,6 +103,8 @@ class Server:
     start are given to :meth:`load_serverbans`.
     ``channel_store`` is where registered channels are saved (None: kept in
     memory only), through ``chanreg`` (:class:`~ircd.chanreg.ChannelRegistry`).
+    ``account_names`` is :meth:`AccountStore.names` read beforehand, off the
+    loop (None: read here; fine for SQLite and tests).
     ``services`` is set by :func:`ircd.services.start_services`.
     """
 
@@ -101,7 +112,8 @@ class Server:
                  clock: Callable[[], float] = time.time,
                  history: HistoryStore | None = None,
                  ban_store: ServerBanStore | None = None,
-                 channel_store: ChannelStore | None = None) -> None:
+                 channel_store: ChannelStore | None = None,
+                 account_names: dict[str, str] | None = None) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -109,7 +121,8 @@ class Server:
         self.clock = clock
         self.world = World()
         # casefolded account name -> the name as registered
-        self.account_names: dict[str, str] = accounts.names()
+        self.account_names: dict[str, str] = (
+            accounts.names() if account_names is None else account_names)
         self.created = clock()
         self._next_id = 0
         self.version = f"chatserver-{__version__}"
@@ -117,6 +130,7 @@ class Server:
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
+        self._last_names_refresh = self.created
         # Server bans (KLINE/DLINE, ircd/commands/oper.py) and the process hooks that
         # REHASH and DIE call (set by ircd.cli: the SIGHUP reload, the SIGTERM stop).
         self.serverbans = BanList()
@@ -269,6 +283,21 @@ class Server:
 
         self.scheduler.run_blocking(lambda: self.accounts.touch(account, when), done)
 
+    def refresh_account_names(self) -> None:
+        """Re-read the account names off the loop (a shared database: accounts that
+        other servers registered or dropped); errors are logged, the cache kept."""
+        before = set(self.account_names)
+
+        def done(names: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.warning("refreshing the account names failed: %r", error)
+                return
+            for gone in before - names.keys():
+                self.account_names.pop(gone, None)
+            self.account_names.update(names)
+
+        self.scheduler.run_blocking(self.accounts.names, done)
+
     def tick(self, now: float | None = None) -> None:
         """Time-based work, called about once a second: registration and ping timeouts.
 
@@ -287,6 +316,9 @@ class Server:
                 self.store_serverban(ban, delete=True)
         self.flush_history()
         self.chanreg.flush()
+        if self.accounts.shared and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH:
+            self._last_names_refresh = now
+            self.refresh_account_names()
         for client in list(self.world.clients.values()):
             if client.kind != "irc":
                 continue
@@ -346,7 +378,11 @@ class Server:
         def done(_result: Any, error: BaseException | None) -> None:
             stats.history_in_flight -= len(items)
             if error is not None:
-                log.error("history write of %d messages failed: %r", len(items), error)
+                # (e.g. PostgreSQL restarting) try again with the next batch, up to a bound
+                keep = max(0, HISTORY_RETRY_MAX - len(history.pending))
+                history.pending[:0] = items[-keep:] if keep else []
+                log.error("history write of %d messages failed (%d kept for a retry): %r",
+                          len(items), min(keep, len(items)), error)
 
         self.scheduler.run_blocking(lambda: history.write(items), done)
 

@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ircd.protocol.casemap import casefold
 
@@ -63,68 +64,117 @@ def dm_key(a: str, b: str) -> str:
     return f"dm:{x}:{y}"
 
 
-class HistoryStore:
-    """Per-target recent history in memory, persisted to ``path`` (SQLite).
+Row = tuple[str, float, str, str, str | None, str, str, str]
+"""One message as stored: the fields of :class:`Item` in order."""
 
-    ``max_per_target`` bounds each target's messages; ``retention_days`` drops
-    older ones (0 keeps them forever). :meth:`load`, :meth:`write` and
-    :meth:`prune_disk` block (call them off the loop); the rest do not.
+
+class HistoryDisk(Protocol):
+    """The persistent side of :class:`HistoryStore`. Every method blocks and may raise.
+
+    Backends: :class:`SQLiteHistoryDisk` here,
+    :class:`ircd.storage.postgres.PostgresHistoryDisk`.
     """
 
-    def __init__(self, path: str | Path, max_per_target: int = 1000,
-                 retention_days: float = 30.0) -> None:
+    def recent(self, cutoff: float, per_target: int) -> list[Row]:
+        """The newest ``per_target`` messages of each target with ``t >= cutoff``
+        (unix seconds), oldest first."""
+
+    def append(self, rows: list[Row]) -> None:
+        """Store ``rows`` in one transaction."""
+
+    def delete_before(self, t: float) -> None:
+        """Delete messages older than ``t`` (unix seconds)."""
+
+    def close(self) -> None: ...
+
+
+class SQLiteHistoryDisk:
+    """:class:`HistoryDisk` in the server's SQLite file ``path`` (WAL), thread-safe (a lock)."""
+
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.max_per_target = max_per_target
-        self.retention_days = retention_days
-        self.targets: dict[str, deque[Item]] = {}
-        self.by_msgid: dict[str, Item] = {}
-        self.pending: list[Item] = []
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
 
+    def recent(self, cutoff: float, per_target: int) -> list[Row]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
+                " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY t DESC) AS rn"
+                " FROM history WHERE t >= ?) WHERE rn <= ? ORDER BY t",
+                (cutoff, per_target),
+            ).fetchall()
+
+    def append(self, rows: list[Row]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO history (target, t, msgid, source, account, command, to_name,"
+                    " text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def delete_before(self, t: float) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM history WHERE t < ?", (t,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class HistoryStore:
+    """Per-target recent history in memory, persisted to ``path`` (SQLite) or ``disk``.
+
+    ``max_per_target`` bounds each target's messages; ``retention_days`` drops
+    older ones (0 keeps them forever). ``disk`` replaces the SQLite file
+    (PostgreSQL: :class:`ircd.storage.postgres.PostgresHistoryDisk`; ``path``
+    is then ignored). :meth:`load`, :meth:`write` and :meth:`prune_disk`
+    block (call them off the loop); the rest do not.
+    """
+
+    def __init__(self, path: str | Path | None, max_per_target: int = 1000,
+                 retention_days: float = 30.0, *, disk: HistoryDisk | None = None) -> None:
+        if disk is None:
+            if path is None:
+                raise ValueError("HistoryStore needs a path or a disk")
+            disk = SQLiteHistoryDisk(path)
+        self.disk: HistoryDisk = disk
+        self.max_per_target = max_per_target
+        self.retention_days = retention_days
+        self.targets: dict[str, deque[Item]] = {}
+        self.by_msgid: dict[str, Item] = {}
+        self.pending: list[Item] = []
+
     # -- blocking (worker thread) ------------------------------------------
 
     def load(self, now: float) -> int:
         """Load the recent history from disk; returns the number of messages loaded."""
         cutoff = now - self.retention_days * 86400 if self.retention_days > 0 else 0.0
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
-                " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY t DESC) AS rn"
-                " FROM history WHERE t >= ?) WHERE rn <= ? ORDER BY t",
-                (cutoff, self.max_per_target),
-            ).fetchall()
+        rows = self.disk.recent(cutoff, self.max_per_target)
         for row in rows:
             self._remember(Item(*row))
         return len(rows)
 
     def write(self, items: list[Item]) -> None:
         """Append ``items`` to the database in one transaction."""
-        if not items:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO history (target, t, msgid, source, account, command, to_name, text)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i.target, i.t, i.msgid, i.source, i.account, i.command, i.to_name, i.text)
-                 for i in items],
-            )
-            self._db.execute("COMMIT")
+        if items:
+            self.disk.append([(i.target, i.t, i.msgid, i.source, i.account, i.command,
+                               i.to_name, i.text) for i in items])
 
     def prune_disk(self, now: float) -> None:
         """Delete messages older than the retention from the database."""
         if self.retention_days > 0:
-            with self._lock:
-                self._db.execute("DELETE FROM history WHERE t < ?",
-                                 (now - self.retention_days * 86400,))
+            self.disk.delete_before(now - self.retention_days * 86400)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.disk.close()
 
     # -- on the loop -----------------------------------------------------------
 

@@ -8,8 +8,8 @@ registration. A ban is permanent or expires at a given time.
 
 Nothing here reads the time or touches a disk: every method that depends on
 time takes ``now`` (unix seconds), and storage is behind the small
-:class:`ServerBanStore` interface (SQLite: :mod:`ircd.serverbans_sqlite`; a
-cluster backend can implement the same three methods). The core keeps the
+:class:`ServerBanStore` interface (SQLite: :mod:`ircd.serverbans_sqlite`;
+PostgreSQL: :mod:`ircd.storage.postgres`). The core keeps the
 :class:`BanList` in memory, so checks are synchronous, and hands each change
 to the store off the event loop.
 """
@@ -143,6 +143,9 @@ class ServerBanStore(Protocol):
     def save(self, ban: ServerBan) -> None: ...
 
     def delete(self, kind: str, mask: str) -> None: ...
+
+    def close(self) -> None:
+        """Release the connection (called once, at shutdown)."""
 
 
 class BanList:

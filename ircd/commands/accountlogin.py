@@ -74,7 +74,9 @@ def check_password(server, client, name: str, password: str, reply: Reply,
     wait = throttle.locked_for(client.ip, account_cf, server.clock())
     if wait > 0:
         return wait
-    if account_cf not in server.account_names:
+    if account_cf not in server.account_names and not server.accounts.shared:
+        # (A shared database, PostgreSQL, may hold accounts another server created
+        # since this one's cache was filled: ask it.)
         throttle.failure(client.ip, account_cf, server.clock())
         finish(False, reply)
         return 0.0
@@ -85,6 +87,7 @@ def check_password(server, client, name: str, password: str, reply: Reply,
         good = bool(ok) and error is None
         if good:
             throttle.success(client.ip, account_cf)
+            server.account_names.setdefault(account_cf, name)
         else:
             throttle.failure(client.ip, account_cf, server.clock())
             log.info("login failure for %s from %s", name, client.ip)
