@@ -5,7 +5,8 @@ registering account) or by ``server.registered_channels`` (no founder). Its
 :class:`~ircd.state.Channel` then carries a :class:`Registration`, and:
 
 - it is not forgotten when the last member leaves (:meth:`ircd.state.World.part`);
-- its topic, modes, key, limit, bans and registration are saved: once a
+- its topic, modes, key, limit, ban, exception (+e) and invite-exception
+  (+I) lists and registration are saved: once a
   second :meth:`ChannelRegistry.flush` compares each channel's
   :meth:`~ChannelRegistry.record` with the last one saved and hands the
   changed ones to the :class:`~ircd.chanstore.ChannelStore` off the event
@@ -148,6 +149,8 @@ class ChannelRegistry:
             "key": chan.key,
             "limit": chan.limit,
             "bans": [list(b) for b in chan.bans],
+            "excepts": [list(e) for e in chan.excepts],
+            "invex": [list(i) for i in chan.invex],
             "founder": reg.founder,
             "registered_at": reg.registered_at,
             "access": {cf: list(entry) for cf, entry in sorted(reg.access.items())},
@@ -184,7 +187,9 @@ class ChannelRegistry:
             modes={m for m in str(rec.get("modes", "nt")) if m in "imnst"},
             key=str(rec["key"]) if rec.get("key") is not None else None,
             limit=int(limit) if limit is not None else None,
-            bans=[(str(m), str(s), float(t)) for m, s, t in rec.get("bans", [])],
+            bans=_entries(rec.get("bans", [])),
+            excepts=_entries(rec.get("excepts", [])),
+            invex=_entries(rec.get("invex", [])),
         )
         access = {str(cf): (str(name), str(level))
                   for cf, (name, level) in dict(rec.get("access", {})).items() if level in LEVELS}
@@ -310,3 +315,8 @@ class ChannelRegistry:
             Event(f":{cs.source} PART {chan.name} :Guard off", t).send_to(chan.members, exclude=cs)
             chan.members.pop(cs, None)
             cs.channels.pop(casefold(chan.name), None)
+
+
+def _entries(raw: list) -> list[tuple[str, str, float]]:
+    """A saved ``+b``/``+e``/``+I`` list as ``(mask, setter, set_at)`` tuples; raises on bad shapes."""
+    return [(str(mask), str(setter), float(at)) for mask, setter, at in raw]

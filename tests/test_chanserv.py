@@ -89,7 +89,7 @@ def test_chanserv_nick_cannot_be_taken(srv):
     assert any(command_of(x) == "311" and "ChanServ ChanServ" in x for x in c.sync())
 
 
-def test_registered_channel_survives_restart_with_topic_modes_key_bans_and_founder(tmp_path):
+def test_registered_channel_survives_restart_with_topic_modes_key_bans_exceptions_and_founder(tmp_path):
     data = tmp_path / "data"
     first = ServerProcess(data, config_text=TOML).start()
     try:
@@ -100,6 +100,7 @@ def test_registered_channel_survives_restart_with_topic_modes_key_bans_and_found
         fay.send("MODE #keep +mk-n sekrit")
         fay.send("MODE #keep +l 20")
         fay.send("MODE #keep +b bad!*@*")
+        fay.send("MODE #keep +eI good!*@* friend!*@*")
         fay.sync()
         connect(first.port, "hal", password="halpw").quit()
         assert notices(cs(fay, "ACCESS #keep ADD hal voice")) == ["hal now has voice access in #keep."]
@@ -127,6 +128,10 @@ def test_registered_channel_survives_restart_with_topic_modes_key_bans_and_found
         assert any(x.endswith("332 gus #keep :kept topic") for x in g.sync())
         g.send("MODE #keep b")
         assert any(command_of(x) == "367" and " bad!*@* " in x for x in g.sync())
+        g.send("MODE #keep e")
+        assert any(command_of(x) == "348" and " good!*@* " in x for x in g.sync())
+        g.send("MODE #keep I")
+        assert any(command_of(x) == "346" and " friend!*@* " in x for x in g.sync())
         fay = connect(second.port, "fay", password="faypw")
         fay.send("JOIN #keep sekrit")
         lines = fay.sync()
