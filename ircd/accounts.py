@@ -60,23 +60,29 @@ class AccountRows(Protocol):
 
     shared: bool
 
-    def names(self) -> dict[str, str]: ...
+    def names(self) -> dict[str, str]:
+        """Every account: casefolded name -> the name as registered."""
 
-    def hash_of(self, name_cf: str) -> str | None: ...
+    def hash_of(self, name_cf: str) -> str | None:
+        """The stored passlib hash string of ``name_cf``, or None if there is no such account."""
 
     def insert(self, name_cf: str, name: str, password_hash: str, created_at: float) -> bool:
         """Add an account; False (nothing changed) if ``name_cf`` exists. Atomic."""
 
-    def set_hash(self, name_cf: str, password_hash: str) -> None: ...
+    def set_hash(self, name_cf: str, password_hash: str) -> None:
+        """Replace the hash of ``name_cf`` (a password change or a rehash); durable on return."""
 
-    def info(self, name_cf: str) -> tuple[str, float, float | None] | None: ...
+    def info(self, name_cf: str) -> tuple[str, float, float | None] | None:
+        """``(name as registered, created_at, last seen or None)``, or None if no such account."""
 
-    def touch(self, name_cf: str, when: float) -> None: ...
+    def touch(self, name_cf: str, when: float) -> None:
+        """Record that a user of ``name_cf`` was last seen at ``when`` (NickServ INFO)."""
 
     def delete(self, name_cf: str) -> None:
         """Remove the account and its last-seen time, in one transaction."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection or pool (once, at shutdown)."""
 
 
 class SQLiteAccountRows:

@@ -138,11 +138,14 @@ class ServerBanStore(Protocol):
     Errors are raised as exceptions (the caller logs them).
     """
 
-    def load(self) -> list[ServerBan]: ...
+    def load(self) -> list[ServerBan]:
+        """Every stored ban, expired ones included."""
 
-    def save(self, ban: ServerBan) -> None: ...
+    def save(self, ban: ServerBan) -> None:
+        """Insert ``ban``, or replace the one with the same :attr:`ServerBan.key`."""
 
-    def delete(self, kind: str, mask: str) -> None: ...
+    def delete(self, kind: str, mask: str) -> None:
+        """Remove the ban of ``kind`` (:data:`KLINE` or :data:`DLINE`) on ``mask``, if any."""
 
     def close(self) -> None:
         """Release the connection (called once, at shutdown)."""
