@@ -24,6 +24,7 @@ from typing import Protocol
 from passlib.hash import argon2
 
 from ircd.protocol.casemap import casefold
+from ircd.storage.sqlite import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -95,13 +96,8 @@ class SQLiteAccountRows:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(self.path, SCHEMA)
 
     def close(self) -> None:
         """Checkpoint the WAL and close the database."""

@@ -11,11 +11,12 @@ stores and returns dicts: a PostgreSQL one implements the same three methods.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+from ircd.storage.sqlite import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS registered_channels (
@@ -71,13 +72,8 @@ class SQLiteChannelStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(self.path, SCHEMA)
 
     def load(self) -> list[Record]:
         with self._lock:

@@ -15,7 +15,6 @@ names, sorted), and only when both users are logged in to accounts.
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ircd.protocol.casemap import casefold
+from ircd.storage.sqlite import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -94,10 +94,7 @@ class SQLiteHistoryDisk:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(self.path, SCHEMA, durable=False)
 
     def recent(self, cutoff: float, per_target: int) -> list[Row]:
         with self._lock:

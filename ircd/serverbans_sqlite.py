@@ -8,11 +8,11 @@ event loop (``Scheduler.run_blocking``), and :meth:`load` once at start-up.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 from ircd.serverbans import ServerBan
+from ircd.storage.sqlite import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS server_bans (
@@ -36,13 +36,8 @@ class SqliteServerBanStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(self.path, SCHEMA)
 
     def load(self) -> list[ServerBan]:
         """Every stored ban (expired ones too)."""
