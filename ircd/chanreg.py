@@ -80,6 +80,7 @@ class ChannelRegistry:
         self.store = store
         self.chanserv: Client | None = None
         self._saved: dict[str, Record] = {}
+        self._unsaved_drops: set[str] = set()  # dropped channels whose deletion is not yet written
         self._writing = False
 
     # -- registering -----------------------------------------------------------
@@ -213,8 +214,11 @@ class ChannelRegistry:
                 out.append((cf, rec))
                 self._saved[cf] = rec
         for cf in [cf for cf in self._saved if cf not in current]:
-            out.append((cf, None))
             del self._saved[cf]
+            self._unsaved_drops.add(cf)
+        # A drop stays pending until a write that carried it succeeded.
+        out.extend((cf, None) for cf in sorted(self._unsaved_drops) if cf not in current)
+        self._unsaved_drops &= {cf for cf, rec in out if rec is None}
         return out
 
     def flush(self) -> None:
@@ -231,8 +235,10 @@ class ChannelRegistry:
             self._writing = False
             if error is not None:
                 log.error("saving %d registered channels failed: %r", len(batch), error)
-                for cf, _ in batch:  # try again next time
+                for cf, _ in batch:  # try again next time (drops stay in _unsaved_drops)
                     self._saved.pop(cf, None)
+            else:
+                self._unsaved_drops.difference_update(cf for cf, rec in batch if rec is None)
 
         self.server.scheduler.run_blocking(lambda: store.write(batch), done)
 

@@ -21,6 +21,9 @@ Write = Callable[[bytes], None]
 Close = Callable[[str], None]
 """Closes one connection after sending ``ERROR :<reason>``; idempotent."""
 
+CONNECTION_KINDS = ("irc", "simple")
+"""``Client.kind`` values of users behind a real connection (IRC, WebSocket, the SEND dialect)."""
+
 USERLEN = 10
 """Longest user name (the ``user`` of ``nick!user@host``), advertised as ISUPPORT USERLEN."""
 
@@ -92,6 +95,14 @@ class Client:
         self.nick = nick
         self.nick_cf = casefold(nick)
         self.update_source()
+
+    @property
+    def is_pseudo(self) -> bool:
+        """True for a pseudo-user with no connection behind it (echobot, NickServ, ChanServ).
+
+        Such users are never KILLed or removed by a server ban.
+        """
+        return self.kind not in CONNECTION_KINDS
 
     def update_source(self) -> None:
         self.source = f"{self.nick}!{self.user}@{self.host}" if self.user else self.nick

@@ -298,3 +298,42 @@ def test_postgresql_restart_gives_error_replies_then_the_server_recovers(tmp_pat
     finally:
         assert srv.stop() == 0
     assert "Traceback" not in srv.log()
+
+
+def test_a_channel_dropped_while_postgresql_is_down_stays_dropped_after_a_restart(
+        tmp_path, postgres, pg_url):  # noqa: F811
+    first = pg_server(tmp_path, pg_url, "one", SERVICES_TOML)
+    try:
+        fay = connect(first.port, "fay", password="faypw")
+        fay.send("JOIN #gone")
+        fay.sync()
+        fay.send("PRIVMSG ChanServ :REGISTER #gone")
+        fay.expect("#gone is now registered to fay.")
+        time.sleep(1.5)  # the registration is saved within a second
+        postgres.stop()
+        try:
+            fay.send("PRIVMSG ChanServ :DROP #gone")
+            fay.expect("#gone")
+            deadline = time.monotonic() + 15  # the save of the drop fails once at least
+            while "registered channels failed" not in first.log():
+                assert time.monotonic() < deadline, first.log()[-2000:]
+                time.sleep(0.2)
+        finally:
+            postgres.start()
+        deadline = time.monotonic() + 20  # retried until PostgreSQL is back
+        while True:
+            with psycopg.connect(pg_url) as db:
+                rows = db.execute("SELECT count(*) FROM registered_channels").fetchone()
+            if rows is not None and rows[0] == 0:
+                break
+            assert time.monotonic() < deadline, "the drop was never written"
+            time.sleep(0.3)
+    finally:
+        assert first.stop() == 0
+    second = pg_server(tmp_path, pg_url, "two", SERVICES_TOML)
+    try:
+        gus = connect(second.port, "gus")
+        gus.send("PRIVMSG ChanServ :INFO #gone")
+        assert any("not registered" in line for line in gus.sync()), gus.lines
+    finally:
+        assert second.stop() == 0

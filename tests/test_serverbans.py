@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.opersupport import become_oper, connect, opers_config
-from tests.support import RawClient, command_of
+from tests.opersupport import OPER_PASSWORD, become_oper, connect, oper_block, opers_config
+from tests.support import SERVICES_TOML, RawClient, command_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -294,3 +294,43 @@ def test_kline_closes_send_dialect_users_online_and_at_hello(server_factory):
     other = RawClient(srv.port)
     other.send(b"HELLO-FROM talker\n")
     assert other.readline(5) == "HELLO talker"
+
+
+def test_a_nick_mask_kline_also_holds_for_a_nick_taken_after_registering(server_factory):
+    srv = server_factory(config_text=opers_config())
+    boss = oper(srv.port)
+    boss.send("KLINE spammer!*@* :go away")
+    notice(boss)
+    sneaky = connect(srv.port, "guest123", source="127.0.0.2")
+    watcher = connect(srv.port, "watcher")
+    sneaky.send("JOIN #general")
+    watcher.send("JOIN #general")
+    watcher.expect_numeric("366")
+    sneaky.send("NICK spammer")
+    assert sneaky.expect_numeric("465").endswith(":You are banned from this server: go away")
+    assert sneaky.closed_by_server()
+    # Others never see the banned nick: the user leaves under the old one.
+    assert watcher.expect("QUIT") == ":guest123!guest123@127.0.0.2 QUIT :K-Lined (go away)"
+    assert not [x for x in watcher.lines if x.endswith(" NICK :spammer")]
+    # Other nick changes still work.
+    watcher.send("NICK watcher2")
+    assert watcher.expect(" NICK ") == ":watcher!watcher@127.0.0.1 NICK :watcher2"
+
+
+def test_services_are_never_killed_nor_removed_by_a_server_ban(server_factory):
+    srv = server_factory(config_text=SERVICES_TOML + oper_block("ops", OPER_PASSWORD))
+    boss = oper(srv.port)
+    for service in ("NickServ", "ChanServ"):
+        boss.send(f"KILL {service} :bye")
+        assert command_of(boss.expect(lambda x: command_of(x) in ("483", "ERROR"))) == "483"
+    boss.send("DLINE 127.0.0.0/8 :everything local")
+    notice(boss)
+    boss.send("KLINE *@* :lockdown")
+    notice(boss)
+    # NickServ and ChanServ are still there, hold their nicks and answer.
+    boss.send("WHOIS NickServ")
+    assert command_of(boss.expect(lambda x: command_of(x) in ("311", "401"))) == "311"
+    boss.send("NICK NickServ")
+    assert command_of(boss.expect(lambda x: command_of(x) in ("433", "NICK"))) == "433"
+    boss.send("PRIVMSG ChanServ :HELP")
+    assert boss.expect(lambda x: x.startswith(":ChanServ!") and " NOTICE boss " in x)

@@ -202,7 +202,7 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     if target is None:
         ctx.reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
         return
-    if target.kind == "bot":
+    if target.is_pseudo:  # echobot, NickServ, ChanServ
         ctx.reply.numeric(N.ERR_CANTKILLSERVER, "You cannot kill a service")
         return
     reason = (msg.params[1] if len(msg.params) > 1 and msg.params[1] else client.nick)[:REASON_MAX]
@@ -366,7 +366,7 @@ def apply_ban(server, ban: ServerBan) -> list[str]:
     now = server.clock()
     hit = []
     for client in list(server.world.clients.values()):
-        if client.kind == "bot" or client.oper is not None or client.quitting:
+        if client.is_pseudo or client.oper is not None or client.quitting:
             continue
         if ban.kind == KLINE:
             if not client.registered or not any(mask_match(ban.mask, s) for s in _sources(client)):
@@ -397,7 +397,7 @@ def refused_by_kline(server, client: Client, reply: Reply) -> bool:
 
     ``reply`` holds lines not yet sent; they go out first.
     """
-    if client.kind == "bot" or not len(server.serverbans):
+    if client.is_pseudo or not len(server.serverbans):
         return False
     ban = server.serverbans.kline_for(_sources(client), server.clock())
     if ban is None:
@@ -448,3 +448,20 @@ def stats_bans(ctx: Context, query: str) -> None:
     for ban in server.serverbans.listing(kind, now):
         ctx.reply.numeric(code, kind, ban.mask, str(int(ban.set_at)),
                           str(int(ban.remaining(now))), ban.setter, ban.reason)
+
+
+def kline_on_nick_change(server, client: Client, new_nick: str) -> bool:
+    """Before ``client`` (registered) becomes ``new_nick``: if a K-line matches the new
+    ``nick!user@host``, disconnect it as :func:`apply_ban` would and return True.
+
+    A ``nick!user@host`` K-line holds for a nick taken after registering too.
+    Opers and pseudo-users are exempt, as from every server ban.
+    """
+    if client.is_pseudo or client.oper is not None or not len(server.serverbans):
+        return False
+    sources = (f"{new_nick}!{client.user}@{client.host}", f"{new_nick}!{client.user}@{client.ip}")
+    ban = server.serverbans.kline_for(sources, server.clock())
+    if ban is None:
+        return False
+    disconnect_banned(server, client, ban)
+    return True

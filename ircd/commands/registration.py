@@ -24,7 +24,7 @@ from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
 from ircd.commands.channels import join_channel
-from ircd.commands.oper import refused_by_kline
+from ircd.commands.oper import kline_on_nick_change, refused_by_kline
 from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
@@ -153,6 +153,8 @@ def handle_nick(ctx: Context, msg: Message) -> None:
         return
     if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
         reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
+        return
+    if kline_on_nick_change(server, client, nick):
         return
     event = Event(f":{client.source} NICK :{nick}", server.clock(), account=client.account)
     event.send_to(server.world.peers(client))
