@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", metavar="URL",
                    help="keep accounts, history, bans and registered channels in PostgreSQL: "
                         "postgresql://USER[:PW]@HOST:PORT/DBNAME (default: SQLite in the data dir)")
+    p.add_argument("--cluster", metavar="URL",
+                   help="join the network of nodes sharing this Redis: redis://HOST:PORT/DB "
+                        "(docs/cluster.md; default: a single node)")
+    p.add_argument("--node-name", help="this node's name in the cluster (default HOSTNAME:PORT)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"chatserver {__version__}")
     return p
@@ -96,6 +100,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         config = config.with_overrides("websocket", enabled=True, port=args.websocket_port)
     if args.database is not None:
         config = config.with_overrides("database", url=args.database)
+    config = config.with_overrides("cluster", url=args.cluster, node_name=args.node_name)
     config = config.with_overrides(
         "server",
         port=args.port,
@@ -117,6 +122,7 @@ NOT_RELOADABLE = {
     "websocket": ("enabled", "port", "host", "tls"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
     "database": ("url",),
+    "cluster": ("url", "node_name", "node_timeout"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
 
@@ -274,6 +280,20 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         start_services(core)
     if config.simple.echobot:
         EchoBot(core)
+    cluster = None
+    if config.cluster.url:
+        from ircd.cluster.redis import ClusterError, RedisLog, default_node_name
+
+        c = config.cluster
+        cluster = RedisLog(core, c.url, c.node_name or default_node_name(config.server.port),
+                           c.node_timeout)
+        try:
+            await cluster.start()
+        except ClusterError as exc:
+            print(f"chatserver: {exc}", file=sys.stderr)
+            scheduler.shutdown()
+            stores.close()
+            return 1
     node = Node(core, loop)
     listeners: list[tuple[int, str, ssl.SSLContext | None]] = [(config.server.port, "auto", None)]
     if config.simple.enabled:
@@ -298,6 +318,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         if metrics is not None:
             metrics.close()
         await node.shutdown()
+        if cluster is not None:
+            await cluster.close()
         scheduler.shutdown()
         stores.close()
         return 1
@@ -337,6 +359,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     if metrics is not None:
         metrics.close()
     await node.shutdown()
+    if cluster is not None:
+        await cluster.close()
     scheduler.shutdown()  # waits for queued work (account checks, history writes)
     try:
         await asyncio.to_thread(channel_store.write, core.chanreg.changes())

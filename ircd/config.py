@@ -196,6 +196,22 @@ class DatabaseSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSection:
+    """``[cluster]``: several nodes forming one network over Redis (docs/cluster.md).
+
+    ``url`` empty: a single node (the default). Otherwise ``redis://HOST[:PORT][/DB]``
+    (``rediss://`` for TLS), shared by every node of the network. ``node_name``
+    names this node in LINKS-style output and in ``node <name> lost`` (empty:
+    ``<hostname>:<port>``). ``node_timeout`` is in seconds: a node that has not
+    refreshed its liveness key for that long is declared lost.
+    """
+
+    url: str = ""
+    node_name: str = ""
+    node_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one attribute per TOML table."""
 
@@ -210,6 +226,7 @@ class Config:
     services: ServicesSection = field(default_factory=ServicesSection)
     websocket: WebSocketSection = field(default_factory=WebSocketSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` replaced in ``section`` (``None`` values are skipped)."""
@@ -331,6 +348,7 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("history.autoreplay_lines", config.history.autoreplay_lines >= 0, "must be 0 or more"),
         ("metrics.port", 0 <= config.metrics.port <= 65535, "must be 0..65535"),
         ("websocket.port", 0 <= config.websocket.port <= 65535, "must be 0..65535"),
+        ("cluster.node_timeout", 1 <= config.cluster.node_timeout <= 3600, "must be 1..3600"),
         ("websocket.max_message", 512 <= config.websocket.max_message <= 1_048_576,
          "must be 512..1048576"),
     ]
@@ -361,6 +379,19 @@ def validate(config: Config, where: str = "<config>") -> None:
         check_database_url(config.database.url)
     except BadDatabaseURL as exc:
         raise ConfigError(f"{where}: 'database.url' {exc} (got {redact_url(config.database.url)!r})") from None
+    if config.cluster.url:
+        from ircd.cluster import BadClusterURL, check_cluster_url
+        try:
+            check_cluster_url(config.cluster.url)
+        except BadClusterURL as exc:
+            raise ConfigError(f"{where}: 'cluster.url' {exc} "
+                              f"(got {redact_url(config.cluster.url)!r})") from None
+    if config.cluster.url and not config.database.url:
+        raise ConfigError(f"{where}: 'cluster.url' needs a shared 'database.url' (PostgreSQL, "
+                          "--database): the nodes of one network must share accounts")
+    if " " in config.cluster.node_name:
+        raise ConfigError(f"{where}: 'cluster.node_name' must be one word "
+                          f"(got {config.cluster.node_name!r})")
     for key, ok, why in checks:
         if not ok:
             section, name = key.split(".")

@@ -33,7 +33,7 @@ from ircd.listfilter import ELIST
 from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
-from ircd.protocol.message import MessageParseError, is_valid_utf8, parse_line
+from ircd.protocol.message import Message, MessageParseError, is_valid_utf8, parse_line
 from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
 from ircd.state import USERLEN, Client, World
@@ -140,6 +140,14 @@ class Server:
         # Registered channels (ChanServ, server.registered_channels), saved to channel_store.
         self.chanreg = ChannelRegistry(self, channel_store)
         self.services: Any = None  # ircd.services.Services once started (cli.py)
+        # Cluster mode (ircd/cluster/): the replica's log handling, this node's id, and
+        # whether a log entry is being applied (then quits are final: the log decided
+        # them) and whether that entry came from this node (then this node writes it
+        # to the database).
+        self.cluster: Any = None
+        self.node_id = 0
+        self.applying = False
+        self.origin_here = True
         self.reconfigure(config)
 
     # -- configuration -----------------------------------------------------
@@ -197,9 +205,43 @@ class Server:
                    ip: str, kind: str = "irc") -> Client:
         """Create the state for a new connection from ``ip``."""
         self._next_id += 1
-        client = Client(self._next_id, write, close, ip, kind, self.clock())
+        # In a cluster, ids are network-unique: the node's id in the high bits.
+        client = Client((self.node_id << 32) + self._next_id, write, close, ip, kind,
+                        self.clock())
+        client.node = self.node_id
         self.world.clients[client.id] = client
         return client
+
+    def node_info(self, client: Client) -> str:
+        """The description of the server ``client`` is on (WHOIS 312's last parameter)."""
+        if self.cluster is not None and not self.is_local(client):
+            node = self.cluster.nodes.get(client.node)
+            if node is not None:
+                return node.info
+        return self.config.server.description
+
+    def is_local(self, client: Client) -> bool:
+        """True if ``client`` is connected to this node (always, on a single node)."""
+        return client.node == self.node_id
+
+    def run_command(self, client: Client, msg: Message) -> None:
+        """Run ``msg`` as if ``client`` had sent it (a pseudo-user's answer); in a
+        cluster it goes through the log like a user's line."""
+        if self.cluster is not None:
+            self.cluster.submit_message(client, msg)
+        else:
+            dispatch(self, client, msg)
+
+    def user_changed(self, client: Client) -> None:
+        """``client``'s account, oper status or capabilities changed outside a command
+        that goes through the log (a login, OPER): tell the other nodes."""
+        if self.cluster is not None and client.registered and not self.applying:
+            self.cluster.publish_user(client)
+
+    def account_name_changed(self, name: str, present: bool) -> None:
+        """Account ``name`` was created (``present``) or dropped: tell the other nodes."""
+        if self.cluster is not None and not self.applying:
+            self.cluster.publish_account_name(name, present)
 
     def handle_line(self, client: Client, line: bytes | object) -> None:
         """Parse and run one received line (bytes without CR LF, or ``LineTooLong``).
@@ -246,9 +288,26 @@ class Server:
         client is sent ``ERROR :<error>`` and its connection is closed.
         Idempotent: later calls do nothing.
         """
-        if client.quitting:
+        cluster = self.cluster
+        if cluster is not None and client.registered and not client.is_pseudo:
+            if not self.applying:
+                # A local event (connection closed, ping timeout): close the
+                # connection now; the log decides when the user leaves the world.
+                if not client.quitting:
+                    client.quitting = True
+                    client.close(error if error is not None else reason)
+                    cluster.publish_quit(client, reason)
+                return
+            if cluster.by_id.pop(client.id, None) is None:
+                return  # already gone from the replica
+        elif client.quitting:
             return
         client.quitting = True
+        self._leave_world(client, reason)
+        client.close(error if error is not None else reason)
+
+    def _leave_world(self, client: Client, reason: str) -> None:
+        """The world without ``client``: QUIT to its peers, channels, nick table, MONITOR."""
         self.world.clients.pop(client.id, None)
         if client.monitoring:
             monitor.forget(self, client)
@@ -261,9 +320,8 @@ class Server:
             monitor.notify_offline(self, client.nick)
             self.remember_nick(client)
             log.info("quit %s (%s)", client.nick, reason)
-            if client.account is not None:
+            if client.account is not None and self.is_local(client):
                 self.record_last_seen(client.account)
-        client.close(error if error is not None else reason)
 
     def remember_nick(self, client: Client) -> None:
         """Record ``client``'s current identity in the WHOWAS history (RFC 2812 section 3.6.3).
@@ -271,7 +329,7 @@ class Server:
         Called when a registered user leaves and, with the old nick, before a nick change.
         """
         self.whowas.record(WhowasEntry(client.nick, client.user, client.host, client.realname,
-                                       self.name, self.clock()))
+                                       client.server or self.name, self.clock()))
 
     def record_last_seen(self, account: str) -> None:
         """Store, off the loop, that a user of ``account`` was seen now (NickServ INFO)."""
@@ -316,7 +374,8 @@ class Server:
                 self.store_serverban(ban, delete=True)
         self.flush_history()
         self.chanreg.flush()
-        if self.accounts.shared and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH:
+        if (self.accounts.shared and self.cluster is None
+                and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH):
             self._last_names_refresh = now
             self.refresh_account_names()
         for client in list(self.world.clients.values()):
@@ -350,8 +409,8 @@ class Server:
     def store_serverban(self, ban: ServerBan, delete: bool = False) -> None:
         """Save (or delete) ``ban`` in the ban store, off the loop; errors are logged."""
         store = self.ban_store
-        if store is None:
-            return
+        if store is None or not self.origin_here:
+            return  # (in a cluster, the node the command came from writes it)
 
         def done(_result: Any, error: BaseException | None) -> None:
             if error is not None:

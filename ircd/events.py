@@ -20,9 +20,28 @@ _BOOT = os.urandom(4).hex()
 _COUNTER = itertools.count(1)
 
 
+_prefix: str | None = None
+_entry_counter = itertools.count(1)
+
+
 def new_msgid() -> str:
-    """A server-unique message id (IRCv3 message-ids): process prefix + counter."""
+    """A server-unique message id (IRCv3 message-ids): process prefix + counter.
+
+    While a cluster log entry is applied (:func:`set_msgid_prefix`), the id is
+    the entry's id + a counter instead, so every node gives one message the same id.
+    """
+    if _prefix is not None:
+        return f"{_prefix}.{next(_entry_counter)}"
     return f"{_BOOT}{next(_COUNTER):x}"
+
+
+def set_msgid_prefix(prefix: str | None) -> None:
+    """Make message ids from ``prefix`` (a log entry id, e.g. ``"1733140000000.0"``)
+    until called with None (ircd.cluster.log)."""
+    global _prefix, _entry_counter
+    _prefix = prefix
+    if prefix is not None:
+        _entry_counter = itertools.count(1)
 
 
 def format_time(t: float) -> str:

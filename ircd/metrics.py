@@ -128,6 +128,17 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("chatserver_history_write_backlog",
                                 "History messages waiting to be written to the database",
                                 value=backlog)
+        cluster = core.cluster
+        if cluster is not None:  # cluster mode (docs/cluster.md)
+            yield GaugeMetricFamily("chatserver_cluster_nodes",
+                                    "Nodes of the network this node's replica knows",
+                                    value=len(cluster.nodes))
+            yield CounterMetricFamily("chatserver_cluster_entries_applied",
+                                      "Log entries this node applied to its replica",
+                                      value=cluster.applied)
+            yield GaugeMetricFamily("chatserver_cluster_available",
+                                    "1 while the cluster's log (Redis) can be written, else 0",
+                                    value=1 if cluster.transport.available else 0)
 
 
 REQUEST_TIMEOUT = 5.0

@@ -182,6 +182,10 @@ class BanList:
                 return ban
         return None
 
+    def all(self) -> list[ServerBan]:
+        """Every ban held, expired or not, in the order added (a cluster snapshot)."""
+        return list(self._bans.values())
+
     def listing(self, kind: str, now: float) -> list[ServerBan]:
         """The bans of ``kind`` in force at ``now``, oldest first."""
         return sorted((b for b in self._bans.values() if b.kind == kind and not b.expired(now)),

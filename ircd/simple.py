@@ -35,6 +35,16 @@ FORBIDDEN_NAME_CHARS = set(" ,\\!@#$%^&*")
 _NOT_DELIVERED = {N.ERR_NOSUCHNICK, N.ERR_NOSUCHCHANNEL, N.ERR_CANNOTSENDTOCHAN}
 
 
+def _refusal(reply: Reply) -> str:
+    """The dialect's answer to a PRIVMSG reply with an error numeric, or "" if delivered."""
+    codes = reply.numerics()
+    if any(code in _NOT_DELIVERED for code in codes):
+        return "BAD-DEST-USER"
+    if any(code.startswith("4") for code in codes):
+        return "BAD-RQST-BODY"
+    return ""
+
+
 def valid_simple_name(name: str, nicklen: int) -> bool:
     """True if ``name`` may log in with HELLO-FROM: an IRC nick without the course's forbidden characters."""
     return bool(name) and not (set(name) & FORBIDDEN_NAME_CHARS) and is_valid_nick(name, nicklen)
@@ -105,12 +115,18 @@ class SimpleSession:
         self.ip = ip
         self.client: Client | None = None
         self.closed = False
+        # In a cluster a HELLO-FROM or SEND waits for the log; lines after it wait here.
+        self._busy = False
+        self._held: list[bytes | None] = []   # None: a line that was too long
 
     # -- input -----------------------------------------------------------
 
     def handle_line(self, line: bytes) -> None:
         """Handle one received line (bytes, without LF; a trailing CR already removed)."""
         if self.closed:
+            return
+        if self._busy:
+            self._held.append(line)
             return
         text = line.decode("utf-8", "replace").replace("\r", "").replace("\0", "")
         if self.client is not None:
@@ -127,7 +143,20 @@ class SimpleSession:
 
     def line_too_long(self) -> None:
         """A line over ``simple.max_line`` bytes was dropped."""
+        if self._busy:
+            self._held.append(None)
+            return
         self._out("BAD-RQST-BODY")
+
+    def _done(self) -> None:
+        """A command that waited for the cluster's log is answered: run the held lines."""
+        self._busy = False
+        while self._held and not self._busy and not self.closed:
+            line = self._held.pop(0)
+            if line is None:
+                self.line_too_long()
+            else:
+                self.handle_line(line)
 
     def connection_lost(self, reason: str = "Connection closed") -> None:
         """The socket closed: the user leaves (a QUIT for IRC users)."""
@@ -157,8 +186,22 @@ class SimpleSession:
         client.set_nick(name)
         reply = Reply(core.name, client)
         complete_registration(core, client, reply)
+        if client.pending:  # a cluster: the nick claim is in the log
+            self._busy = True
+
+            def claimed() -> None:
+                self._hello_done(client, name)
+                self._done()
+
+            client.resume = claimed
+            return
+        self._hello_done(client, name)
+
+    def _hello_done(self, client: Client, name: str) -> None:
+        if client.quitting:
+            return
         if not client.registered:  # lost a race for the name
-            core.quit(client, "Nickname in use")
+            self.core.quit(client, "Nickname in use")
             self._out("IN-USE")
             return
         self.client = client
@@ -184,16 +227,40 @@ class SimpleSession:
             self._out("BAD-DEST-USER")  # names never contain commas: one recipient per SEND
             return
         core = self.core
-        for piece in message_pieces(core, client, target, text):
-            reply = dispatch(core, client, Message("PRIVMSG", [target, piece]))
-            codes = reply.numerics()
-            if any(code in _NOT_DELIVERED for code in codes):
-                self._out("BAD-DEST-USER")
-                return
-            if any(code.startswith("4") for code in codes):
-                self._out("BAD-RQST-BODY")
+        pieces = message_pieces(core, client, target, text)
+        if core.cluster is not None:
+            self._send_through_log(client, target, pieces)
+            return
+        for piece in pieces:
+            refusal = _refusal(dispatch(core, client, Message("PRIVMSG", [target, piece])))
+            if refusal:
+                self._out(refusal)
                 return
         self._out("SEND-OK")
+
+    def _send_through_log(self, client: Client, target: str, pieces: list[str]) -> None:
+        """SEND in a cluster: each piece goes through the log in turn; ``SEND-OK``
+        once the last one was applied (so delivered on every node), else the refusal."""
+        self._busy = True
+        cluster = self.core.cluster
+
+        def send(i: int) -> None:
+            if i == len(pieces):
+                self._out("SEND-OK")
+                self._done()
+                return
+
+            def applied(reply: Reply | None) -> None:
+                refusal = "BAD-RQST-BODY" if reply is None else _refusal(reply)
+                if refusal:
+                    self._out(refusal)
+                    self._done()
+                else:
+                    send(i + 1)
+
+            cluster.submit_message(client, Message("PRIVMSG", [target, pieces[i]]), applied)
+
+        send(0)
 
     # -- output ----------------------------------------------------------------
 
@@ -246,12 +313,18 @@ class EchoBot:
         self.client = client
 
     def _received(self, data: bytes) -> None:
+        core = self.core
         for msg in text_messages(data, ("PRIVMSG",)):
             if msg.params[0][:1] in "#@+":
                 continue
             sender = (msg.source or "").split("!", 1)[0]
             if casefold(sender) == self.client.nick_cf:
                 continue
+            if core.cluster is not None:
+                # Every node has an echobot; the sender's node answers.
+                user = core.world.find_user(sender)
+                if user is None or not core.is_local(user):
+                    continue
             text = msg.params[1]
             self.core.scheduler.call_soon(lambda s=sender, t=text: self._answer(s, t))
 
@@ -259,4 +332,4 @@ class EchoBot:
         if self.client.quitting:
             return
         for piece in message_pieces(self.core, self.client, sender, text):
-            dispatch(self.core, self.client, Message("PRIVMSG", [sender, piece]))
+            self.core.run_command(self.client, Message("PRIVMSG", [sender, piece]))

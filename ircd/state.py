@@ -46,7 +46,7 @@ class Client:
         "caps", "tagmask", "cap_negotiating", "cap_version", "monitoring", "sasl",
         "modes", "away", "channels", "invites",
         "signon", "last_active", "last_seen", "ping_sent", "resume", "pending_label",
-        "oper",
+        "oper", "node", "server", "in_flight", "deferred",
     )
 
     def __init__(self, cid: int, write: Write, close: Close, ip: str, kind: str = "irc",
@@ -89,6 +89,12 @@ class Client:
         # Server operator (OPER): (oper name, class "oper" or "admin"); None for a user.
         # User mode +o is in ``modes`` exactly while this is set.
         self.oper: tuple[str, str] | None = None
+        # Cluster mode (ircd/cluster/): the id of the node this user is connected to
+        # (0 on a single node) and that node's server name ("" for this server).
+        self.node = 0
+        self.server = ""
+        self.in_flight = 0            # lines in the cluster's log not yet applied here
+        self.deferred: list | None = None  # lines waiting for them (ircd.cluster.log)
 
     def set_nick(self, nick: str) -> None:
         """Set the nick and refresh the cached casefold and ``nick!user@host``."""

@@ -121,6 +121,7 @@ def create_account(server, client, name: str, password: str,
             finish("exists", reply)
         else:
             server.account_names[casefold(name)] = name
+            server.account_name_changed(name, True)
             log.info("account %s registered from %s", name, client.ip)
             finish("created", reply)
 
@@ -137,6 +138,7 @@ def log_in(server, client, account_name: str, reply: Reply) -> None:
     if client.registered:
         event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
         event.send_to(monitor.interested(server, client, "account-notify"))
+        server.user_changed(client)
 
 
 def log_out(server, client, reply: Reply) -> None:
@@ -149,3 +151,4 @@ def log_out(server, client, reply: Reply) -> None:
     reply.numeric(N.RPL_LOGGEDOUT, client.source, "You are now logged out")
     event = Event(f":{client.source} ACCOUNT *", server.clock())
     event.send_to(monitor.interested(server, client, "account-notify"))
+    server.user_changed(client)

@@ -142,6 +142,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
             throttle.success(client.ip, _throttle_key(name))
             client.oper = oper
             client.modes.add("o")
+            server.user_changed(client)
             reply = Reply(server.name, client)
             reply.raw(f":{client.source} MODE {client.nick} :+o")
             reply.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")

@@ -40,7 +40,8 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
         flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
     if whox is None:
         ctx.reply.numeric(N.RPL_WHOREPLY, chan.name if chan else "*", user.user, user.host,
-                          server.name, user.nick, flags, f"0 {user.realname}")
+                          user.server or server.name, user.nick, flags,
+                          f"{0 if server.is_local(user) or user.is_pseudo else 1} {user.realname}")
         return
     fields, token = whox
     values = {
@@ -49,7 +50,7 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
         "u": user.user,
         "i": user.ip if user is ctx.client else "255.255.255.255",
         "h": user.host,
-        "s": server.name,
+        "s": user.server or server.name,
         "n": user.nick,
         "f": flags,
         "d": "0",
@@ -123,7 +124,8 @@ def handle_whois(ctx: Context, msg: Message) -> None:
     ]
     if chans:
         reply.numeric(N.RPL_WHOISCHANNELS, user.nick, " ".join(chans))
-    reply.numeric(N.RPL_WHOISSERVER, user.nick, server.name, server.config.server.description)
+    reply.numeric(N.RPL_WHOISSERVER, user.nick, user.server or server.name,
+                  server.node_info(user))
     if "B" in user.modes:
         reply.numeric(N.RPL_WHOISBOT, user.nick, f"is a bot on {server.config.server.network}")
     if user.oper is not None:
@@ -304,10 +306,15 @@ def handle_admin(ctx: Context, msg: Message) -> None:
 
 @command("LINKS")
 def handle_links(ctx: Context, msg: Message) -> None:
-    """``LINKS``: this server only (364 with ``[server] description``, 365; RFC 2812 section 3.4.5)."""
+    """``LINKS``: 364 for this server (hop count 0, ``[server] description``) and, in a
+    cluster, for every other node (hop count 1); then 365 (RFC 2812 section 3.4.5)."""
     server = ctx.server
     ctx.reply.numeric(N.RPL_LINKS, server.name, server.name,
                       f"0 {server.config.server.description}")
+    if server.cluster is not None:
+        for node in sorted(server.cluster.nodes.values(), key=lambda n: n.server):
+            if node.id != server.node_id:
+                ctx.reply.numeric(N.RPL_LINKS, node.server, server.name, f"1 {node.info}")
     ctx.reply.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")
 
 

@@ -81,6 +81,8 @@ def handle_cap(ctx: Context, msg: Message) -> None:
                 else:
                     client.caps.add(item)
             client.tagmask = tagmask(client.caps)
+            if client.registered:
+                ctx.server.user_changed(client)
         reply.send("CAP", target, "ACK" if ok else "NAK", " ".join(wanted), trailing=True)
     elif sub == "END":
         if client.sasl is not None and client.sasl != "done":
@@ -327,20 +329,36 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
     # The account as registered (a racing client may have created it a moment ago).
     client.account = server.account_names.setdefault(casefold(nick), nick)
     if created:
+        server.account_name_changed(nick, True)
         log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
     complete_registration(server, client, reply, created=created)
     take_label(client, reply)
     client.write(reply.to_bytes())
 
 
-def complete_registration(server, client, reply: Reply, created: bool = False) -> None:
+def complete_registration(server, client, reply: Reply, created: bool = False,
+                          autojoin: list[str] | None = None) -> None:
     """Make ``client`` a user: the nick table, the welcome burst, autojoin.
 
     Sends 001-005, LUSERS (251-255, 265, 266), the MOTD (375/372/376 or 422);
     then, for an account login, a NOTICE for a new account and 900
-    RPL_LOGGEDIN; then joins the ``server.autojoin`` channels.
+    RPL_LOGGEDIN; then joins the ``server.autojoin`` channels (or ``autojoin``).
+
+    In a cluster this is the nick claim: outside the log it only appends the
+    ``intro`` entry (:meth:`ircd.cluster.log.Replication.introduce`), and every
+    node runs the rest when it applies that entry.
     """
     world = server.world
+    if autojoin is None:
+        autojoin = list(server.config.server.autojoin)
+    if server.cluster is not None and not server.applying and not client.is_pseudo:
+        if client.nick_cf in world.users:
+            client.account = None
+            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+            return
+        server.cluster.introduce(client, created, autojoin)
+        return
+    local = server.is_local(client)
     if client.nick_cf in world.users:
         client.account = None
         reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
@@ -353,7 +371,8 @@ def complete_registration(server, client, reply: Reply, created: bool = False) -
     client.password = None  # not kept in memory once used
     log.info("registered %s (%s) from %s%s", client.nick, client.kind, client.ip,
              f" as account {client.account}" if client.account else " as guest")
-    send_welcome(server, client, reply)
+    if local:
+        send_welcome(server, client, reply)
     monitor.notify_online(server, client)
     if client.account and client.sasl != "done":
         if created:
@@ -361,7 +380,7 @@ def complete_registration(server, client, reply: Reply, created: bool = False) -
                        trailing=True)
         reply.numeric(N.RPL_LOGGEDIN, client.source, client.account,
                       f"You are now logged in as {client.account}")
-    for name in server.config.server.autojoin:
+    for name in autojoin:
         join_channel(server, client, name, None, reply)
 
 
@@ -394,15 +413,17 @@ def send_lusers(server, reply: Reply) -> None:
     # Counted from the world, as users see it: pseudo-users (echobot, services) are
     # users; connections that have not registered yet are "unknown".
     unknown = sum(1 for c in world.clients.values() if not c.registered)
-    reply.numeric(N.RPL_LUSERCLIENT,
-                  f"There are {users - invisible} users and {invisible} invisible on 1 servers")
+    servers = len(server.cluster.nodes) if server.cluster is not None else 1
+    local = sum(1 for u in world.users.values() if server.is_local(u) or u.is_pseudo)
+    reply.numeric(N.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} "
+                                     f"invisible on {servers} servers")
     opers = sum(1 for u in world.users.values() if u.oper is not None)
     reply.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
     reply.numeric(N.RPL_LUSERUNKNOWN, str(max(unknown, 0)), "unknown connection(s)")
     reply.numeric(N.RPL_LUSERCHANNELS, str(len(world.channels)), "channels formed")
-    reply.numeric(N.RPL_LUSERME, f"I have {users} clients and 0 servers")
-    reply.numeric(N.RPL_LOCALUSERS, str(users), str(world.max_users),
-                  f"Current local users {users}, max {world.max_users}")
+    reply.numeric(N.RPL_LUSERME, f"I have {local} clients and {servers - 1} servers")
+    reply.numeric(N.RPL_LOCALUSERS, str(local), str(world.max_users),
+                  f"Current local users {local}, max {world.max_users}")
     reply.numeric(N.RPL_GLOBALUSERS, str(users), str(world.max_users),
                   f"Current global users {users}, max {world.max_users}")
 

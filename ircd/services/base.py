@@ -32,6 +32,11 @@ class Service:
     commands: dict[str, str] = {}
     """Upper-case command word -> name of the method handling it."""
     help_lines: tuple[str, ...] = ()
+    replicated = False
+    """Cluster mode: True if the service's commands are deterministic on the replica
+    (ChanServ: channel registrations), so every node runs them as it applies the
+    message; False if they use the database (NickServ), so only the sender's node runs
+    them, after the message is applied, and what they change goes through the log."""
 
     def __init__(self, core) -> None:
         self.core = core
@@ -55,10 +60,21 @@ class Service:
             sender = self.core.world.find_user((msg.source or "").split("!", 1)[0])
             if sender is None or sender.source != msg.source or sender.kind == "service":
                 continue
-            reply = Reply(self.core.name, sender)
-            self.run(sender, msg.params[1], reply)
-            if reply.lines and not sender.quitting:
-                sender.write(reply.to_bytes())
+            core = self.core
+            if core.cluster is not None and not self.replicated:
+                if core.is_local(sender):  # every node has this service: the sender's answers
+                    core.scheduler.call_soon(
+                        lambda s=sender, t=msg.params[1]: self._answer(s, t))
+                continue
+            self._answer(sender, msg.params[1])
+
+    def _answer(self, sender: Client, text: str) -> None:
+        if sender.quitting:
+            return
+        reply = Reply(self.core.name, sender)
+        self.run(sender, text, reply)
+        if reply.lines and not sender.quitting:
+            sender.write(reply.to_bytes())
 
     def run(self, client: Client, text: str, reply: Reply) -> None:
         """Run the command in ``text`` (``"IDENTIFY pw"``) for ``client``; answers go to ``reply``."""

@@ -32,6 +32,7 @@ class ChanServ(Service):
 
     nick = "ChanServ"
     realname = "Channel services"
+    replicated = True  # no database calls: every node of a cluster runs each command
     commands = {"REGISTER": "register", "INFO": "info", "OP": "op", "DEOP": "deop",
                 "VOICE": "voice", "DEVOICE": "devoice", "ACCESS": "access", "AMODE": "access",
                 "SET": "set", "DROP": "drop", "HELP": "help"}

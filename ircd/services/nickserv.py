@@ -139,6 +139,7 @@ class NickServ(Service):
 
         def dropped(out: Reply) -> None:
             core.account_names.pop(casefold(account), None)
+            core.account_name_changed(account, False)
             core.chanreg.forget_founder(account)
             for user in list(core.world.users.values()):
                 if user.account is not None and casefold(user.account) == casefold(account):

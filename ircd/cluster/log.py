@@ -1,0 +1,645 @@
+"""The cluster's sans-I/O half: log entries and this node's replica of the world.
+
+Every node of a network holds the whole world (:class:`ircd.state.World`):
+its own users behind real connections, and every other node's users as
+:class:`~ircd.state.Client` objects whose ``write`` and ``close`` do nothing
+(``client.node`` names their node). The world changes only by applying log
+entries, in log order, on every node alike (state-machine replication, as
+RobustIRC does with Raft; here the log is one Redis stream, see
+:mod:`ircd.cluster.redis`):
+
+- ``L`` entries carry one raw IRC line of a registered user (PRIVMSG, JOIN,
+  MODE...). Every node runs the ordinary handler (:mod:`ircd.commands`) on
+  its replica; the handlers are deterministic because, while an entry is
+  applied, the server's clock reads the entry's timestamp and message ids
+  derive from the entry id. Only the node the sender is on sends it the
+  reply (numerics, echo-message); each node writes deliveries only to its
+  own sockets.
+- ``J`` entries are JSON objects for what happens beside a command:
+  ``intro`` (a user finished registering: the nick claim), ``quit`` (a
+  connection closed), ``user`` (account, oper status or capabilities
+  changed off the log), ``acct`` (an account name was created or dropped),
+  ``hello`` (a node joins), ``lost`` (a node's liveness key expired).
+
+Nothing here does I/O: the edge gives each entry it reads to
+:meth:`Replication.apply` and sends what :meth:`Replication.submit` and
+friends hand to the :class:`Transport`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ircd import events
+from ircd.commands.registry import dispatch, take_label
+from ircd.protocol import numerics as N
+from ircd.protocol.casemap import casefold
+from ircd.protocol.message import Message, MessageParseError, format_line, is_valid_utf8, parse_line
+from ircd.reply import Reply
+from ircd.serverbans import ServerBan
+from ircd.state import Channel, Client
+
+if TYPE_CHECKING:
+    from ircd.core import Server
+
+log = logging.getLogger("ircd.cluster")
+
+REPLICATED = frozenset({
+    "PRIVMSG", "NOTICE", "TAGMSG", "JOIN", "PART", "NICK", "TOPIC", "MODE", "KICK",
+    "INVITE", "AWAY", "SETNAME", "QUIT", "KILL", "WALLOPS", "KLINE", "UNKLINE", "DLINE",
+    "UNDLINE", "CS", "CHANSERV",
+})
+"""Commands of registered users that change the world: they go through the log.
+Every other command (WHO, WHOIS, NAMES, LIST, MONITOR, CHATHISTORY, CAP, PING...)
+reads this node's replica and is answered at once."""
+
+MAX_IN_FLIGHT = 64
+"""Lines of one client that may be in the log, not yet applied, before its input pauses."""
+
+UNAVAILABLE = "Cluster unavailable, try again later"
+"""The text of ``400 <nick> <command> :...`` while the log cannot be written."""
+
+Done = Callable[[Reply | None], None]
+"""Called on the loop when a submitted line was applied here (its reply for the
+sender) or could not be appended to the log (None)."""
+
+
+class Transport(Protocol):
+    """What the replica needs from the edge (:class:`ircd.cluster.redis.RedisLog`)."""
+
+    available: bool
+    """False while the log cannot be written (Redis unreachable): submits are refused."""
+
+    def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
+        """Queue one entry for the log. If it cannot be appended, the edge calls
+        :meth:`Replication.failed` with ``seq`` (``retry``: keep it and try again
+        when the log is back instead, for quits)."""
+
+    def put_snapshot(self, entry_id: str, data: bytes) -> None:
+        """Store this node's snapshot taken right after entry ``entry_id``."""
+
+    def reset(self, why: str) -> None:
+        """This node was declared lost: drop every local user and rejoin as a new node."""
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """One node of the network: its id (a new random one per start), ``[cluster]
+    node_name`` and ``[server] name``."""
+
+    id: int
+    name: str
+    server: str
+    info: str = ""
+
+
+def _noop_write(data: bytes) -> None:
+    """The ``write`` of a user on another node: that node delivers its bytes."""
+
+
+def _noop_close(reason: str) -> None:
+    """The ``close`` of a user on another node: that node closes its connection."""
+
+
+def command_of(line: bytes) -> bytes:
+    """The upper-cased command word of a raw IRC line (tags and source skipped), or b""."""
+    rest = line
+    if rest[:1] == b"@":
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    if rest[:1] == b":":
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    return rest.partition(b" ")[0].upper()
+
+
+def encode_line(origin: int, seq: int, sender: str, t: float, line: bytes) -> bytes:
+    """An ``L`` entry: ``L<origin> <seq> <sender> <t>\\n<line>`` (bytes).
+
+    ``sender`` is the user's network id as a decimal string, or ``~<nick>``
+    for a pseudo-user (echobot, NickServ), which every node has.
+    """
+    return b"L%d %d %s %r\n" % (origin, seq, sender.encode(), t) + line
+
+
+def encode_json(obj: dict[str, Any]) -> bytes:
+    """A ``J`` entry: ``J`` followed by compact JSON (UTF-8)."""
+    return b"J" + json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+
+class Replication:
+    """This node's side of the replicated world, for one :class:`~ircd.core.Server`.
+
+    ``node`` is this node; ``transport`` the edge. ``by_id`` holds every
+    registered user of the network (this node's and the others') by network
+    id; ``nodes`` every node this replica knows. ``synced`` turns true once
+    the replica holds the world (founded, or loaded from a snapshot).
+    """
+
+    def __init__(self, server: Server, node: NodeInfo, transport: Transport) -> None:
+        self.server = server
+        self.node = node
+        self.transport = transport
+        self.by_id: dict[int, Client] = {}
+        self.nodes: dict[int, NodeInfo] = {}
+        self.waiting: dict[int, Done] = {}
+        self.synced = False
+        self.applied = 0                       # entries applied (metrics, bench)
+        self._seq = itertools.count(1)
+        self._now: float | None = None         # the entry's time while one is applied
+        self._real_clock = server.clock
+        server.clock = self._clock
+        server.cluster = self
+        server.node_id = node.id
+        server.handle_line = self.handle_line  # type: ignore[method-assign]
+
+    # -- the clock and the apply context -------------------------------------
+
+    def _clock(self) -> float:
+        now = self._now
+        return self._real_clock() if now is None else now
+
+    def _enter(self, entry_id: str, t: float, origin: int) -> None:
+        server = self.server
+        self._now = t
+        server.applying = True
+        server.origin_here = origin == self.node.id
+        events.set_msgid_prefix(entry_id.replace("-", "."))
+
+    def _leave(self) -> None:
+        server = self.server
+        self._now = None
+        server.applying = False
+        server.origin_here = True
+        events.set_msgid_prefix(None)
+
+    # -- lines from this node's users ------------------------------------------
+
+    def handle_line(self, client: Client, line: bytes | object) -> None:
+        """:meth:`ircd.core.Server.handle_line` in cluster mode.
+
+        A registered user's valid line whose command is in :data:`REPLICATED`
+        is appended to the log and answered when this node applies it; up to
+        :data:`MAX_IN_FLIGHT` such lines of one client may be in the log at
+        once (then its input pauses). Any other line runs at once on the
+        replica, but only after the client's lines in flight were applied, so
+        every client's lines are answered in the order it sent them.
+        """
+        if client.quitting:
+            return
+        if client.deferred:  # lines wait already: this one waits behind them
+            client.deferred.append(line)
+            return
+        self._handle(client, line)
+
+    def _handle(self, client: Client, line: bytes | object) -> None:
+        server = self.server
+        if (not client.registered or not isinstance(line, bytes)
+                or command_of(line).decode("ascii", "replace") not in REPLICATED
+                or not is_valid_utf8(line)):
+            self._run_here(client, line)
+            return
+        client.last_seen = server.clock()
+        try:
+            msg = parse_line(line)
+        except MessageParseError:
+            self._run_here(client, line)  # 417 or ignored, as on one node
+            return
+        client.in_flight += 1
+        self.submit(client, msg.command, line, self._replier(client, msg.command))
+        if client.in_flight >= MAX_IN_FLIGHT:
+            client.pending = True
+
+    def _run_here(self, client: Client, line: bytes | object) -> None:
+        """Run a line on this node now, or once the client's lines in flight are applied."""
+        if client.in_flight:
+            if client.deferred is None:
+                client.deferred = []
+            client.deferred.insert(0, line)
+            client.pending = True  # the connection keeps the lines after it
+            return
+        server = self.server
+        type(server).handle_line(server, client, line)
+
+    def _replier(self, client: Client, command: str) -> Done:
+        def done(reply: Reply | None) -> None:
+            client.in_flight -= 1
+            if client.quitting:
+                return
+            if reply is None:
+                out = Reply(self.server.name, client)
+                out.numeric(N.ERR_UNKNOWNERROR, command, UNAVAILABLE)
+                reply = out
+            if reply.lines:
+                client.write(reply.to_bytes())
+            self._continue(client)
+        return done
+
+    def _continue(self, client: Client) -> None:
+        """After one of ``client``'s lines was applied: run the lines that waited for
+        it, or resume reading when it was paused at :data:`MAX_IN_FLIGHT`.
+
+        (The connection stops handing over lines while ``pending`` is set, so at
+        most the one line that found lines in flight waits here.)
+        """
+        deferred = client.deferred
+        while deferred and not client.quitting:
+            if client.in_flight:
+                client.pending = True
+                return
+            line = deferred.pop(0)
+            client.pending = False
+            self._handle(client, line)
+            if client.pending and not client.in_flight:
+                return  # a local command that waits for a password check resumes itself
+        client.deferred = None
+        if client.quitting or client.in_flight >= MAX_IN_FLIGHT:
+            return
+        client.pending = False
+        if client.resume is not None:
+            client.resume()
+
+    def submit(self, client: Client, command: str, line: bytes, done: Done) -> None:
+        """Append ``line`` (raw bytes, no CR LF) from ``client`` to the log; ``done``
+        gets the reply once it is applied here, or None (at once, or when the edge
+        reports the append failed) if the log is unavailable."""
+        if not self.transport.available:
+            done(None)
+            return
+        seq = next(self._seq)
+        self.waiting[seq] = done
+        sender = f"~{client.nick_cf}" if client.is_pseudo else str(client.id)
+        self.transport.append(encode_line(self.node.id, seq, sender, self._real_clock(), line),
+                              seq)
+
+    def submit_message(self, client: Client, msg: Message, done: Done | None = None) -> None:
+        """Run ``msg`` for ``client`` through the log (echobot's answers, SEND)."""
+        line = format_line(msg.command, msg.params, trailing=True).encode("utf-8")
+        self.submit(client, msg.command, line, done or (lambda _reply: None))
+
+    def failed(self, seq: int) -> None:
+        """The edge could not append entry ``seq``: tell whoever waits for it."""
+        done = self.waiting.pop(seq, None)
+        if done is not None:
+            done(None)
+
+    # -- entries beside commands -------------------------------------------------
+
+    def introduce(self, client: Client, created: bool, autojoin: list[str]) -> None:
+        """Claim ``client``'s nick network-wide: the last step of registration.
+
+        The welcome (or 433) comes when the ``intro`` entry is applied here;
+        meanwhile the client's input is paused. Unavailable log: ``ERROR :Cluster
+        unavailable``.
+        """
+        server = self.server
+        if not self.transport.available:
+            server.quit(client, "Cluster unavailable", error="Cluster unavailable")
+            return
+        seq = next(self._seq)
+        client.pending = True
+        client.node = self.node.id
+
+        def done(reply: Reply | None) -> None:
+            client.pending = False
+            if client.quitting:
+                return
+            if reply is None:
+                server.quit(client, "Cluster unavailable", error="Cluster unavailable")
+                return
+            take_label(client, reply)
+            if reply.lines:
+                client.write(reply.to_bytes())
+            if client.resume is not None:
+                client.resume()
+
+        self.waiting[seq] = done
+        self.transport.append(encode_json({
+            "k": "intro", "o": self.node.id, "s": seq, "t": self._real_clock(),
+            "u": self._user_record(client), "created": created, "autojoin": autojoin,
+        }), seq)
+
+    def publish_quit(self, client: Client, reason: str) -> None:
+        """A user of this node left outside the log (connection closed, ping timeout...)."""
+        self.transport.append(encode_json({
+            "k": "quit", "o": self.node.id, "t": self._real_clock(), "id": client.id,
+            "reason": reason}), 0, retry=True)
+
+    def publish_user(self, client: Client) -> None:
+        """``client``'s account, oper status or capabilities changed off the log."""
+        self.transport.append(encode_json({
+            "k": "user", "o": self.node.id, "t": self._real_clock(), "id": client.id,
+            "account": client.account, "oper": list(client.oper) if client.oper else None,
+            "modes": "".join(sorted(client.modes)), "caps": sorted(client.caps)}), 0, retry=True)
+
+    def publish_account_name(self, name: str, present: bool) -> None:
+        """Account ``name`` was created (``present``) or dropped: every replica's
+        ``account_names`` follows."""
+        self.transport.append(encode_json({
+            "k": "acct", "o": self.node.id, "t": self._real_clock(), "name": name,
+            "present": present}), 0, retry=True)
+
+    def hello_entry(self) -> bytes:
+        """The entry with which this node announces itself (see :mod:`ircd.cluster.redis`)."""
+        return encode_json({"k": "hello", "o": self.node.id, "t": self._real_clock(),
+                            "name": self.node.name, "server": self.node.server,
+                            "info": self.node.info})
+
+    def lost_entry(self, node_id: int) -> bytes:
+        """The entry declaring node ``node_id`` lost (its liveness key expired)."""
+        return encode_json({"k": "lost", "o": self.node.id, "t": self._real_clock(),
+                            "node": node_id})
+
+    # -- applying the log ---------------------------------------------------------
+
+    def apply(self, entry_id: str, data: bytes) -> None:
+        """Apply one log entry (``entry_id`` is the stream id, ``"<ms>-<n>"``).
+
+        Entries from nodes this replica does not know (declared lost, or not
+        yet joined) are ignored, except ``hello``. Never raises: a failing
+        entry is logged and skipped.
+        """
+        self.applied += 1
+        try:
+            if data[:1] == b"L":
+                self._apply_line(entry_id, data)
+            elif data[:1] == b"J":
+                obj = json.loads(data[1:])
+                kind = obj.get("k")
+                if kind != "hello" and obj.get("o") not in self.nodes:
+                    return
+                handler = getattr(self, f"_apply_{kind}", None)
+                if handler is not None:
+                    handler(entry_id, obj)
+        except Exception:
+            log.exception("applying log entry %s failed", entry_id)
+        finally:
+            if self.server.applying:
+                self._leave()
+
+    def _apply_line(self, entry_id: str, data: bytes) -> None:
+        header, _, line = data[1:].partition(b"\n")
+        origin_s, seq_s, sender, t_s = header.split(b" ")
+        origin = int(origin_s)
+        if origin not in self.nodes:
+            return
+        local = origin == self.node.id
+        done = self.waiting.pop(int(seq_s), None) if local else None
+        server = self.server
+        if sender[:1] == b"~":
+            client = server.world.users.get(sender[1:].decode())
+            if client is not None and not client.is_pseudo:
+                client = None
+        else:
+            client = self.by_id.get(int(sender))
+        if client is None:
+            if done is not None:
+                done(None)
+            return
+        t = float(t_s)
+        try:
+            msg = parse_line(line, check_length=False)  # checked where it was received
+        except MessageParseError:
+            if done is not None:
+                done(None)
+            return
+        history = server.history
+        mark = len(history.pending) if history is not None else 0
+        self._enter(entry_id, t, origin)
+        try:
+            paused = client.pending
+            if local:
+                client.pending = False  # (else dispatch keeps a label for a later answer)
+            else:
+                client.last_seen = t
+            reply = dispatch(server, client, msg)
+            client.pending = client.pending or paused
+        finally:
+            self._leave()
+            if not local and history is not None:
+                del history.pending[mark:]   # the origin node writes it to the database
+        if done is not None:
+            done(reply)
+
+    def _apply_intro(self, entry_id: str, obj: dict[str, Any]) -> None:
+        from ircd.commands.registration import complete_registration
+
+        server = self.server
+        rec = obj["u"]
+        origin = obj["o"]
+        local = origin == self.node.id
+        done = self.waiting.pop(obj["s"], None) if local else None
+        gone = False
+        if local:
+            client = server.world.clients.get(rec["id"])
+            if client is not None and client.registered:
+                return
+            if client is None or client.quitting:
+                # It left (or was refused when the append timed out) before its claim
+                # came back: register it as every other node does, then quit it.
+                client, gone = self._replica(rec), True
+        else:
+            client = self._replica(rec)
+        reply = Reply(server.name, client)
+        self._enter(entry_id, obj["t"], origin)
+        try:
+            complete_registration(server, client, reply, created=obj.get("created", False),
+                                  autojoin=obj.get("autojoin", []))
+        finally:
+            self._leave()
+        if client.registered:
+            self.by_id[client.id] = client
+            if gone:
+                self.publish_quit(client, "Connection closed")
+        if done is not None and not gone:
+            done(reply)
+
+    def _apply_quit(self, entry_id: str, obj: dict[str, Any]) -> None:
+        client = self.by_id.get(obj["id"])
+        if client is None:
+            return
+        self._enter(entry_id, obj["t"], obj["o"])
+        self.server.quit(client, obj["reason"])
+
+    def _apply_user(self, entry_id: str, obj: dict[str, Any]) -> None:
+        from ircd.commands import monitor
+
+        client = self.by_id.get(obj["id"])
+        if client is None:
+            return
+        self._enter(entry_id, obj["t"], obj["o"])
+        local = obj["o"] == self.node.id
+        if not local:
+            client.oper = tuple(obj["oper"]) if obj["oper"] else None  # type: ignore[assignment]
+            client.modes = set(obj["modes"])
+            client.caps = set(obj["caps"])
+            account = obj["account"]
+            if account != client.account:
+                client.account = account
+                event = events.Event(f":{client.source} ACCOUNT {account or '*'}", obj["t"])
+                event.send_to(monitor.interested(self.server, client, "account-notify"))
+
+    def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
+        names = self.server.account_names
+        cf = casefold(obj["name"])
+        if obj["present"]:
+            names.setdefault(cf, obj["name"])
+        else:
+            names.pop(cf, None)
+            if obj["o"] != self.node.id:
+                self.server.chanreg.forget_founder(obj["name"])
+
+    def _apply_hello(self, entry_id: str, obj: dict[str, Any]) -> None:
+        node = NodeInfo(obj["o"], obj["name"], obj["server"], obj.get("info", ""))
+        self.nodes[node.id] = node
+        log.info("node %s (%s, id %x) joined", node.name, node.server, node.id)
+        others = [n for n in self.nodes if n != node.id]
+        if self.synced and others and min(others) == self.node.id:
+            self.transport.put_snapshot(entry_id, self.snapshot())
+
+    def _apply_lost(self, entry_id: str, obj: dict[str, Any]) -> None:
+        lost = self.nodes.pop(obj["node"], None)
+        if lost is None:
+            return
+        if lost.id == self.node.id:
+            log.error("this node was declared lost by node %x", obj["o"])
+            self.transport.reset("declared lost by another node")
+            return
+        log.warning("node %s (%s) lost: its users quit", lost.name, lost.server)
+        reason = f"node {lost.name} lost"
+        for client in [c for c in self.by_id.values() if c.node == lost.id]:
+            self._enter(entry_id, obj["t"], obj["o"])
+            self.server.quit(client, reason)
+            self._leave()
+
+    # -- replicas of other nodes' users -------------------------------------------
+
+    def _user_record(self, client: Client) -> dict[str, Any]:
+        return {
+            "id": client.id, "node": client.node, "nick": client.nick, "user": client.user,
+            "host": client.host, "ip": client.ip, "realname": client.realname,
+            "account": client.account, "kind": client.kind, "modes": "".join(sorted(client.modes)),
+            "away": client.away, "signon": client.signon, "last_active": client.last_active,
+            "oper": list(client.oper) if client.oper else None, "caps": sorted(client.caps),
+            "server": client.server or self.server.name, "invites": sorted(client.invites),
+        }
+
+    def _replica(self, rec: dict[str, Any]) -> Client:
+        client = Client(rec["id"], _noop_write, _noop_close, rec["ip"], rec["kind"],
+                        rec["signon"])
+        client.node = rec["node"]
+        client.server = rec["server"]
+        client.host = rec["host"]
+        client.user = rec["user"]
+        client.realname = rec["realname"]
+        client.account = rec["account"]
+        client.modes = set(rec["modes"])
+        client.away = rec["away"]
+        client.last_active = rec["last_active"]
+        client.oper = tuple(rec["oper"]) if rec["oper"] else None  # type: ignore[assignment]
+        client.caps = set(rec["caps"])
+        client.invites = set(rec["invites"])
+        client.set_nick(rec["nick"])
+        return client
+
+    # -- snapshots: how a joining node gets the world -------------------------------
+
+    def snapshot(self) -> bytes:
+        """The replica as JSON bytes: nodes, users, channels, account names, server bans.
+
+        Pseudo-users are named, not copied: every node has its own.
+        """
+        world = self.server.world
+
+        def member_key(c: Client) -> int | str:
+            return f"~{c.nick_cf}" if c.is_pseudo else c.id
+
+        channels = [{
+            "name": ch.name, "created": ch.created, "topic": ch.topic, "topic_by": ch.topic_by,
+            "topic_at": ch.topic_at, "modes": "".join(sorted(ch.modes)), "key": ch.key,
+            "limit": ch.limit, "bans": ch.bans, "excepts": ch.excepts, "invex": ch.invex,
+            "members": [[member_key(c), m] for c, m in ch.members.items()],
+        } for ch in world.channels.values()]
+        bans = [[b.kind, b.mask, b.reason, b.setter, b.set_at, b.expires]
+                for b in self.server.serverbans.all()]
+        return json.dumps({
+            "nodes": [[n.id, n.name, n.server, n.info] for n in self.nodes.values()],
+            "users": [self._user_record(c) for c in self.by_id.values()],
+            "channels": channels,
+            "accounts": self.server.account_names,
+            "bans": bans,
+        }, separators=(",", ":")).encode("utf-8")
+
+    def load_snapshot(self, data: bytes) -> None:
+        """Replace the replica's network state by a :meth:`snapshot` (bytes); this
+        node's pseudo-users stay and take their places in the channels."""
+        server = self.server
+        world = server.world
+        snap = json.loads(data)
+        self.nodes = {n[0]: NodeInfo(*n) for n in snap["nodes"]}
+        self.nodes.setdefault(self.node.id, self.node)
+        for rec in snap["users"]:
+            client = self._replica(rec)
+            client.registered = True
+            client.update_source()
+            self.by_id[client.id] = client
+            world.add_user(client)
+        for rec in snap["channels"]:
+            cf = casefold(rec["name"])
+            chan = world.channels.get(cf)
+            if chan is None:
+                chan = world.channels[cf] = Channel(rec["name"], rec["created"])
+            chan.created = rec["created"]
+            chan.topic, chan.topic_by, chan.topic_at = rec["topic"], rec["topic_by"], rec["topic_at"]
+            chan.modes = set(rec["modes"])
+            chan.key, chan.limit = rec["key"], rec["limit"]
+            chan.bans = [tuple(b) for b in rec["bans"]]  # type: ignore[misc]
+            chan.excepts = [tuple(b) for b in rec["excepts"]]  # type: ignore[misc]
+            chan.invex = [tuple(b) for b in rec["invex"]]  # type: ignore[misc]
+            pseudo = {c: m for c, m in chan.members.items() if c.is_pseudo}
+            for c in list(chan.members):
+                world.part(c, chan)
+            world.channels[cf] = chan
+            for key, modes in rec["members"]:
+                if isinstance(key, str):
+                    member = world.users.get(key[1:])
+                    if member is None or not member.is_pseudo:
+                        continue
+                    modes = pseudo.pop(member, modes)
+                else:
+                    member = self.by_id.get(key)
+                    if member is None:
+                        continue
+                world.join(member, chan, modes)
+            for member, modes in pseudo.items():
+                world.join(member, chan, modes)
+        server.account_names.update(snap["accounts"])
+        for kind, mask, reason, setter, set_at, expires in snap["bans"]:
+            server.serverbans.add(ServerBan(kind, mask, reason, setter, set_at, expires))
+        self.synced = True
+
+    def found(self) -> None:
+        """No other node holds the world: this node's replica is it."""
+        self.nodes[self.node.id] = self.node
+        self.synced = True
+
+    def drop_remote(self) -> None:
+        """Forget every other node's users and every node (before rejoining)."""
+        for client in [c for c in self.by_id.values() if c.node != self.node.id]:
+            self.by_id.pop(client.id, None)
+            for chan in list(client.channels.values()):
+                self.server.world.part(client, chan)
+            self.server.world.remove_user(client)
+        self.nodes.clear()
+        self.synced = False
+
+    def local_users(self) -> list[Client]:
+        """This node's registered users (behind this node's connections)."""
+        return [c for c in self.by_id.values() if c.node == self.node.id]
+
+    def node_of(self, client: Client) -> NodeInfo | None:
+        """The node ``client`` is on (None for a pseudo-user or an unknown node)."""
+        return self.nodes.get(client.node)

@@ -1,0 +1,442 @@
+"""The cluster's asyncio edge: one Redis stream as the network's log (docs/cluster.md).
+
+Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
+
+- ``log``: the stream. Each stream entry has one field: ``b``, a batch of
+  log entries (the bytes of :mod:`ircd.cluster.log`, see :func:`pack`), or
+  ``e``, one log entry (a node's ``hello`` and ``lost``). Appended with XADD (``MAXLEN ~`` :data:`STREAM_MAXLEN`),
+  read by every node with XREAD BLOCK, in stream order.
+- ``node:<id>``: a node's liveness key, expiring after ``node_timeout``
+  seconds, refreshed every :data:`HEARTBEAT` seconds.
+- ``nodes``: a hash ``<id>`` -> ``synced`` or ``joining``, to find a node
+  that can send a joining node its snapshot.
+- ``snapshot:<entry id>``: a snapshot of the world right after that entry
+  (a joining node's ``hello``), kept :data:`SNAPSHOT_TTL` seconds.
+- ``epoch``: a random token. When it is gone or different, Redis lost its
+  data (restarted without persistence): the nodes carry on from their
+  replicas, re-create their keys and, for ``node_timeout``, declare no node lost.
+
+redis-py's asyncio client talks to Redis; every command has a
+:data:`COMMAND_TIMEOUT`. While Redis does not answer, the log is
+*unavailable*: submits are refused at once; after ``node_timeout`` the node
+disconnects its users and, once Redis answers again, rejoins as a new node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ircd.cluster.log import NodeInfo, Replication
+from ircd.storage import redact_url
+
+if TYPE_CHECKING:
+    from ircd.core import Server
+
+log = logging.getLogger("ircd.cluster")
+
+PREFIX = "chatserver:"
+STREAM_MAXLEN = 200_000
+"""Entries the stream keeps (approximately): what a slow or joining node may still read."""
+COMMAND_TIMEOUT = 2.0
+"""Seconds any Redis command may take before the log counts as unavailable."""
+HEARTBEAT = 1.0
+"""Seconds between liveness refreshes and checks of the other nodes' keys."""
+SNAPSHOT_TTL = 60
+"""Seconds a snapshot stays in Redis for the node it was made for."""
+SNAPSHOT_WAIT = 5.0
+"""Seconds a joining node waits for its snapshot before it says hello again."""
+FOUNDER_LOCK = 3
+"""Seconds the right to found the network is held (long enough to mark itself synced)."""
+READ_BLOCK_MS = 1000
+READ_COUNT = 2000
+
+
+class ClusterError(Exception):
+    """The cluster's Redis cannot be used at start (one line for the operator)."""
+
+
+def pack(entries: Iterable[bytes]) -> bytes:
+    """Several log entries as one stream field: each as ``<length>\n<bytes>``."""
+    return b"".join(b"%d\n%s" % (len(e), e) for e in entries)
+
+
+def unpack(packed: bytes) -> Iterator[bytes]:
+    """The entries of a :func:`pack` field, in order (a malformed tail is dropped)."""
+    pos, end = 0, len(packed)
+    while pos < end:
+        nl = packed.find(b"\n", pos)
+        if nl < 0:
+            return
+        try:
+            size = int(packed[pos:nl])
+        except ValueError:
+            return
+        start = nl + 1
+        if start + size > end:
+            return
+        yield packed[start:start + size]
+        pos = start + size
+
+
+class RedisLog:
+    """The :class:`~ircd.cluster.log.Transport` over Redis, and the node's tasks.
+
+    ``server`` is the core; its pseudo-users must exist already (they are
+    every node's own). :meth:`start` joins the network (raises
+    :class:`ClusterError` if Redis cannot be reached); :meth:`close` leaves it.
+    """
+
+    def __init__(self, server: Server, url: str, node_name: str, node_timeout: float) -> None:
+        self.server = server
+        self.url = url
+        self.node_timeout = node_timeout
+        # (typed Any: redis-py's stubs give every reply as bytes | str | int ...)
+        self.redis: Any = aioredis.from_url(url, socket_timeout=COMMAND_TIMEOUT,
+                                       socket_connect_timeout=COMMAND_TIMEOUT)
+        # XREAD BLOCK holds its connection: its own client, with a longer timeout.
+        self.reader_redis: Any = aioredis.from_url(url, socket_timeout=COMMAND_TIMEOUT + READ_BLOCK_MS / 1000,
+                                              socket_connect_timeout=COMMAND_TIMEOUT)
+        node = NodeInfo(self._new_id(), node_name, server.name, server.config.server.description)
+        self.replication = Replication(server, node, self)
+        self.available = False
+        self.epoch = ""
+        self.last_id = "0-0"
+        self._queue: list[tuple[bytes, int, bool]] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down_since: float | None = None
+        self._grace_until = 0.0
+        self._reported: set[int] = set()
+        self._rejoin: str | None = None       # why this node must rejoin (then a new node id)
+        self._generation = 0                  # bumped on each (re)join: stale reads are dropped
+        self._closing = False
+
+    @staticmethod
+    def _new_id() -> int:
+        return secrets.randbits(30) | (1 << 30)
+
+    def _key(self, name: str) -> str:
+        return PREFIX + name
+
+    # -- start and stop -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, join the network (founding it or loading a snapshot), start the tasks."""
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ClusterError(f"cannot reach the cluster's Redis at {redact_url(self.url)}: "
+                               f"{exc}") from None
+        try:
+            await self._join()
+        except (RedisError, OSError) as exc:
+            raise ClusterError(f"joining the cluster at {redact_url(self.url)} failed: "
+                               f"{exc}") from None
+        loop = asyncio.get_running_loop()
+        for coro in (self._read_loop(), self._write_loop(), self._heartbeat_loop()):
+            self._tasks.append(loop.create_task(coro))
+
+    async def close(self) -> None:
+        """Leave the network: send what is queued (the users' quits), then say this node
+        is gone, so the others need not wait for its key to expire."""
+        self._closing = True
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while (self._queue or self._sending) and time.monotonic() < deadline and self.available:
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        for task in self._tasks:
+            task.cancel()
+        node = self.replication.node
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._key("log"), {"e": self.replication.lost_entry(node.id)},
+                          maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.delete(self._key(f"node:{node.id}"))
+                pipe.hdel(self._key("nodes"), str(node.id))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("leaving the cluster: %r", exc)
+        for client in (self.redis, self.reader_redis):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    async def _join(self) -> None:
+        """Say hello; load the world from the smallest synced node's snapshot, or found it."""
+        repl = self.replication
+        r = self.redis
+        while True:
+            await self._check_epoch()
+            node = repl.node
+            await self._refresh(synced=False)
+            hello_id = (await r.xadd(self._key("log"), {"e": repl.hello_entry()},
+                                     maxlen=STREAM_MAXLEN, approximate=True)).decode()
+            peers = await self._synced_peers()
+            # Founding is decided once per epoch (SET NX): two nodes starting together on
+            # an empty Redis must not both found, each ignoring the other's entries.
+            if not peers:
+                if await r.set(self._key(f"founder:{self.epoch}"), node.id, nx=True,
+                               ex=FOUNDER_LOCK):
+                    repl.found()
+                    log.info("cluster: node %s (id %x) founded the network", node.name, node.id)
+                    break
+                await asyncio.sleep(0.3)  # another node is founding it: say hello again
+                continue
+            data = await self._wait_snapshot(hello_id)
+            if data is not None:
+                repl.load_snapshot(data)
+                log.info("cluster: node %s (id %x) joined %d other node(s): %d users, "
+                         "%d channels", node.name, node.id, len(repl.nodes) - 1,
+                         len(repl.by_id), len(self.server.world.channels))
+                break
+            log.warning("cluster: no snapshot from %s within %.0f s; saying hello again",
+                        ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
+        self.last_id = hello_id
+        self._generation += 1
+        self.available = True
+        self._down_since = None
+        self._grace_until = time.monotonic() + self.node_timeout
+        await self._refresh(synced=True)
+
+    async def _synced_peers(self) -> list[int]:
+        """Ids of the other nodes that hold the world and whose liveness key exists."""
+        me = self.replication.node.id
+        table = await self.redis.hgetall(self._key("nodes"))
+        ids = [int(k) for k, v in table.items() if v == b"synced" and int(k) != me]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.exists(self._key(f"node:{i}"))
+            alive = await pipe.execute()
+        dead = [str(i) for i, up in zip(ids, alive, strict=True) if not up]
+        if dead:  # nodes that ended without leaving (a node sets its key before its field)
+            await self.redis.hdel(self._key("nodes"), *dead)
+        return [i for i, up in zip(ids, alive, strict=True) if up]
+
+    async def _wait_snapshot(self, hello_id: str) -> bytes | None:
+        deadline = time.monotonic() + SNAPSHOT_WAIT
+        key = self._key(f"snapshot:{hello_id}")
+        while time.monotonic() < deadline:
+            data = await self.redis.get(key)
+            if data is not None:
+                return bytes(data)
+            await asyncio.sleep(0.05)
+        return None
+
+    async def _check_epoch(self) -> bool:
+        """Read the epoch; set one if there is none. True if it changed since last seen."""
+        r = self.redis
+        await r.set(self._key("epoch"), secrets.token_hex(8), nx=True)
+        epoch = (await r.get(self._key("epoch")) or b"").decode()
+        changed = bool(self.epoch) and epoch != self.epoch
+        self.epoch = epoch
+        return changed
+
+    async def _refresh(self, synced: bool = True) -> None:
+        node = self.replication.node
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key(f"node:{node.id}"), node.name, ex=max(1, round(self.node_timeout)))
+            pipe.hset(self._key("nodes"), str(node.id), "synced" if synced else "joining")
+            await pipe.execute()
+
+    # -- the Transport -------------------------------------------------------------
+
+    _sending = False
+
+    def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
+        """Queue one entry; the writer task sends the queue as one pipeline of XADDs."""
+        self._queue.append((data, seq, retry))
+        self._wake.set()
+
+    def put_snapshot(self, entry_id: str, data: bytes) -> None:
+        """Store the snapshot for the node whose hello is ``entry_id`` (in the background)."""
+        async def put() -> None:
+            try:
+                await self.redis.set(self._key(f"snapshot:{entry_id}"), data, ex=SNAPSHOT_TTL)
+                log.info("cluster: sent a snapshot (%d bytes) at %s", len(data), entry_id)
+            except (RedisError, OSError) as exc:
+                log.warning("cluster: storing a snapshot failed: %r", exc)
+        self._tasks.append(asyncio.get_running_loop().create_task(put()))
+
+    def reset(self, why: str) -> None:
+        """Drop this node's users and the replica; rejoin as a new node (heartbeat task)."""
+        if self._rejoin is None:
+            self._rejoin = why
+            self._drop_everything("Cluster unavailable")
+
+    def _drop_everything(self, error: str) -> None:
+        """Disconnect every local user and forget the network (before a rejoin)."""
+        server = self.server
+        repl = self.replication
+        self.available = False
+        self._generation += 1
+        for seq in list(repl.waiting):
+            repl.failed(seq)
+        # Nothing queued under the old node id may reach the log: the users were told
+        # it failed, and the others remove that node's users when its key expires.
+        self._queue = []
+        for client in repl.local_users():
+            client.quitting = True
+            client.close(error)
+        server.applying = True
+        try:
+            for client in list(repl.by_id.values()):
+                repl.by_id.pop(client.id, None)
+                client.quitting = True
+                server._leave_world(client, "Cluster unavailable")
+        finally:
+            server.applying = False
+        repl.nodes.clear()
+        repl.synced = False
+
+    # -- tasks -----------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        r = self.redis
+        key = self._key("log")
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                continue
+            batch, self._queue = self._queue, []
+            if not self.available:
+                self._give_up(batch)
+                continue
+            self._sending = True
+            try:
+                # One stream entry per batch: redis-py spends tens of µs of CPU per
+                # command, even pipelined, and a batch is appended whole or not at all.
+                await r.xadd(key, {"b": pack(item[0] for item in batch)},
+                             maxlen=STREAM_MAXLEN, approximate=True)
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+                self._give_up(batch)
+            finally:
+                self._sending = False
+
+    def _give_up(self, batch: list[tuple[bytes, int, bool]]) -> None:
+        """Entries that could not be appended: refuse them, or keep them (``retry``)."""
+        keep = [item for item in batch if item[2]]
+        self._queue[:0] = keep
+        for _data, seq, retry in batch:
+            if not retry:
+                self.replication.failed(seq)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.available:
+            log.error("cluster: Redis unavailable (%r); refusing changes until it is back", exc)
+        self.available = False
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+
+    async def _read_loop(self) -> None:
+        r = self.reader_redis
+        key = self._key("log")
+        repl = self.replication
+        while True:
+            generation = self._generation
+            if not repl.synced:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                result = await r.xread({key: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+                await asyncio.sleep(0.5)
+                continue
+            if generation != self._generation:
+                continue  # this node rejoined meanwhile: read from its new position
+            for _stream, entries in result or ():
+                for raw_id, fields in entries:
+                    entry_id = raw_id.decode()
+                    self.last_id = entry_id
+                    packed = fields.get(b"b")
+                    if packed is not None:
+                        for i, data in enumerate(unpack(packed)):
+                            repl.apply(f"{entry_id}.{i}", data)
+                            if generation != self._generation:
+                                break
+                    elif (data := fields.get(b"e")) is not None:
+                        repl.apply(entry_id, data)
+                    if generation != self._generation:
+                        break
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+            self._check_outage()
+
+    def _check_outage(self) -> None:
+        """After ``node_timeout`` without Redis, the others count this node as lost:
+        disconnect its users now (they can reconnect to a node that works)."""
+        since = self._down_since
+        if since is not None and self._rejoin is None and \
+                time.monotonic() - since > self.node_timeout:
+            log.error("cluster: Redis unavailable for %.0f s: disconnecting this node's users",
+                      time.monotonic() - since)
+            self.reset("Redis unavailable for longer than node_timeout")
+
+    async def _beat(self) -> None:
+        if self._rejoin is not None:
+            why = self._rejoin
+            await self.redis.ping()
+            repl = self.replication
+            repl.node = NodeInfo(self._new_id(), repl.node.name, repl.node.server, repl.node.info)
+            self.server.node_id = repl.node.id
+            log.warning("cluster: rejoining as node id %x (%s)", repl.node.id, why)
+            self._reported.clear()
+            await self._join()
+            self._rejoin = None
+            return
+        changed = await self._check_epoch()
+        await self._refresh()
+        now = time.monotonic()
+        if changed:
+            log.warning("cluster: Redis lost its data (epoch changed); carrying on from the "
+                        "replica, no node is declared lost for %.0f s", self.node_timeout)
+            self._grace_until = now + self.node_timeout
+            # Entries appended but not read back went with the old stream: refuse them
+            # (their senders get 400), or they would wait forever.
+            for seq in list(self.replication.waiting):
+                self.replication.failed(seq)
+        if not self.available:
+            log.warning("cluster: Redis is back")
+            self.available = True
+            self._grace_until = max(self._grace_until, now + self.node_timeout)
+            self._wake.set()  # the quits kept while it was away
+        self._down_since = None
+        if now < self._grace_until:
+            return
+        repl = self.replication
+        others = [n for n in repl.nodes if n != repl.node.id and n not in self._reported]
+        if not others:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in others:
+                pipe.exists(self._key(f"node:{n}"))
+            alive = await pipe.execute()
+        for n, up in zip(others, alive, strict=True):
+            if not up:
+                log.warning("cluster: node %x's liveness key expired: declaring it lost", n)
+                self._reported.add(n)
+                self.append(repl.lost_entry(n), 0, retry=True)
+
+
+def default_node_name(port: int) -> str:
+    """``<hostname>:<port>``, the default ``[cluster] node_name``."""
+    return f"{socket.gethostname()}:{port}"
