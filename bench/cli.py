@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from bench.report import comparison_table, details_table
+from bench.cluster import ClusterProcess, stop_postgres
+from bench.report import cluster_table, comparison_table, details_table
 from bench.scenarios import (
     Options,
     Result,
@@ -32,6 +33,7 @@ from bench.scenarios import (
 from bench.servers import (
     ServerProcess,
     ServerSpec,
+    Target,
     can_pin,
     pin_generator,
     raise_nofile,
@@ -77,8 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of fanout,dm,idle,storm (default: all)")
     p.add_argument("--size", choices=sorted(SIZES), default="full",
                    help="default counts: full (minutes) or smoke (seconds, for CI)")
-    p.add_argument("--server", "--against", dest="server", choices=["ours", "ngircd", "both"],
-                   default="both", help="which server(s) to start and measure (default both)")
+    p.add_argument("--server", "--against", dest="server",
+                   choices=["ours", "ngircd", "both", "cluster"], default=None,
+                   help="which server(s) to start and measure (default both; 'cluster' = only "
+                        "the cluster rows)")
+    p.add_argument("--cluster-nodes", default=None, metavar="N[,N...]",
+                   help="also run every scenario on N of our nodes over one redis-server "
+                        "(cluster mode; a list such as 1,2,3 gives a row per size; "
+                        "default 2 with --server cluster)")
     p.add_argument("--modes", default=",".join(ALL_MODES),
                    help="sending modes for fanout and dm: pipe (as fast as possible), "
                         "window (at most --window lines in flight per sender)")
@@ -118,25 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _messages(srv: ServerProcess, o: Options, *, n: str, r: int, k: int, m: int, w: bool,
+def _messages(srv: Target, o: Options, *, n: str, r: int, k: int, m: int, w: bool,
               direct: bool) -> Awaitable[Result]:
     return run_messages(srv, o, n, r, k, m, w, direct=direct)
 
 
-def _idle(srv: ServerProcess, o: Options, *, n: str, c: int) -> Awaitable[Result]:
+def _idle(srv: Target, o: Options, *, n: str, c: int) -> Awaitable[Result]:
     return run_idle(srv, o, n, c)
 
 
-def _storm(srv: ServerProcess, o: Options, *, n: str, a: int) -> Awaitable[Result]:
+def _storm(srv: Target, o: Options, *, n: str, a: int) -> Awaitable[Result]:
     return run_storm(srv, o, n, a)
 
 
-def _with_opts(srv: ServerProcess, *, fn: Callable[[ServerProcess, Options], Awaitable[Result]],
+def _with_opts(srv: Target, *, fn: Callable[[Target, Options], Awaitable[Result]],
                opts: Options) -> Awaitable[Result]:
     return fn(srv, opts)
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[ServerProcess, Options],
+def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[Target, Options],
                                                                 Awaitable[Result]]]]:
     """The list of ``(scenario name, coroutine function(server, options))`` to run."""
     size = SIZES[args.size]
@@ -153,9 +161,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[ServerProcess, O
     if args.receivers or args.senders or args.messages:
         r0, s0, m0 = shapes[0]
         shapes = [(args.receivers or r0, args.senders or s0, args.messages or m0)]
-    out: list[tuple[str, Callable[[ServerProcess, Options], Awaitable[Result]]]] = []
+    out: list[tuple[str, Callable[[Target, Options], Awaitable[Result]]]] = []
 
-    def add(name: str, fn: Callable[[ServerProcess, Options], Awaitable[Result]]) -> None:
+    def add(name: str, fn: Callable[[Target, Options], Awaitable[Result]]) -> None:
         out.append((name, fn))
 
     for s in scenarios:
@@ -198,31 +206,68 @@ def _read(path: str | None) -> str:
     return "\n" + Path(path).read_text() if path else ""
 
 
+def server_kinds(args: argparse.Namespace) -> list[str]:
+    """The row labels to run, in order: ``ours``, ``ngircd``, ``cluster-<N>``."""
+    sizes = cluster_sizes(args.cluster_nodes)
+    clusters = [f"cluster-{n}" for n in sizes or [2]]
+    if args.server == "cluster":
+        return clusters
+    kinds = ["ours", "ngircd"] if args.server in (None, "both") else [args.server]
+    return kinds + (clusters if sizes else [])
+
+
+def cluster_sizes(text: str | None) -> list[int]:
+    """``--cluster-nodes`` as a list of node counts (raises ``ValueError`` when bad)."""
+    if not text:
+        return []
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or any(not 1 <= n <= 8 for n in sizes):
+        raise ValueError(text)
+    return sizes
+
+
+def _target(kind: str, spec: ServerSpec) -> Target:
+    if kind.startswith("cluster-"):
+        return ClusterProcess(spec, int(kind.split("-", 1)[1]))
+    return ServerProcess(spec)
+
+
 async def run(args: argparse.Namespace) -> list[Result]:
     """Run every planned scenario against every chosen server; return the results."""
-    servers = ["ours", "ngircd"] if args.server == "both" else [args.server]
+    servers = server_kinds(args)
     opts = options(args)
     extras = {"ours": _read(args.ours_extra), "ngircd": _read(args.ngircd_extra)}
     pin = can_pin() and not args.no_pin
     results: list[Result] = []
-    for name, fn in plan(args):
-        for kind in servers:
-            spec = ServerSpec(kind, extra=extras[kind], autojoin=args.ours_autojoin, pin=pin,
-                              keep_logs=Path(args.keep_logs) if args.keep_logs else None,
-                              label=name)
-            t = time.monotonic()
-            print(f"bench: {name} against {kind} ...", file=sys.stderr, flush=True)
-            result = await run_with_server(
-                ServerProcess(spec), partial(_with_opts, fn=fn, opts=opts), name,
-                hard_timeout=opts.timeout + 60.0)
-            results.append(result)
-            status = result.error or ("timed out" if result.timed_out else "ok")
-            print(f"bench:   {result.deliveries:,}/{result.expected:,} in {result.seconds:.2f} s "
-                  f"({result.rate:,.0f}/s), lost {result.lost:,}, p99 "
-                  f"{result.p99_ms if result.p99_ms is not None else float('nan'):.2f} ms, "
-                  f"server CPU {result.server_cpu or 0:.2f} s, gen CPU {result.gen_cpu:.2f} s"
-                  f" [{time.monotonic() - t:.1f} s wall, {status}]", file=sys.stderr, flush=True)
+    try:
+        for name, fn in plan(args):
+            for kind in servers:
+                results.append(await _run_one(args, name, fn, kind, opts, extras, pin))
+    finally:
+        stop_postgres()
     return results
+
+
+async def _run_one(args: argparse.Namespace, name: str,
+                   fn: Callable[[Target, Options], Awaitable[Result]], kind: str, opts: Options,
+                   extras: dict[str, str], pin: bool) -> Result:
+    """One scenario against one server kind (a fresh server, or a fresh cluster)."""
+    base = "ngircd" if kind == "ngircd" else "ours"
+    spec = ServerSpec(kind, extra=extras[base], autojoin=args.ours_autojoin, pin=pin,
+                      keep_logs=Path(args.keep_logs) if args.keep_logs else None,
+                      label=name)
+    t = time.monotonic()
+    print(f"bench: {name} against {kind} ...", file=sys.stderr, flush=True)
+    result = await run_with_server(
+        _target(kind, spec), partial(_with_opts, fn=fn, opts=opts), name,
+        hard_timeout=opts.timeout + 60.0)
+    status = result.error or ("timed out" if result.timed_out else "ok")
+    print(f"bench:   {result.deliveries:,}/{result.expected:,} in {result.seconds:.2f} s "
+          f"({result.rate:,.0f}/s), lost {result.lost:,}, p99 "
+          f"{result.p99_ms if result.p99_ms is not None else float('nan'):.2f} ms, "
+          f"server CPU {result.server_cpu or 0:.2f} s, gen CPU {result.gen_cpu:.2f} s"
+          f" [{time.monotonic() - t:.1f} s wall, {status}]", file=sys.stderr, flush=True)
+    return result
 
 
 async def run_cancellable(args: argparse.Namespace) -> list[Result]:
@@ -253,7 +298,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cluster_sizes(args.cluster_nodes)
+    except ValueError:
+        parser.error(f"--cluster-nodes: node counts from 1 to 8, e.g. 2 or 1,2,3 "
+                     f"(got {args.cluster_nodes!r})")
     plan(args)  # validate before starting anything
     nofile = raise_nofile()
     need = (args.connections or SIZES[args.size].connections) + 200
@@ -271,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
         print("bench: interrupted; servers stopped", file=sys.stderr)
         return 130
-    servers = ["ours", "ngircd"] if args.server == "both" else [args.server]
+    servers = server_kinds(args)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n## Results ({args.size}, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load average at the end {load}, {os.cpu_count()} CPUs, "
@@ -279,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     print(details_table(results))
     print("\n## Comparison\n")
     print(comparison_table(results, servers))
+    if any(r.cluster for r in results):
+        print("\n## Cluster costs per log entry\n")
+        print(cluster_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
     failed = any(r.error for r in results)

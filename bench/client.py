@@ -56,7 +56,9 @@ class Tally:
     ``expected`` deliveries in total (use a huge number for open-ended phases);
     ``delivered`` so far; ``ooo`` = deliveries whose sequence number was not
     above the last one seen from that sender by that receiver (out of order or
-    duplicate); ``lat`` = one latency per delivery in nanoseconds; ``t_last`` =
+    duplicate); ``lat`` = one latency per delivery in nanoseconds (``lat_cross``
+    holds those of deliveries whose sender is on another cluster node than the
+    receiver, and ``lat`` the others); ``t_last`` =
     ``perf_counter_ns()`` of the latest delivery; ``done`` resolves when
     ``delivered >= expected``; ``disconnects`` counts receivers that lost their
     connection while measuring.
@@ -69,8 +71,8 @@ class Tally:
     server, the kernel and the generator together) stay below ``size * fan``.
     """
 
-    __slots__ = ("expected", "delivered", "ooo", "lat", "t_last", "done", "disconnects",
-                 "windows", "fan", "progress")
+    __slots__ = ("expected", "delivered", "ooo", "lat", "lat_cross", "t_last", "done",
+                 "disconnects", "windows", "fan", "progress")
 
     def __init__(self, expected: int, windows: Sequence[Window | None] = (),
                  fan: int = 1) -> None:
@@ -78,6 +80,7 @@ class Tally:
         self.delivered = 0
         self.ooo = 0
         self.lat = array("q")
+        self.lat_cross = array("q")
         self.t_last = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.disconnects = 0
@@ -159,14 +162,19 @@ class Sink(Drain):
 
     ``nsenders`` is the number of sender ids (0..nsenders-1) in the phase;
     ``senders`` lists the ids this receiver hears from, whose windows (if the
-    tally has any) it advances.
+    tally has any) it advances. ``cross`` (cluster mode) tells for each sender
+    id whether it is on another node than this receiver: its latencies go to
+    ``tally.lat_cross`` instead of ``tally.lat``.
     """
 
-    __slots__ = ("tally", "last", "prev", "senders", "count")
+    __slots__ = ("tally", "last", "prev", "senders", "count", "lat_of")
 
-    def __init__(self, tally: Tally, nsenders: int, senders: Sequence[int] = ()) -> None:
+    def __init__(self, tally: Tally, nsenders: int, senders: Sequence[int] = (),
+                 cross: Sequence[bool] = ()) -> None:
         super().__init__()
         self.tally = tally
+        self.lat_of = [(tally.lat_cross if k < len(cross) and cross[k] else tally.lat).append
+                       for k in range(nsenders)]
         self.last = [-1] * nsenders
         self.prev = [-1] * nsenders
         self.senders = tuple(k for k in senders if k < len(tally.windows) and tally.windows[k])
@@ -189,7 +197,7 @@ class Sink(Drain):
             return
         now = time.perf_counter_ns()
         last = self.last
-        lat = self.tally.lat.append
+        lat_of = self.lat_of
         ooo = 0
         for sid, seq, ts in found:
             k = int(sid)
@@ -198,7 +206,7 @@ class Sink(Drain):
                 last[k] = s
             else:
                 ooo += 1
-            lat(now - int(ts))
+            lat_of[k](now - int(ts))
         n = len(found)
         self.count += n
         tally = self.tally
@@ -387,20 +395,26 @@ async def join(conn: Conn, channel: str, timeout: float = 30.0) -> None:
         await fut
 
 
-async def connect_many(nicks: Iterable[str], port: int, concurrency: int,
+async def connect_many(nicks: Iterable[str], port: int | Sequence[int], concurrency: int,
                        password: str | None = None, timeout: float = 30.0,
                        channel: str | None = None,
                        ) -> tuple[list[Conn], list[str], list[float]]:
     """Connect and register every nick (at most ``concurrency`` at a time), joining ``channel``.
 
-    Returns ``(connections in nick order, error messages, registration
-    latencies in seconds)``; a failed nick is missing from the first list.
+    ``port`` is one port for all, or one port per nick (cluster mode: the
+    nicks spread over the nodes). Returns ``(connections in nick order,
+    error messages, registration latencies in seconds)``; a failed nick is
+    missing from the first list.
     """
+    nicks = list(nicks)
+    ports = [port] * len(nicks) if isinstance(port, int) else list(port)
+    if len(ports) != len(nicks):
+        raise ValueError("connect_many: one port per nick")
     sem = asyncio.Semaphore(max(1, concurrency))
     errors: list[str] = []
     latencies: list[float] = []
 
-    async def one(nick: str) -> Conn | None:
+    async def one(nick: str, port: int) -> Conn | None:
         async with sem:
             t0 = time.perf_counter()
             try:
@@ -413,7 +427,7 @@ async def connect_many(nicks: Iterable[str], port: int, concurrency: int,
                 errors.append(f"{nick}: {type(exc).__name__}: {exc}")
                 return None
 
-    results = await asyncio.gather(*(one(n) for n in nicks))
+    results = await asyncio.gather(*(one(n, p) for n, p in zip(nicks, ports, strict=True)))
     return [c for c in results if c is not None], errors, latencies
 
 

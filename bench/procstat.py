@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -62,26 +62,45 @@ class Meter:
 
     ``start()`` and ``stop()`` sample the server's CPU seconds (``/proc``), the
     generator's own CPU seconds (``getrusage``) and ``time.perf_counter()``.
+    ``others`` names more server-side processes (cluster mode: the other
+    nodes and redis-server, ``name -> pid``); ``server_cpu`` is then the sum
+    over ``pid`` and all of them, and ``parts`` has each one's CPU seconds
+    (``pid`` under the name ``"server"``).
     """
 
     pid: int
+    others: dict[str, int] = field(default_factory=dict)
     server_cpu0: float | None = None
     gen_cpu0: float = 0.0
     wall0: float = 0.0
     server_cpu: float | None = None
     gen_cpu: float = 0.0
     wall: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+    _parts0: dict[str, float | None] = field(default_factory=dict)
+
+    def _sample(self) -> dict[str, float | None]:
+        out = {"server": cpu_seconds(self.pid)}
+        for name, pid in self.others.items():
+            out[name] = cpu_seconds(pid)
+        return out
 
     def start(self) -> None:
         """Begin the interval."""
-        self.server_cpu0 = cpu_seconds(self.pid)
+        self._parts0 = self._sample()
+        self.server_cpu0 = self._parts0["server"]
         self.gen_cpu0 = self_cpu_seconds()
         self.wall0 = time.perf_counter()
 
     def stop(self) -> None:
         """End the interval; ``server_cpu``/``gen_cpu``/``wall`` are then deltas in seconds."""
-        end = cpu_seconds(self.pid)
-        if end is not None and self.server_cpu0 is not None:
-            self.server_cpu = end - self.server_cpu0
+        end = self._sample()
+        self.parts = {}
+        for name, value in end.items():
+            before = self._parts0.get(name)
+            if value is not None and before is not None:
+                self.parts[name] = value - before
+        if "server" in self.parts and all(n in self.parts for n in self.others):
+            self.server_cpu = sum(self.parts.values())
         self.gen_cpu = self_cpu_seconds() - self.gen_cpu0
         self.wall = time.perf_counter() - self.wall0

@@ -86,7 +86,9 @@ def comparison_table(results: Sequence[Result], servers: Sequence[str]) -> str:
             order.append(r.scenario)
         by[(r.scenario, r.server)] = r
     both = "ours" in servers and "ngircd" in servers
-    header = ["scenario", "metric", *servers] + (["ours/ngircd"] if both else [])
+    clusters = [s for s in servers if s.startswith("cluster-")] if "ours" in servers else []
+    header = (["scenario", "metric", *servers] + (["ours/ngircd"] if both else [])
+              + [f"{c}/ours" for c in clusters])
     rows = []
     for scenario in order:
         for label, get, digits in _metrics(scenario):
@@ -100,5 +102,41 @@ def comparison_table(results: Sequence[Result], servers: Sequence[str]) -> str:
             if both:
                 o, n = values.get("ours"), values.get("ngircd")
                 cells.append(f"{o / n:.2f}" if o is not None and n else "-")
+            for c in clusters:
+                v, o = values.get(c), values.get("ours")
+                cells.append(f"{v / o:.2f}" if v is not None and o else "-")
             rows.append(cells)
+    return _table(header, rows)
+
+
+CLUSTER_COLUMNS = [
+    ("entries", "entries", 0),
+    ("deliveries/entry", "deliveries/entry", 1),
+    ("node CPU us/entry", "node CPU µs/entry (mean)", 2),
+    ("redis CPU us/entry", "Redis CPU µs/entry", 2),
+    ("nodes CPU us/delivery", "nodes CPU µs/delivery", 3),
+    ("entry payload B", "entry payload B", 0),
+    ("redis in B/entry", "Redis in B/entry", 0),
+    ("redis out B/entry", "Redis out B/entry", 0),
+    ("redis commands/entry", "Redis commands/entry", 2),
+    ("stream B/entry kept", "stream memory B/entry", 0),
+    ("cross-node p50 ms", "cross-node p50 ms", 2),
+    ("cross-node p99 ms", "cross-node p99 ms", 2),
+    ("same-node p99 ms", "same-node p99 ms", 2),
+]
+"""(key in :attr:`Result.cluster`, column header, decimals) of :func:`cluster_table`."""
+
+
+def cluster_table(results: Sequence[Result]) -> str:
+    """One row per cluster result: the per-log-entry costs (markdown; ``-`` = not measured).
+
+    Per-node CPU columns (``n1 CPU µs/entry`` ...) follow the fixed ones.
+    """
+    rows_in = [r for r in results if r.cluster]
+    nodes = sorted({k for r in rows_in for k in r.cluster
+                    if k.startswith("n") and k.endswith(" CPU us/entry") and k[1].isdigit()})
+    cols = CLUSTER_COLUMNS[:3] + [(k, k.replace("us", "µs"), 2) for k in nodes] + CLUSTER_COLUMNS[3:]
+    header = ["scenario", "server", *(label for _k, label, _d in cols)]
+    rows = [[r.scenario, r.server, *(_num(r.cluster.get(k), d) for k, _l, d in cols)]
+            for r in rows_in]
     return _table(header, rows)

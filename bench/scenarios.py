@@ -1,8 +1,8 @@
 """The benchmark scenarios. Each is bounded in count and in time.
 
-Every scenario function takes a started :class:`~bench.servers.ServerProcess`
-and an :class:`Options`, runs its set-up (connect, register, join), then one
-measured phase, and returns a :class:`Result`. A scenario stops by itself when
+Every scenario function takes a started :class:`~bench.servers.ServerProcess` (or a
+:class:`~bench.cluster.ClusterProcess`) and an :class:`Options`, runs its
+set-up (connect, register, join), then one measured phase, and returns a :class:`Result`. A scenario stops by itself when
 everything expected has arrived, when nothing has arrived for
 ``Options.stall`` seconds, or at its hard deadline (``Options.timeout``
 seconds after it started, set-up included), whichever comes first; it then
@@ -30,7 +30,7 @@ from bench.client import (
     send_stream,
 )
 from bench.procstat import Meter
-from bench.servers import ServerProcess
+from bench.servers import Target
 
 CHANNEL = "#bench"
 
@@ -69,6 +69,9 @@ class Result:
     seconds used by the server / the generator during the measured phase;
     ``rss_kib`` = server VmRSS (KiB) at the end; ``extra`` = scenario-specific
     notes (str -> str); ``error`` = why the scenario could not run or finish.
+    Cluster mode: ``server_cpu`` and ``rss_kib`` are sums over the nodes and
+    redis-server, and ``cluster`` holds the per-entry costs (see
+    :func:`cluster_costs`).
     """
 
     scenario: str
@@ -86,6 +89,7 @@ class Result:
     timed_out: bool = False
     extra: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    cluster: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -103,10 +107,67 @@ def percentile_ms(values: Sequence[int] | Sequence[float], q: float, scale: floa
     return ordered[index] * scale
 
 
-def _latency(result: Result, values: Sequence[int]) -> None:
-    ordered = sorted(values)
+def _latency(result: Result, values: Sequence[int], cross: Sequence[int] = ()) -> None:
+    """p50/p99 of every latency; with cross-node ones (cluster), also each kind apart."""
+    ordered = sorted([*values, *cross]) if cross else sorted(values)
     result.p50_ms = percentile_ms(ordered, 0.50, presorted=True)
     result.p99_ms = percentile_ms(ordered, 0.99, presorted=True)
+    if cross:
+        for label, part in (("cross-node", cross), ("same-node", values)):
+            if part:
+                ordered = sorted(part)
+                p50 = percentile_ms(ordered, 0.50, presorted=True) or 0.0
+                p99 = percentile_ms(ordered, 0.99, presorted=True) or 0.0
+                result.cluster[f"{label} p50 ms"] = p50
+                result.cluster[f"{label} p99 ms"] = p99
+                result.extra[f"{label} p50/p99 ms"] = f"{p50:.2f}/{p99:.2f}"
+
+
+def cluster_costs(result: Result, server: Target, meter: Meter,
+                  before: dict[str, float] | None, after: dict[str, float] | None) -> None:
+    """Per-entry costs of a cluster phase into ``result.cluster`` (nothing for one server).
+
+    ``entries`` = log entries appended in the phase (``XINFO STREAM``
+    entries-added); per entry: each node's CPU µs (``node CPU us/entry``, the
+    mean over nodes, and ``n<i> CPU us/entry``), redis-server's CPU µs, the
+    bytes Redis received and sent (``INFO stats``), and the stream's memory
+    per entry kept and the mean entry payload (``stream_stats``).
+    """
+    if before is None or after is None:
+        return
+    c = result.cluster
+    entries = after["entries"] - before["entries"]
+    c["entries"] = entries
+    nodes = {name: cpu for name, cpu in meter.parts.items() if name != "redis"}
+    if "server" in nodes:
+        nodes["n1"] = nodes.pop("server")
+    c["nodes"] = float(len(nodes))
+    if entries > 0:
+        for name, cpu in sorted(nodes.items()):
+            c[f"{name} CPU us/entry"] = cpu / entries * 1e6
+        if nodes:
+            c["node CPU us/entry"] = sum(nodes.values()) / len(nodes) / entries * 1e6
+        if "redis" in meter.parts:
+            c["redis CPU us/entry"] = meter.parts["redis"] / entries * 1e6
+        c["redis in B/entry"] = (after["net_in"] - before["net_in"]) / entries
+        c["redis out B/entry"] = (after["net_out"] - before["net_out"]) / entries
+        c["redis commands/entry"] = (after["commands"] - before["commands"]) / entries
+        if result.deliveries:
+            c["deliveries/entry"] = result.deliveries / entries
+    if result.deliveries and nodes:
+        c["nodes CPU us/delivery"] = sum(nodes.values()) / result.deliveries * 1e6
+    if "redis" in meter.parts:
+        c["redis CPU s"] = meter.parts["redis"]
+    if "postgres_cpu" in before and "postgres_cpu" in after:
+        c["postgres CPU s"] = after["postgres_cpu"] - before["postgres_cpu"]
+        result.extra["postgres CPU s"] = f"{c['postgres CPU s']:.2f}"
+    stream: dict[str, float] = getattr(server, "stream_stats", dict)()
+    if stream.get("length"):
+        c["stream B/entry kept"] = stream["bytes"] / stream["length"]
+    if "entry_bytes" in stream:
+        c["entry payload B"] = stream["entry_bytes"]
+    named = {("n1" if k == "server" else k): v for k, v in meter.parts.items()}
+    result.extra["CPU s"] = ", ".join(f"{k} {v:.2f}" for k, v in sorted(named.items()))
 
 
 async def _wait(tally: Tally, deadline: float, stall: float,
@@ -139,7 +200,7 @@ async def _cancel(tasks: Sequence[asyncio.Task[int]]) -> list[int]:
     return out
 
 
-def _finish(result: Result, server: ServerProcess, meter: Meter) -> None:
+def _finish(result: Result, server: Target, meter: Meter) -> None:
     result.server_cpu = meter.server_cpu
     result.gen_cpu = meter.gen_cpu
     mem = server.memory_kib()
@@ -160,7 +221,7 @@ async def _setup(result: Result, coro: Awaitable[tuple[list[Conn], list[str], li
     return conns
 
 
-async def run_messages(server: ServerProcess, opts: Options, name: str, nreceivers: int,
+async def run_messages(server: Target, opts: Options, name: str, nreceivers: int,
                        nsenders: int, messages: int, windowed: bool, direct: bool) -> Result:
     """Fan-out (``direct=False``) or direct-message (``direct=True``) throughput and latency.
 
@@ -175,16 +236,21 @@ async def run_messages(server: ServerProcess, opts: Options, name: str, nreceive
     result = Result(name, server.spec.kind)
     deadline = time.monotonic() + opts.timeout
     channel = None if direct else CHANNEL
+    ports = server.ports
+    # Round-robin over the nodes (cluster mode); a DM's sender sits on the node after
+    # its receiver's, so with two or more nodes every DM crosses nodes.
+    r_node = [i % len(ports) for i in range(nreceivers)]
+    s_node = [(k + 1 if direct else k) % len(ports) for k in range(nsenders)]
     try:
         async with asyncio.timeout(opts.timeout):
             receivers = await _setup(result, connect_many(
-                [f"r{i}" for i in range(nreceivers)], server.port, opts.concurrency,
-                channel=channel), nreceivers, "receivers")
+                [f"r{i}" for i in range(nreceivers)], [ports[n] for n in r_node],
+                opts.concurrency, channel=channel), nreceivers, "receivers")
             if receivers is None:
                 return result
             senders = await _setup(result, connect_many(
-                [f"s{k}" for k in range(nsenders)], server.port, opts.concurrency,
-                channel=channel), nsenders, "senders")
+                [f"s{k}" for k in range(nsenders)], [ports[n] for n in s_node],
+                opts.concurrency, channel=channel), nsenders, "senders")
             if senders is None:
                 close_all(receivers)
                 return result
@@ -196,11 +262,13 @@ async def run_messages(server: ServerProcess, opts: Options, name: str, nreceive
     windows = [Window(opts.window) if windowed else None for _ in range(nsenders)]
     tally = Tally(expected, windows, fan=1 if direct else nreceivers)
     for i, conn in enumerate(receivers):
-        conn.set_sink(Sink(tally, nsenders, [i] if direct else range(nsenders)))
+        cross = [s_node[k] != r_node[i] for k in range(nsenders)]
+        conn.set_sink(Sink(tally, nsenders, [i] if direct else range(nsenders), cross))
     for conn in senders:
         conn.set_sink(Drain())
     pad = opts.pad()
-    meter = Meter(server.pid)
+    meter = server.meter()
+    before = server.counters()
     gc.collect()
     gc.disable()
     try:
@@ -214,12 +282,14 @@ async def run_messages(server: ServerProcess, opts: Options, name: str, nreceive
         meter.stop()
     finally:
         gc.enable()
+    after = server.counters()
     result.timed_out = not complete
     result.deliveries = tally.delivered
     result.seconds = max(tally.t_last - t0, 0) / 1e9 if tally.delivered else meter.wall
     result.lost = max(0, expected - tally.delivered)
     result.out_of_order = tally.ooo
-    _latency(result, tally.lat)
+    _latency(result, tally.lat, tally.lat_cross)
+    cluster_costs(result, server, meter, before, after)
     if sum(sent) < nsenders * messages:
         result.extra["sent"] = f"{sum(sent)}/{nsenders * messages}"
     for what, conns in (("receivers", receivers), ("senders", senders)):
@@ -233,7 +303,7 @@ async def run_messages(server: ServerProcess, opts: Options, name: str, nreceive
     return result
 
 
-async def run_idle(server: ServerProcess, opts: Options, name: str, connections: int) -> Result:
+async def run_idle(server: Target, opts: Options, name: str, connections: int) -> Result:
     """``connections`` registered, idle users: registration time and server RSS per connection.
 
     ``deliveries`` = connections registered; ``seconds`` = time to register
@@ -244,7 +314,9 @@ async def run_idle(server: ServerProcess, opts: Options, name: str, connections:
     """
     result = Result(name, server.spec.kind, expected=connections)
     before = server.memory_kib()
-    meter = Meter(server.pid)
+    meter = server.meter()
+    counters0 = server.counters()
+    ports = server.ports
     conns: list[Conn] = []
     errors: list[str] = []
     latencies: list[float] = []
@@ -260,7 +332,8 @@ async def run_idle(server: ServerProcess, opts: Options, name: str, connections:
                     async with sem:
                         t = time.perf_counter()
                         try:
-                            conn = await connect(f"i{i}", server.port, timeout=opts.timeout)
+                            conn = await connect(f"i{i}", ports[i % len(ports)],
+                                                 timeout=opts.timeout)
                         except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
                             errors.append(f"{type(exc).__name__}: {exc}")
                             return
@@ -274,14 +347,16 @@ async def run_idle(server: ServerProcess, opts: Options, name: str, connections:
         meter.stop()
     finally:
         gc.enable()
+    counters1 = server.counters()
     result.deliveries = len(conns)
     result.lost = connections - len(conns)
     result.seconds = meter.wall
+    cluster_costs(result, server, meter, counters0, counters1)
     result.p50_ms = percentile_ms(latencies, 0.50, scale=1e3)
     result.p99_ms = percentile_ms(latencies, 0.99, scale=1e3)
     if latencies:
         result.extra["slowest registration ms"] = f"{max(latencies) * 1e3:.0f}"
-    idle = Meter(server.pid)
+    idle = server.meter()
     idle.start()
     await asyncio.sleep(opts.idle_hold)
     idle.stop()
@@ -298,7 +373,7 @@ async def run_idle(server: ServerProcess, opts: Options, name: str, connections:
     return result
 
 
-async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: int) -> Result:
+async def run_storm(server: Target, opts: Options, name: str, accounts: int) -> Result:
     """Registration storm: ``accounts`` new accounts over ``Options.storm_seconds`` seconds.
 
     Each new connection sends ``PASS``/``NICK``/``USER`` with a new name; they
@@ -316,25 +391,26 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
     deadline = time.monotonic() + opts.timeout
     try:
         async with asyncio.timeout(min(30.0, opts.timeout)):
-            a = await connect("conva", server.port)
-            b = await connect("convb", server.port)
+            a = await connect("conva", server.ports[0])
+            b = await connect("convb", server.ports[1 % len(server.ports)])
     except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
         result.error = f"conversation set-up failed: {type(exc).__name__}: {exc}"
         return result
     wa, wb = Window(opts.storm_window), Window(opts.storm_window)
     tally = Tally(1 << 62, [wa, wb])
-    a.set_sink(Sink(tally, 2, [1]))
-    b.set_sink(Sink(tally, 2, [0]))
+    cross = [len(server.ports) > 1] * 2  # conva on node 1, convb on node 2 (cluster)
+    a.set_sink(Sink(tally, 2, [1], cross))
+    b.set_sink(Sink(tally, 2, [0], cross))
     # ngIRCd has no accounts, and refuses PASS when it has no server password.
-    password = opts.password if server.spec.kind == "ours" else None
+    password = opts.password if server.spec.kind != "ngircd" else None
     pad = opts.pad()
     bound = 50_000_000  # lines per direction; the deadline stops it long before
     rate = opts.storm_rate or None
     talk = [asyncio.create_task(send_stream(a, "convb", 0, bound, wa, pad, rate)),
             asyncio.create_task(send_stream(b, "conva", 1, bound, wb, pad, rate))]
     await asyncio.sleep(min(opts.storm_baseline, max(0.0, deadline - time.monotonic())))
-    base_lat = tally.lat[:]
-    base_n = len(base_lat)
+    base_lat = tally.lat[:] + tally.lat_cross[:]
+    base_n, base_cross = len(tally.lat), len(tally.lat_cross)
     base_delivered = tally.delivered
 
     conns: list[Conn] = []
@@ -344,7 +420,7 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
     async def register(i: int) -> None:
         t = time.perf_counter()
         try:
-            conn = await connect(f"acct{i}", server.port, password and f"{password}-{i}",
+            conn = await connect(f"acct{i}", ports[i % len(ports)], password and f"{password}-{i}",
                                  timeout=max(0.1, deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - any failure is counted and reported
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -353,7 +429,9 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
         conn.set_sink(Drain())
         conns.append(conn)
 
-    meter = Meter(server.pid)
+    ports = server.ports
+    meter = server.meter()
+    counters0 = server.counters()
     gc.collect()
     gc.disable()
     regs: list[asyncio.Task[None]] = []
@@ -375,6 +453,7 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
             result.timed_out = bool(pending) or len(regs) < accounts
         meter.stop()
         storm_lat = tally.lat[base_n:]
+        storm_cross = tally.lat_cross[base_cross:]
         storm_delivered = tally.delivered - base_delivered
         sent = await _cancel(talk)
         # Let the lines in flight arrive (at most 2 windows' worth), bounded by 2 s.
@@ -383,13 +462,15 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
             await asyncio.sleep(0.01)
     finally:
         gc.enable()
+    counters1 = server.counters()
     conv_lost = max(0, sum(sent) - tally.delivered)
     result.expected = storm_delivered + conv_lost
     result.deliveries = storm_delivered
     result.seconds = meter.wall
     result.lost = conv_lost + (accounts - len(conns))
     result.out_of_order = tally.ooo
-    _latency(result, storm_lat)
+    _latency(result, storm_lat, storm_cross)
+    cluster_costs(result, server, meter, counters0, counters1)
     result.extra["registered"] = f"{len(conns)}/{accounts} in {meter.wall:.1f} s"
     reg_lat.sort()
     p50, p99 = percentile_ms(reg_lat, 0.5, 1e3, True), percentile_ms(reg_lat, 0.99, 1e3, True)
@@ -409,10 +490,10 @@ async def run_storm(server: ServerProcess, opts: Options, name: str, accounts: i
     return result
 
 
-ScenarioFn = Callable[[ServerProcess], Awaitable[Result]]
+ScenarioFn = Callable[[Target], Awaitable[Result]]
 
 
-async def run_with_server(server: ServerProcess, fn: ScenarioFn, name: str,
+async def run_with_server(server: Target, fn: ScenarioFn, name: str,
                           hard_timeout: float) -> Result:
     """Start ``server``, run ``fn`` on it (cancelled after ``hard_timeout`` s), stop the server."""
     try:

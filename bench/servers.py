@@ -30,9 +30,9 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from bench.procstat import memory_kib
+from bench.procstat import Meter, memory_kib
 
 HOST = "127.0.0.1"
 """The only address the benchmark ever connects to."""
@@ -242,6 +242,28 @@ class ServerSpec:
     pin: bool = field(default_factory=can_pin)
     keep_logs: Path | None = None  # copy the server's log here (as <label>.log) on stop
     label: str = ""
+    args: tuple[str, ...] = ()  # more command-line arguments for ours (cluster nodes)
+
+
+class Target(Protocol):
+    """What a scenario drives: one :class:`ServerProcess`, or a whole cluster
+    (:class:`bench.cluster.ClusterProcess`)."""
+
+    spec: ServerSpec
+
+    @property
+    def port(self) -> int: ...  # noqa: D102
+    @property
+    def ports(self) -> list[int]: ...  # noqa: D102
+    @property
+    def pid(self) -> int: ...  # noqa: D102
+    async def start(self, timeout: float = ...) -> None: ...  # noqa: D102
+    def stop(self, grace: float = ...) -> int | None: ...  # noqa: D102
+    def alive(self) -> bool: ...  # noqa: D102
+    def memory_kib(self) -> tuple[int, int] | None: ...  # noqa: D102
+    def log_tail(self, limit: int = ...) -> str: ...  # noqa: D102
+    def meter(self) -> Meter: ...  # noqa: D102
+    def counters(self) -> dict[str, float] | None: ...  # noqa: D102
 
 
 class ServerError(RuntimeError):
@@ -289,7 +311,7 @@ class ServerProcess:
             data = self.tmp / "data"
             data.mkdir()
             return [sys.executable, "-m", "ircd", str(self.port), "--host", HOST,
-                    "--data-dir", str(data), "--config", str(conf)]
+                    "--data-dir", str(data), "--config", str(conf), *self.spec.args]
         if self.spec.kind == "ngircd":
             binary = find_ngircd()
             if binary is None:
@@ -342,6 +364,19 @@ class ServerProcess:
         self.stop()
         raise ServerError(f"{self.spec.kind} did not listen on {HOST}:{self.port} "
                           f"within {timeout:.0f} s: {self.log_tail()}")
+
+    @property
+    def ports(self) -> list[int]:
+        """The ports clients are spread over (one here; one per node in cluster mode)."""
+        return [self.port]
+
+    def meter(self) -> Meter:
+        """A :class:`~bench.procstat.Meter` of the server process."""
+        return Meter(self.pid)
+
+    def counters(self) -> dict[str, float] | None:
+        """Cluster counters (Redis); ``None`` for a single server."""
+        return None
 
     def alive(self) -> bool:
         """True while the server process runs."""
