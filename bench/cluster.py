@@ -30,6 +30,7 @@ from typing import Any
 from bench.engines import PostgresProcess, RedisProcess, Resp, RespError, children_cpu_seconds
 from bench.procstat import Meter, memory_kib
 from bench.servers import SERVER_CPU, ServerError, ServerProcess, ServerSpec
+from ircd.cluster.log import unpack
 
 STREAM = "chatserver:log"
 """The cluster's log stream (ircd/cluster/redis.py)."""
@@ -159,8 +160,10 @@ class ClusterProcess:
         return out
 
     def stream_stats(self) -> dict[str, float]:
-        """The log stream's size now: ``length`` (XLEN), ``bytes`` (MEMORY USAGE, all
-        samples) and ``entry_bytes`` (mean size of the last 1,000 entries' payload)."""
+        """The log stream's size now: ``length`` (XLEN, stream entries), ``bytes``
+        (MEMORY USAGE, all samples), and from the last 1,000 stream entries
+        ``entry_bytes`` (mean payload per log entry) and ``per_stream_entry``
+        (mean log entries per stream entry: a field ``b`` is a batch)."""
         if self.redis is None:
             return {}
         r = self.redis.client()
@@ -172,10 +175,15 @@ class ClusterProcess:
             return {}
         finally:
             r.close()
-        sizes = [sum(len(v) for v in fields[1::2]) for _id, fields in recent]
+        payload = entries = 0
+        for _id, fields in recent:
+            for name, value in zip(fields[::2], fields[1::2], strict=False):
+                payload += len(value)
+                entries += sum(1 for _ in unpack(value)) if name == b"b" else 1
         out = {"length": length, "bytes": float(used or 0)}
-        if sizes:
-            out["entry_bytes"] = sum(sizes) / len(sizes)
+        if entries:
+            out["entry_bytes"] = payload / entries
+            out["per_stream_entry"] = entries / len(recent)
         return out
 
     def alive(self) -> bool:

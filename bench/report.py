@@ -111,6 +111,7 @@ def comparison_table(results: Sequence[Result], servers: Sequence[str]) -> str:
 
 CLUSTER_COLUMNS = [
     ("entries", "entries", 0),
+    ("entries/stream entry", "entries/stream entry", 1),
     ("deliveries/entry", "deliveries/entry", 1),
     ("node CPU us/entry", "node CPU µs/entry (mean)", 2),
     ("redis CPU us/entry", "Redis CPU µs/entry", 2),

@@ -124,11 +124,16 @@ def _latency(result: Result, values: Sequence[int], cross: Sequence[int] = ()) -
 
 
 def cluster_costs(result: Result, server: Target, meter: Meter,
-                  before: dict[str, float] | None, after: dict[str, float] | None) -> None:
+                  before: dict[str, float] | None, after: dict[str, float] | None,
+                  entries: int) -> None:
     """Per-entry costs of a cluster phase into ``result.cluster`` (nothing for one server).
 
-    ``entries`` = log entries appended in the phase (``XINFO STREAM``
-    entries-added); per entry: each node's CPU µs (``node CPU us/entry``, the
+    ``entries`` = log entries appended in the phase: the lines the scenario
+    sent (one entry per PRIVMSG, however many members the channel has) or the
+    registrations (one ``intro`` each). A node appends its entries in batches,
+    one stream entry per batch: ``stream entries`` (``XINFO STREAM``
+    entries-added) counts those, and ``entries/stream entry`` is the mean
+    batch. Per log entry: each node's CPU µs (``node CPU us/entry``, the
     mean over nodes, and ``n<i> CPU us/entry``), redis-server's CPU µs, the
     bytes Redis received and sent (``INFO stats``), and the stream's memory
     per entry kept and the mean entry payload (``stream_stats``).
@@ -136,8 +141,11 @@ def cluster_costs(result: Result, server: Target, meter: Meter,
     if before is None or after is None:
         return
     c = result.cluster
-    entries = after["entries"] - before["entries"]
     c["entries"] = entries
+    stream_entries = after["entries"] - before["entries"]
+    c["stream entries"] = stream_entries
+    if stream_entries > 0:
+        c["entries/stream entry"] = entries / stream_entries
     nodes = {name: cpu for name, cpu in meter.parts.items() if name != "redis"}
     if "server" in nodes:
         nodes["n1"] = nodes.pop("server")
@@ -162,8 +170,8 @@ def cluster_costs(result: Result, server: Target, meter: Meter,
         c["postgres CPU s"] = after["postgres_cpu"] - before["postgres_cpu"]
         result.extra["postgres CPU s"] = f"{c['postgres CPU s']:.2f}"
     stream: dict[str, float] = getattr(server, "stream_stats", dict)()
-    if stream.get("length"):
-        c["stream B/entry kept"] = stream["bytes"] / stream["length"]
+    if stream.get("length") and stream.get("per_stream_entry"):
+        c["stream B/entry kept"] = stream["bytes"] / (stream["length"] * stream["per_stream_entry"])
     if "entry_bytes" in stream:
         c["entry payload B"] = stream["entry_bytes"]
     named = {("n1" if k == "server" else k): v for k, v in meter.parts.items()}
@@ -289,7 +297,7 @@ async def run_messages(server: Target, opts: Options, name: str, nreceivers: int
     result.lost = max(0, expected - tally.delivered)
     result.out_of_order = tally.ooo
     _latency(result, tally.lat, tally.lat_cross)
-    cluster_costs(result, server, meter, before, after)
+    cluster_costs(result, server, meter, before, after, sum(sent))
     if sum(sent) < nsenders * messages:
         result.extra["sent"] = f"{sum(sent)}/{nsenders * messages}"
     for what, conns in (("receivers", receivers), ("senders", senders)):
@@ -351,7 +359,7 @@ async def run_idle(server: Target, opts: Options, name: str, connections: int) -
     result.deliveries = len(conns)
     result.lost = connections - len(conns)
     result.seconds = meter.wall
-    cluster_costs(result, server, meter, counters0, counters1)
+    cluster_costs(result, server, meter, counters0, counters1, len(conns))
     result.p50_ms = percentile_ms(latencies, 0.50, scale=1e3)
     result.p99_ms = percentile_ms(latencies, 0.99, scale=1e3)
     if latencies:
@@ -470,7 +478,7 @@ async def run_storm(server: Target, opts: Options, name: str, accounts: int) -> 
     result.lost = conv_lost + (accounts - len(conns))
     result.out_of_order = tally.ooo
     _latency(result, storm_lat, storm_cross)
-    cluster_costs(result, server, meter, counters0, counters1)
+    cluster_costs(result, server, meter, counters0, counters1, sum(sent) + len(conns))
     result.extra["registered"] = f"{len(conns)}/{accounts} in {meter.wall:.1f} s"
     reg_lat.sort()
     p50, p99 = percentile_ms(reg_lat, 0.5, 1e3, True), percentile_ms(reg_lat, 0.99, 1e3, True)

@@ -96,5 +96,8 @@ def test_bench_cluster_mode_smoke() -> None:
     for row in costs.values():
         assert row["n1 CPU µs/entry"] != "-" and row["n2 CPU µs/entry"] != "-", row
         assert row["Redis CPU µs/entry"] != "-", row
-        # each entry reaches Redis once (XADD) and leaves it once per node (XREAD)
-        assert float(row["Redis out B/entry"]) > 2 * float(row["entry payload B"]), row
+        # each entry reaches Redis once (XADD) and leaves it once per node (XREAD); the
+        # payload is sampled from the stream's last entries, so allow some difference
+        assert float(row["Redis out B/entry"]) > 1.8 * float(row["entry payload B"]), row
+        # a node appends its write batches as one stream entry each
+        assert float(row["entries/stream entry"].replace(",", "")) >= 1.0, row

@@ -365,7 +365,7 @@ def test_a_client_gone_before_its_nick_claim_is_applied_leaves_no_ghost(net):
 
 
 def test_a_batch_of_entries_packs_into_one_stream_field_and_back():
-    from ircd.cluster.redis import pack, unpack
+    from ircd.cluster.log import pack, unpack
 
     entries = [b"L1 2 3 4.0\nPRIVMSG #a :x\ny", b"", b'J{"k":"quit"}', b"9\n" * 50]
     assert list(unpack(pack(entries))) == entries

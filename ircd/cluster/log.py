@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +85,33 @@ class Transport(Protocol):
 
     def reset(self, why: str) -> None:
         """This node was declared lost: drop every local user and rejoin as a new node."""
+
+
+def pack(entries: Iterable[bytes]) -> bytes:
+    """Several log entries (bytes) as one bytes value, each as ``<length>\\n<entry>``.
+
+    A node appends each write batch as one stream entry holding this value
+    (field ``b``, :mod:`ircd.cluster.redis`): one command instead of one per line.
+    """
+    return b"".join(b"%d\n%s" % (len(e), e) for e in entries)
+
+
+def unpack(packed: bytes) -> Iterator[bytes]:
+    """The entries of a :func:`pack` field, in order (a malformed tail is dropped)."""
+    pos, end = 0, len(packed)
+    while pos < end:
+        nl = packed.find(b"\n", pos)
+        if nl < 0:
+            return
+        try:
+            size = int(packed[pos:nl])
+        except ValueError:
+            return
+        start = nl + 1
+        if start + size > end:
+            return
+        yield packed[start:start + size]
+        pos = start + size
 
 
 @dataclass(slots=True)

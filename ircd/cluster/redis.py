@@ -30,13 +30,12 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ircd.cluster.log import NodeInfo, Replication
+from ircd.cluster.log import NodeInfo, Replication, pack, unpack
 from ircd.storage import redact_url
 
 if TYPE_CHECKING:
@@ -63,29 +62,6 @@ READ_COUNT = 2000
 
 class ClusterError(Exception):
     """The cluster's Redis cannot be used at start (one line for the operator)."""
-
-
-def pack(entries: Iterable[bytes]) -> bytes:
-    """Several log entries as one stream field: each as ``<length>\n<bytes>``."""
-    return b"".join(b"%d\n%s" % (len(e), e) for e in entries)
-
-
-def unpack(packed: bytes) -> Iterator[bytes]:
-    """The entries of a :func:`pack` field, in order (a malformed tail is dropped)."""
-    pos, end = 0, len(packed)
-    while pos < end:
-        nl = packed.find(b"\n", pos)
-        if nl < 0:
-            return
-        try:
-            size = int(packed[pos:nl])
-        except ValueError:
-            return
-        start = nl + 1
-        if start + size > end:
-            return
-        yield packed[start:start + size]
-        pos = start + size
 
 
 class RedisLog:
