@@ -234,7 +234,7 @@ def try_register(server, client, reply: Reply) -> None:
         return
     cfg = server.config
     if client.nick_cf in server.world.users:
-        reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+        refuse_nick(client, reply, "Nickname is already in use")
         return
     if cfg.server.password:
         if client.password != cfg.server.password:
@@ -242,15 +242,13 @@ def try_register(server, client, reply: Reply) -> None:
             return
         if client.nick_cf in server.account_names and (
                 not client.account or casefold(client.account) != client.nick_cf):
-            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick,
-                          "Nickname is a registered account: log in with SASL")
+            refuse_nick(client, reply, "Nickname is a registered account: log in with SASL")
             return
         complete_registration(server, client, reply)
         return
     if client.account:  # authenticated with SASL: PASS is not asked for again
         if client.nick_cf in server.account_names and casefold(client.account) != client.nick_cf:
-            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick,
-                          "Nickname is reserved by a registered account")
+            refuse_nick(client, reply, "Nickname is reserved by a registered account")
             return
         complete_registration(server, client, reply)
         return
@@ -272,6 +270,19 @@ def try_register(server, client, reply: Reply) -> None:
                 "Login throttled")
         return
     _start_login(server, client)
+
+
+def refuse_nick(client, reply: Reply, text: str) -> None:
+    """Answer 433 ERR_NICKNAMEINUSE for the nick ``client`` asked for.
+
+    An unregistered client has no nick again afterwards, so the 433 names it
+    ``*`` and the next ``NICK`` starts over ("Modern IRC", NICK; RFC 2812
+    section 3.1.2).
+    """
+    nick = client.nick
+    if not client.registered:
+        client.set_nick("*")
+    reply.numeric(N.ERR_NICKNAMEINUSE, nick, text)
 
 
 def _refuse(server, client, reply: Reply, text: str, error: str) -> None:
@@ -354,14 +365,14 @@ def complete_registration(server, client, reply: Reply, created: bool = False,
     if server.cluster is not None and not server.applying and not client.is_pseudo:
         if client.nick_cf in world.users:
             client.account = None
-            reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+            refuse_nick(client, reply, "Nickname is already in use")
             return
         server.cluster.introduce(client, created, autojoin)
         return
     local = server.is_local(client)
     if client.nick_cf in world.users:
         client.account = None
-        reply.numeric(N.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
+        refuse_nick(client, reply, "Nickname is already in use")
         return
     if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/commands/oper.py)
         return
