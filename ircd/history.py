@@ -68,6 +68,21 @@ Row = tuple[str, float, str, str, str | None, str, str, str]
 """One message as stored: the fields of :class:`Item` in order."""
 
 
+def log_position(msgid: str) -> tuple[int, ...]:
+    """Where in the cluster's log the message with ``msgid`` was made: its
+    stream id and counters as ints (``"1733130000000.4.0.1"`` gives
+    ``(1733130000000, 4, 0, 1)``); ``()`` for a single node's ids.
+
+    In a cluster every origin node writes its own rows, so the database's row
+    order is not the log's; sorting by time and then by this gives every node
+    that loads the history the order the others applied (ircd.cluster.log).
+    """
+    parts = msgid.split(".")
+    if len(parts) < 3 or not all(p.isdigit() for p in parts):
+        return ()
+    return tuple(map(int, parts))
+
+
 class HistoryDisk(Protocol):
     """The persistent side of :class:`HistoryStore`. Every method blocks and may raise.
 
@@ -154,7 +169,8 @@ class HistoryStore:
     def load(self, now: float) -> int:
         """Load the recent history from disk; returns the number of messages loaded."""
         cutoff = now - self.retention_days * 86400 if self.retention_days > 0 else 0.0
-        rows = self.disk.recent(cutoff, self.max_per_target)
+        rows = sorted(self.disk.recent(cutoff, self.max_per_target),
+                      key=lambda row: (row[1], log_position(row[2])))
         for row in rows:
             self._remember(Item(*row))
         return len(rows)

@@ -14,9 +14,10 @@ import random
 import pytest
 
 from ircd.accounts import AccountStore
-from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, command_of
+from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, command_of, entry_time
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
+from ircd.history import log_position
 from ircd.protocol.message import parse_line
 from ircd.simple import EchoBot
 from tests.test_core import Conn, FakeClock
@@ -371,3 +372,16 @@ def test_a_batch_of_entries_packs_into_one_stream_field_and_back():
     assert list(unpack(pack(entries))) == entries
     assert list(unpack(pack(entries)[:-3])) == entries[:3]   # a cut tail is dropped
     assert list(unpack(b"zz\nabc")) == []
+
+
+def test_an_entry_reads_the_time_of_its_stream_id_and_history_sorts_by_log_position():
+    assert entry_time("1733130000123-7") == 1733130000.123
+    assert entry_time("1733130000123-7.42") == 1733130000.123
+    # one millisecond, two stream entries, batch slots and counters: the log's order
+    ids = ["1733130000123.10.0.1", "1733130000123.9.3.1", "1733130000123.9.12.2",
+           "1733130000123.9.12.1"]
+    assert sorted(ids, key=log_position) == [
+        "1733130000123.9.3.1", "1733130000123.9.12.1", "1733130000123.9.12.2",
+        "1733130000123.10.0.1"]
+    # a single node's ids (boot prefix + hex counter) keep the database's order
+    assert log_position("5f3a9c01") == () == log_position("5f3a9c0.1ab")

@@ -143,13 +143,23 @@ def command_of(line: bytes) -> bytes:
     return rest.partition(b" ")[0].upper()
 
 
-def encode_line(origin: int, seq: int, sender: str, t: float, line: bytes) -> bytes:
-    """An ``L`` entry: ``L<origin> <seq> <sender> <t>\\n<line>`` (bytes).
+def encode_line(origin: int, seq: int, sender: str, line: bytes) -> bytes:
+    """An ``L`` entry: ``L<origin> <seq> <sender>\\n<line>`` (bytes).
 
     ``sender`` is the user's network id as a decimal string, or ``~<nick>``
     for a pseudo-user (echobot, NickServ), which every node has.
     """
-    return b"L%d %d %s %r\n" % (origin, seq, sender.encode(), t) + line
+    return b"L%d %d %s\n" % (origin, seq, sender.encode()) + line
+
+
+def entry_time(entry_id: str) -> float:
+    """The time of log entry ``entry_id`` (``"<ms>-<n>"``, maybe ``".<i>"`` in a
+    batch), in unix seconds: Redis's clock when it appended the entry.
+
+    Redis never gives an entry a smaller id than the one before (XADD), so
+    these times never go back in log order, and every node reads the same one.
+    """
+    return int(entry_id.partition("-")[0]) / 1000
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:
@@ -189,9 +199,9 @@ class Replication:
         now = self._now
         return self._real_clock() if now is None else now
 
-    def _enter(self, entry_id: str, t: float, origin: int) -> None:
+    def _enter(self, entry_id: str, origin: int) -> None:
         server = self.server
-        self._now = t
+        self._now = entry_time(entry_id)
         server.applying = True
         server.origin_here = origin == self.node.id
         events.set_msgid_prefix(entry_id.replace("-", "."))
@@ -299,7 +309,7 @@ class Replication:
         seq = next(self._seq)
         self.waiting[seq] = done
         sender = f"~{client.nick_cf}" if client.is_pseudo else str(client.id)
-        self.transport.append(encode_line(self.node.id, seq, sender, self._real_clock(), line),
+        self.transport.append(encode_line(self.node.id, seq, sender, line),
                               seq)
 
     def submit_message(self, client: Client, msg: Message, done: Done | None = None) -> None:
@@ -345,20 +355,20 @@ class Replication:
 
         self.waiting[seq] = done
         self.transport.append(encode_json({
-            "k": "intro", "o": self.node.id, "s": seq, "t": self._real_clock(),
+            "k": "intro", "o": self.node.id, "s": seq,
             "u": self._user_record(client), "created": created, "autojoin": autojoin,
         }), seq)
 
     def publish_quit(self, client: Client, reason: str) -> None:
         """A user of this node left outside the log (connection closed, ping timeout...)."""
         self.transport.append(encode_json({
-            "k": "quit", "o": self.node.id, "t": self._real_clock(), "id": client.id,
+            "k": "quit", "o": self.node.id, "id": client.id,
             "reason": reason}), 0, retry=True)
 
     def publish_user(self, client: Client) -> None:
         """``client``'s account, oper status or capabilities changed off the log."""
         self.transport.append(encode_json({
-            "k": "user", "o": self.node.id, "t": self._real_clock(), "id": client.id,
+            "k": "user", "o": self.node.id, "id": client.id,
             "account": client.account, "oper": list(client.oper) if client.oper else None,
             "modes": "".join(sorted(client.modes)), "caps": sorted(client.caps)}), 0, retry=True)
 
@@ -366,19 +376,17 @@ class Replication:
         """Account ``name`` was created (``present``) or dropped: every replica's
         ``account_names`` follows."""
         self.transport.append(encode_json({
-            "k": "acct", "o": self.node.id, "t": self._real_clock(), "name": name,
+            "k": "acct", "o": self.node.id, "name": name,
             "present": present}), 0, retry=True)
 
     def hello_entry(self) -> bytes:
         """The entry with which this node announces itself (see :mod:`ircd.cluster.redis`)."""
-        return encode_json({"k": "hello", "o": self.node.id, "t": self._real_clock(),
-                            "name": self.node.name, "server": self.node.server,
+        return encode_json({"k": "hello", "o": self.node.id, "name": self.node.name, "server": self.node.server,
                             "info": self.node.info})
 
     def lost_entry(self, node_id: int) -> bytes:
         """The entry declaring node ``node_id`` lost (its liveness key expired)."""
-        return encode_json({"k": "lost", "o": self.node.id, "t": self._real_clock(),
-                            "node": node_id})
+        return encode_json({"k": "lost", "o": self.node.id, "node": node_id})
 
     # -- applying the log ---------------------------------------------------------
 
@@ -409,7 +417,7 @@ class Replication:
 
     def _apply_line(self, entry_id: str, data: bytes) -> None:
         header, _, line = data[1:].partition(b"\n")
-        origin_s, seq_s, sender, t_s = header.split(b" ")
+        origin_s, seq_s, sender = header.split(b" ")
         origin = int(origin_s)
         if origin not in self.nodes:
             return
@@ -426,7 +434,6 @@ class Replication:
             if done is not None:
                 done(None)
             return
-        t = float(t_s)
         try:
             msg = parse_line(line, check_length=False)  # checked where it was received
         except MessageParseError:
@@ -435,13 +442,13 @@ class Replication:
             return
         history = server.history
         mark = len(history.pending) if history is not None else 0
-        self._enter(entry_id, t, origin)
+        self._enter(entry_id, origin)
         try:
             paused = client.pending
             if local:
                 client.pending = False  # (else dispatch keeps a label for a later answer)
             else:
-                client.last_seen = t
+                client.last_seen = self._clock()
             reply = dispatch(server, client, msg)
             client.pending = client.pending or paused
         finally:
@@ -471,7 +478,7 @@ class Replication:
         else:
             client = self._replica(rec)
         reply = Reply(server.name, client)
-        self._enter(entry_id, obj["t"], origin)
+        self._enter(entry_id, origin)
         try:
             complete_registration(server, client, reply, created=obj.get("created", False),
                                   autojoin=obj.get("autojoin", []))
@@ -488,7 +495,7 @@ class Replication:
         client = self.by_id.get(obj["id"])
         if client is None:
             return
-        self._enter(entry_id, obj["t"], obj["o"])
+        self._enter(entry_id, obj["o"])
         self.server.quit(client, obj["reason"])
 
     def _apply_user(self, entry_id: str, obj: dict[str, Any]) -> None:
@@ -497,7 +504,7 @@ class Replication:
         client = self.by_id.get(obj["id"])
         if client is None:
             return
-        self._enter(entry_id, obj["t"], obj["o"])
+        self._enter(entry_id, obj["o"])
         local = obj["o"] == self.node.id
         if not local:
             client.oper = tuple(obj["oper"]) if obj["oper"] else None  # type: ignore[assignment]
@@ -506,7 +513,8 @@ class Replication:
             account = obj["account"]
             if account != client.account:
                 client.account = account
-                event = events.Event(f":{client.source} ACCOUNT {account or '*'}", obj["t"])
+                event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
+                                     self._clock())
                 event.send_to(monitor.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
@@ -538,7 +546,7 @@ class Replication:
         log.warning("node %s (%s) lost: its users quit", lost.name, lost.server)
         reason = f"node {lost.name} lost"
         for client in [c for c in self.by_id.values() if c.node == lost.id]:
-            self._enter(entry_id, obj["t"], obj["o"])
+            self._enter(entry_id, obj["o"])
             self.server.quit(client, reason)
             self._leave()
 
