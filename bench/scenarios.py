@@ -440,6 +440,7 @@ async def run_storm(server: Target, opts: Options, name: str, accounts: int) -> 
     ports = server.ports
     meter = server.meter()
     counters0 = server.counters()
+    sent0 = wa.sent + wb.sent  # the cost rows count the lines sent from here on
     gc.collect()
     gc.disable()
     regs: list[asyncio.Task[None]] = []
@@ -463,22 +464,24 @@ async def run_storm(server: Target, opts: Options, name: str, accounts: int) -> 
         storm_lat = tally.lat[base_n:]
         storm_cross = tally.lat_cross[base_cross:]
         storm_delivered = tally.delivered - base_delivered
-        sent = await _cancel(talk)
+        await _cancel(talk)
+        # A cancelled sender returns nothing: its window holds how many it wrote.
+        sent = wa.sent + wb.sent
         # Let the lines in flight arrive (at most 2 windows' worth), bounded by 2 s.
         t_end = time.monotonic() + 2.0
-        while tally.delivered < sum(sent) and time.monotonic() < t_end and not (a.closed or b.closed):
+        while tally.delivered < sent and time.monotonic() < t_end and not (a.closed or b.closed):
             await asyncio.sleep(0.01)
     finally:
         gc.enable()
     counters1 = server.counters()
-    conv_lost = max(0, sum(sent) - tally.delivered)
+    conv_lost = max(0, sent - tally.delivered)
     result.expected = storm_delivered + conv_lost
     result.deliveries = storm_delivered
     result.seconds = meter.wall
     result.lost = conv_lost + (accounts - len(conns))
     result.out_of_order = tally.ooo
     _latency(result, storm_lat, storm_cross)
-    cluster_costs(result, server, meter, counters0, counters1, sum(sent) + len(conns))
+    cluster_costs(result, server, meter, counters0, counters1, sent - sent0 + len(conns))
     result.extra["registered"] = f"{len(conns)}/{accounts} in {meter.wall:.1f} s"
     reg_lat.sort()
     p50, p99 = percentile_ms(reg_lat, 0.5, 1e3, True), percentile_ms(reg_lat, 0.99, 1e3, True)
