@@ -163,18 +163,18 @@ class RedisLog:
                 if await r.set(self._key(f"founder:{self.epoch}"), node.id, nx=True,
                                ex=FOUNDER_LOCK):
                     repl.found()
-                    log.info("cluster: node %s (id %x) founded the network", node.name, node.id)
+                    log.info("node %s (id %x) founded the network", node.name, node.id)
                     break
                 await asyncio.sleep(0.3)  # another node is founding it: say hello again
                 continue
             data = await self._wait_snapshot(hello_id)
             if data is not None:
                 repl.load_snapshot(data)
-                log.info("cluster: node %s (id %x) joined %d other node(s): %d users, "
+                log.info("node %s (id %x) joined %d other node(s): %d users, "
                          "%d channels", node.name, node.id, len(repl.nodes) - 1,
                          len(repl.by_id), len(self.server.world.channels))
                 break
-            log.warning("cluster: no snapshot from %s within %.0f s; saying hello again",
+            log.warning("no snapshot from %s within %.0f s; saying hello again",
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id = hello_id
         self._generation += 1
@@ -239,9 +239,9 @@ class RedisLog:
         async def put() -> None:
             try:
                 await self.redis.set(self._key(f"snapshot:{entry_id}"), data, ex=SNAPSHOT_TTL)
-                log.info("cluster: sent a snapshot (%d bytes) at %s", len(data), entry_id)
+                log.info("sent a snapshot (%d bytes) at %s", len(data), entry_id)
             except (RedisError, OSError) as exc:
-                log.warning("cluster: storing a snapshot failed: %r", exc)
+                log.warning("storing a snapshot failed: %r", exc)
         self._tasks.append(asyncio.get_running_loop().create_task(put()))
 
     def reset(self, why: str) -> None:
@@ -311,7 +311,7 @@ class RedisLog:
 
     def _went_down(self, exc: BaseException) -> None:
         if self.available:
-            log.error("cluster: Redis unavailable (%r); refusing changes until it is back", exc)
+            log.error("Redis unavailable (%r); refusing changes until it is back", exc)
         self.available = False
         if self._down_since is None:
             self._down_since = time.monotonic()
@@ -363,7 +363,7 @@ class RedisLog:
         since = self._down_since
         if since is not None and self._rejoin is None and \
                 time.monotonic() - since > self.node_timeout:
-            log.error("cluster: Redis unavailable for %.0f s: disconnecting this node's users",
+            log.error("Redis unavailable for %.0f s: disconnecting this node's users",
                       time.monotonic() - since)
             self.reset("Redis unavailable for longer than node_timeout")
 
@@ -374,7 +374,7 @@ class RedisLog:
             repl = self.replication
             repl.node = NodeInfo(self._new_id(), repl.node.name, repl.node.server, repl.node.info)
             self.server.node_id = repl.node.id
-            log.warning("cluster: rejoining as node id %x (%s)", repl.node.id, why)
+            log.warning("rejoining as node id %x (%s)", repl.node.id, why)
             self._reported.clear()
             await self._join()
             self._rejoin = None
@@ -383,7 +383,7 @@ class RedisLog:
         await self._refresh()
         now = time.monotonic()
         if changed:
-            log.warning("cluster: Redis lost its data (epoch changed); carrying on from the "
+            log.warning("Redis lost its data (epoch changed); carrying on from the "
                         "replica, no node is declared lost for %.0f s", self.node_timeout)
             self._grace_until = now + self.node_timeout
             # Entries appended but not read back went with the old stream: refuse them
@@ -391,7 +391,7 @@ class RedisLog:
             for seq in list(self.replication.waiting):
                 self.replication.failed(seq)
         if not self.available:
-            log.warning("cluster: Redis is back")
+            log.warning("Redis is back")
             self.available = True
             self._grace_until = max(self._grace_until, now + self.node_timeout)
             self._wake.set()  # the quits kept while it was away
@@ -408,7 +408,7 @@ class RedisLog:
             alive = await pipe.execute()
         for n, up in zip(others, alive, strict=True):
             if not up:
-                log.warning("cluster: node %x's liveness key expired: declaring it lost", n)
+                log.warning("node %x's liveness key expired: declaring it lost", n)
                 self._reported.add(n)
                 self.append(repl.lost_entry(n), 0, retry=True)
 
