@@ -178,6 +178,8 @@ class ClusterProcess:
         payload = entries = 0
         for _id, fields in recent:
             for name, value in zip(fields[::2], fields[1::2], strict=False):
+                if name == b"o":  # the stream entry's offset, not a log entry
+                    continue
                 payload += len(value)
                 entries += sum(1 for _ in unpack(value)) if name == b"b" else 1
         out = {"length": length, "bytes": float(used or 0)}

@@ -24,6 +24,8 @@ What is checked, each against what docs/cluster.md promises:
 - Redis restarted empty: users stay connected and the network carries on;
 - a node frozen for longer than ``node_timeout``: declared lost, and on waking
   it drops its users and rejoins as a new node;
+- the stream trimmed past entries a frozen node had not read: on waking it
+  notices the jump in offsets, drops its users and rejoins from a snapshot;
 - accounts and channel history survive restarting every node (PostgreSQL);
 - a node lost under load: every acknowledged message reaches a receiver on
   every surviving node, in per-sender order;
@@ -46,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from redis import Redis as RedisClient
 
 from tests.cluster_support import Cluster, cluster, redis, wait_until  # noqa: F401
 from tests.engines import pg_url, postgres  # noqa: F401 - fixtures
@@ -721,6 +724,53 @@ def test_node_frozen_longer_than_node_timeout_is_lost_then_drops_its_users_and_r
     for c in (alice, bob2, carol):
         c.drain(0.3)
         assert not [x for x in c.lines if "zombie" in x], f"{c.nick} heard the old bob"
+
+
+def test_stream_trimmed_past_a_frozen_node_is_noticed_and_the_node_rejoins(cluster, redis):  # noqa: F811
+    """A node that sleeps while the stream is trimmed past entries it has not read
+    (``MAXLEN``, or here an operator's XTRIM) sees the offsets jump, drops its
+    users and rejoins from a snapshot, instead of serving a replica that missed
+    changes (docs/cluster.md "A node falls far behind")."""
+    net = cluster(2, node_timeout=5, **QUIET)
+    alice = irc(net, 0, "alice")
+    bob = irc(net, 1, "bob")
+    join("#s", alice, bob)
+    wait_names(alice, "#s", {"alice", "bob"})
+    alice.sync()
+
+    frozen = net.nodes[1].proc
+    assert frozen is not None
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        # n2's blocked XREAD is answered with the first entry (it waits in n2's socket);
+        # the second is trimmed before n2 reads it
+        alice.send("TOPIC #s :read by n2")
+        alice.expect(lambda s: command_of(s) == "TOPIC")
+        alice.send("MODE #s +m")
+        alice.expect(lambda s: command_of(s) == "MODE")
+        with RedisClient.from_url(redis.url) as r:
+            r.xtrim("chatserver:log", maxlen=0)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    alice.send("TOPIC #s :after the gap")  # the next entry n2 reads shows the jump
+    alice.expect(lambda s: command_of(s) == "TOPIC")
+    error = wait_dropped(bob, 10.0)
+    assert error == f"ERROR :{UNAVAILABLE}", bob.lines[-5:]
+    # the other nodes see n2's old node id lost (its key is no longer refreshed)
+    assert quits(alice, 1, net.node_timeout + 5) == {"bob": "node n2 lost"}
+    carol = wait_serving(net, 1, "carol")
+    carol.send("MODE #s")
+    modes = carol.expect_numeric("324")
+    assert "m" in modes.split(" ")[4], modes  # the change n2 had missed, from the snapshot
+    carol.send("TOPIC #s")
+    assert carol.expect_numeric("332").endswith(":after the gap")
+    join("#s", carol)
+    assert names(carol, "#s") == {"alice", "carol"}
+    alice.send("MODE #s +v carol")  # #s is moderated: carol needs a voice to speak
+    alice.expect(lambda s: command_of(s) == "MODE")
+    round_trip(carol, alice, "#s", "n2 is whole again")
+    round_trip(alice, carol, "#s", "welcome back")
+    assert whois_server(alice, "carol") == "n2.test"
 
 
 # -- 9. nothing lost across restarts ------------------------------------------------------------

@@ -2,10 +2,16 @@
 
 Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
 
-- ``log``: the stream. Each stream entry has one field: ``b``, a batch of
+- ``log``: the stream. Each stream entry has the field ``b``, a batch of
   log entries (the bytes of :mod:`ircd.cluster.log`, see :func:`pack`), or
-  ``e``, one log entry (a node's ``hello`` and ``lost``). Appended with XADD (``MAXLEN ~`` :data:`STREAM_MAXLEN`),
-  read by every node with XREAD BLOCK, in stream order.
+  ``e``, one log entry (a node's ``hello`` and ``lost``), and the field
+  ``o``, its offset. Appended by :data:`APPEND_SCRIPT` (INCR and XADD
+  ``MAXLEN ~`` :data:`STREAM_MAXLEN` in one step), read by every node with
+  XREAD BLOCK, in stream order.
+- ``offset``: the last offset given; offsets count the stream entries 1, 2,
+  3, ... without holes, so a node that reads offset 9 after 5 knows that the
+  stream was trimmed past entries it had not read yet (it fell too far
+  behind): its replica missed changes, and it rejoins as a new node.
 - ``node:<id>``: a node's liveness key, expiring after ``node_timeout``
   seconds, refreshed every :data:`HEARTBEAT` seconds.
 - ``nodes``: a hash ``<id>`` -> ``synced`` or ``joining``, to find a node
@@ -59,6 +65,15 @@ FOUNDER_LOCK = 3
 READ_BLOCK_MS = 1000
 READ_COUNT = 2000
 
+APPEND_SCRIPT = """
+local offset = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3], 'o', offset)
+return {id, offset}
+"""
+"""Append one stream entry with the next offset, atomically (Lua; KEYS: log, offset;
+ARGV: maxlen, field, value). Returns ``[entry id, offset]``. The approach of
+Centrifugo's Redis engine, whose publish script gives each stream entry an offset."""
+
 
 class ClusterError(Exception):
     """The cluster's Redis cannot be used at start (one line for the operator)."""
@@ -87,6 +102,8 @@ class RedisLog:
         self.available = False
         self.epoch = ""
         self.last_id = "0-0"
+        self.last_offset = 0                  # offset of last_id's entry (0: not known)
+        self._append_script = self.redis.register_script(APPEND_SCRIPT)
         self._queue: list[tuple[bytes, int, bool]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,9 +151,8 @@ class RedisLog:
             task.cancel()
         node = self.replication.node
         try:
+            await self._append("e", self.replication.lost_entry(node.id))
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self._key("log"), {"e": self.replication.lost_entry(node.id)},
-                          maxlen=STREAM_MAXLEN, approximate=True)
                 pipe.delete(self._key(f"node:{node.id}"))
                 pipe.hdel(self._key("nodes"), str(node.id))
                 await pipe.execute()
@@ -154,8 +170,7 @@ class RedisLog:
             await self._check_epoch()
             node = repl.node
             await self._refresh(synced=False)
-            hello_id = (await r.xadd(self._key("log"), {"e": repl.hello_entry()},
-                                     maxlen=STREAM_MAXLEN, approximate=True)).decode()
+            hello_id, hello_offset = await self._append("e", repl.hello_entry())
             peers = await self._synced_peers()
             # Founding is decided once per epoch (SET NX): two nodes starting together on
             # an empty Redis must not both found, each ignoring the other's entries.
@@ -176,7 +191,7 @@ class RedisLog:
                 break
             log.warning("no snapshot from %s within %.0f s; saying hello again",
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
-        self.last_id = hello_id
+        self.last_id, self.last_offset = hello_id, hello_offset
         self._generation += 1
         self.available = True
         self._down_since = None
@@ -209,6 +224,15 @@ class RedisLog:
             await asyncio.sleep(0.05)
         return None
 
+    async def _append(self, field: str, value: bytes) -> tuple[str, int]:
+        """Append one stream entry ``{field: value, "o": offset}``; return its id and offset.
+
+        Raises :class:`redis.exceptions.RedisError` or :class:`OSError` if Redis fails.
+        """
+        entry_id, offset = await self._append_script(
+            keys=[self._key("log"), self._key("offset")], args=[STREAM_MAXLEN, field, value])
+        return entry_id.decode(), int(offset)
+
     async def _check_epoch(self) -> bool:
         """Read the epoch; set one if there is none. True if it changed since last seen."""
         r = self.redis
@@ -230,7 +254,7 @@ class RedisLog:
     _sending = False
 
     def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
-        """Queue one entry; the writer task sends the queue as one pipeline of XADDs."""
+        """Queue one entry; the writer task appends the queue as one stream entry (a batch)."""
         self._queue.append((data, seq, retry))
         self._wake.set()
 
@@ -278,8 +302,6 @@ class RedisLog:
     # -- tasks -----------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        r = self.redis
-        key = self._key("log")
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -293,8 +315,7 @@ class RedisLog:
             try:
                 # One stream entry per batch: redis-py spends tens of µs of CPU per
                 # command, even pipelined, and a batch is appended whole or not at all.
-                await r.xadd(key, {"b": pack(item[0] for item in batch)},
-                             maxlen=STREAM_MAXLEN, approximate=True)
+                await self._append("b", pack(item[0] for item in batch))
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
                 self._give_up(batch)
@@ -336,6 +357,8 @@ class RedisLog:
             for _stream, entries in result or ():
                 for raw_id, fields in entries:
                     entry_id = raw_id.decode()
+                    if self._gap(int(fields.get(b"o", 0))):
+                        break
                     self.last_id = entry_id
                     packed = fields.get(b"b")
                     if packed is not None:
@@ -347,6 +370,23 @@ class RedisLog:
                         repl.apply(entry_id, data)
                     if generation != self._generation:
                         break
+
+    def _gap(self, offset: int) -> bool:
+        """Check the offset of the next stream entry read; True if entries were missed.
+
+        Offsets follow each other; a jump means that the stream was trimmed
+        (``MAXLEN``, or an operator's XTRIM) past entries this node had not read:
+        its replica missed changes, so it drops its users and rejoins from a
+        snapshot (:meth:`reset`). An offset that goes back means Redis lost its
+        data and counts again from 1 (the epoch check handles that).
+        """
+        last, self.last_offset = self.last_offset, offset or self.last_offset
+        if last and offset > last + 1:
+            log.error("missed %d stream entries (trimmed before this node read them): "
+                      "rejoining", offset - last - 1)
+            self.reset("stream entries missed")
+            return True
+        return False
 
     async def _heartbeat_loop(self) -> None:
         while True:
