@@ -43,6 +43,8 @@ class Stats:
 
     - ``messages_relayed``: PRIVMSG/NOTICE/TAGMSG accepted for delivery,
       once per target (a channel or a nick), from IRC and the SEND dialect;
+      in a cluster, only those of this node's users (the node that took the
+      line counts it; summed over the nodes, each message counts once);
     - ``sendq_drops``: clients disconnected with ``SendQ exceeded``;
     - ``flood_disconnects``: clients disconnected with ``Excess Flood``;
     - ``history_in_flight``: history messages handed to a worker and not yet

@@ -385,3 +385,23 @@ def test_an_entry_reads_the_time_of_its_stream_id_and_history_sorts_by_log_posit
         "1733130000123.10.0.1"]
     # a single node's ids (boot prefix + hex counter) keep the database's order
     assert log_position("5f3a9c01") == () == log_position("5f3a9c0.1ab")
+
+
+def test_each_node_counts_only_its_own_users_messages_relayed(net):
+    """``chatserver_messages_relayed_total`` summed over the nodes counts each message
+    once: the node that took the line counts it, the nodes that apply it do not."""
+    n1, n2 = net.node(1, "n1"), net.node(2, "n2")
+    alice, bob = user(net, n1, "alice"), user(net, n2, "bob")
+    for conn in (alice, bob):
+        conn.send("JOIN #room")
+        net.pump()
+    before = (n1.stats.messages_relayed, n2.stats.messages_relayed)
+    alice.send("PRIVMSG #room :to the channel")
+    alice.send("PRIVMSG bob :to bob")
+    alice.send("NOTICE bob :a notice")
+    bob.send("PRIVMSG alice :back to alice")
+    net.pump()
+    assert [m.params[-1] for m in bob.take() if m.command in ("PRIVMSG", "NOTICE")] == [
+        "to the channel", "to bob", "a notice"]
+    assert [m.params[-1] for m in alice.take() if m.command == "PRIVMSG"] == ["back to alice"]
+    assert (n1.stats.messages_relayed - before[0], n2.stats.messages_relayed - before[1]) == (3, 1)

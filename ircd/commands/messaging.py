@@ -100,7 +100,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             else:
                 recipients = members
             event.send_to(recipients, exclude=client)
-            server.stats.messages_relayed += 1
+            server.stats.messages_relayed += client.node == server.node_id  # this node's users'
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and not status and server.history is not None:
@@ -119,7 +119,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             if not tagmsg or user.tagmask & 1:
                 mask = user.tagmask
                 user.write(event.bytes_for(mask) if mask else event.plain)
-            server.stats.messages_relayed += 1
+            server.stats.messages_relayed += client.node == server.node_id
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and server.history is not None:
@@ -165,7 +165,7 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
     if client.account and user.account and server.history is not None:
         return False
     client.last_active = client.last_seen
-    server.stats.messages_relayed += 1
+    server.stats.messages_relayed += 1  # a local user's line: cluster mode never comes here
     user.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
                          raw[sep:], b"\r\n")))
     return True
