@@ -175,6 +175,11 @@ class HistoryStore:
             self._remember(Item(*row))
         return len(rows)
 
+    def recent_rows(self, since: float) -> list[Row]:
+        """The stored messages from ``since`` (unix seconds) on, at most ``max_per_target``
+        per target: for :meth:`merge` (blocks: call it off the loop)."""
+        return self.disk.recent(since, self.max_per_target)
+
     def write(self, items: list[Item]) -> None:
         """Append ``items`` to the database in one transaction."""
         if items:
@@ -200,6 +205,29 @@ class HistoryStore:
         while len(q) > self.max_per_target:
             old = q.popleft()
             self.by_msgid.pop(old.msgid, None)
+
+    def merge(self, rows: list[Row]) -> int:
+        """Add the stored ``rows`` whose msgid is not held yet; returns how many were kept.
+
+        Each target they touch is put back in (time, log position) order and
+        cut to ``max_per_target``. A cluster node that joined calls it a few
+        seconds after its start (docs/cluster.md "History"): messages sent just
+        before it joined were neither in what :meth:`load` read nor in the
+        entries it applied, but their senders' nodes have written them since.
+        """
+        new = {row[2]: Item(*row) for row in rows if row[2] not in self.by_msgid}
+        added = 0
+        for target in {item.target for item in new.values()}:
+            items = sorted([*self.targets.get(target, ()),
+                            *(item for item in new.values() if item.target == target)],
+                           key=lambda i: (i.t, log_position(i.msgid)))
+            for old in items[:-self.max_per_target]:
+                self.by_msgid.pop(old.msgid, None)
+            kept = items[-self.max_per_target:]
+            self.targets[target] = deque(kept)
+            self.by_msgid.update((item.msgid, item) for item in kept)
+            added += sum(item.msgid in new for item in kept)
+        return added
 
     def add(self, item: Item) -> None:
         """Remember ``item`` and queue it for the next background write."""

@@ -910,6 +910,50 @@ def test_chathistory_is_the_same_from_every_node_and_from_a_node_added_later(clu
             f"index {diff}: n1 {h1[ch][diff]} vs n3 {h3[ch][diff]}")
 
 
+def test_messages_sent_while_a_node_starts_reach_its_chathistory(cluster):  # noqa: F811
+    """A node loads the history from PostgreSQL before it joins; messages sent around
+    that moment were not written yet and are not entries it applies. A few seconds
+    after joining it reads them from the database (docs/cluster.md "History")."""
+    net = cluster(1, limits=LIMITS, server={"autojoin": []})
+    reader1 = irc(net, 0, "reader1", caps=READER)
+    alice = irc(net, 0, "alice")
+    for c in (reader1, alice):
+        c.send("JOIN #busy")
+        c.expect_numeric("366")
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def talk() -> None:  # one message every 50 ms, all through n2's start
+        k = 0
+        while not stop.is_set() and k < 95:
+            alice.send(f"PRIVMSG #busy :line {k}")
+            sent.append(k)
+            k += 1
+            time.sleep(0.05)
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    try:
+        time.sleep(0.5)
+        net.add_node()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        talker.join(timeout=10)
+    want = [f"line {k}" for k in sent]
+    collect(reader1, lambda s: command_of(s) == "PRIVMSG", lambda kept: len(kept) == len(want))
+    reader2 = irc(net, 1, "reader2", caps=READER)
+    reader2.send("JOIN #busy")
+    reader2.expect_numeric("366")
+    assert [t for *_, t in history(reader1, "#busy")] == want
+
+    def complete() -> bool:
+        return [t for *_, t in history(reader2, "#busy")] == want
+    assert wait_until(complete, WAIT), (
+        f"n2 lacks: {sorted(set(want) - {t for *_, t in history(reader2, '#busy')})}")
+    assert history(reader2, "#busy") == history(reader1, "#busy")
+
+
 # -- 8. the SEND dialect ---------------------------------------------------------------------
 
 

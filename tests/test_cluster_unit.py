@@ -17,7 +17,7 @@ from ircd.accounts import AccountStore
 from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, command_of, entry_time
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
-from ircd.history import log_position
+from ircd.history import HistoryStore, Item, log_position
 from ircd.protocol.message import parse_line
 from ircd.simple import EchoBot
 from tests.test_core import Conn, FakeClock
@@ -405,3 +405,23 @@ def test_each_node_counts_only_its_own_users_messages_relayed(net):
         "to the channel", "to bob", "a notice"]
     assert [m.params[-1] for m in alice.take() if m.command == "PRIVMSG"] == ["back to alice"]
     assert (n1.stats.messages_relayed - before[0], n2.stats.messages_relayed - before[1]) == (3, 1)
+
+
+def test_history_merge_adds_only_the_missing_messages_in_log_order_and_keeps_the_bound(tmp_path):
+    """``HistoryStore.merge``: what a node that joined reads back from the database."""
+    store = HistoryStore(tmp_path / "h.sqlite3", max_per_target=4)
+
+    def item(n: int, t: float = 100.0) -> Item:
+        return Item("#a", t, f"1700000000000.0.{n}.1", "alice!a@h", None,
+                    "PRIVMSG", "#a", f"m{n}")
+
+    for n in (1, 4, 5):                           # what the node applied itself
+        store.add(item(n))
+    rows = [(i.target, i.t, i.msgid, i.source, i.account, i.command, i.to_name, i.text)
+            for i in (item(0), item(2), item(3), item(4))]   # 4: held already
+    assert store.merge(rows) == 2          # m0 is older than the 4 kept
+    # one ms, so the order is the log's (msgid); the bound keeps the newest 4
+    assert [i.text for i in store.items("#a")] == ["m2", "m3", "m4", "m5"]
+    assert set(store.by_msgid) == {item(n).msgid for n in (2, 3, 4, 5)}
+    assert store.merge(rows) == 0          # m0 is still too old; the rest is held
+    store.close()

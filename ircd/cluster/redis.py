@@ -64,6 +64,11 @@ FOUNDER_LOCK = 3
 """Seconds the right to found the network is held (long enough to mark itself synced)."""
 READ_BLOCK_MS = 1000
 READ_COUNT = 2000
+HISTORY_CATCH_UP = 3.0
+"""Seconds after joining before a node reads from the database the messages it did not
+apply (sent just before it joined); each node writes its users' messages within ~1 s."""
+HISTORY_MARGIN = 10.0
+"""Seconds before the start (or the outage) from which that catch-up reads."""
 
 APPEND_SCRIPT = """
 local offset = redis.call('INCR', KEYS[2])
@@ -112,6 +117,7 @@ class RedisLog:
         self._reported: set[int] = set()
         self._rejoin: str | None = None       # why this node must rejoin (then a new node id)
         self._generation = 0                  # bumped on each (re)join: stale reads are dropped
+        self._history_since: float | None = time.time() - HISTORY_MARGIN  # history not applied since
         self._closing = False
 
     @staticmethod
@@ -192,11 +198,31 @@ class RedisLog:
             log.warning("no snapshot from %s within %.0f s; saying hello again",
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id, self.last_offset = hello_id, hello_offset
+        self._tasks.append(asyncio.get_running_loop().create_task(self._catch_up_history()))
         self._generation += 1
         self.available = True
         self._down_since = None
         self._grace_until = time.monotonic() + self.node_timeout
         await self._refresh(synced=True)
+
+    async def _catch_up_history(self) -> None:
+        """Merge into the in-memory history the messages this node did not apply: those
+        sent between the start (or the outage) and its join, which their senders'
+        nodes have written to the database meanwhile (docs/cluster.md "History")."""
+        history = self.server.history
+        since = self._history_since
+        if history is None or since is None:
+            return
+        await asyncio.sleep(HISTORY_CATCH_UP)
+        try:
+            rows = await asyncio.to_thread(history.recent_rows, since)
+        except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL restarting: say so, go on
+            log.warning("history catch-up failed: %r", exc)
+            return
+        self._history_since = None
+        added = history.merge(rows)
+        if added:
+            log.info("history: %d messages sent while this node was joining merged", added)
 
     async def _synced_peers(self) -> list[int]:
         """Ids of the other nodes that hold the world and whose liveness key exists."""
@@ -272,6 +298,8 @@ class RedisLog:
         """Drop this node's users and the replica; rejoin as a new node (heartbeat task)."""
         if self._rejoin is None:
             self._rejoin = why
+            since = time.time() - HISTORY_MARGIN
+            self._history_since = min(self._history_since or since, since)
             self._drop_everything("Cluster unavailable")
 
     def _drop_everything(self, error: str) -> None:
