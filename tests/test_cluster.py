@@ -54,7 +54,8 @@ from tests.ircv3util import (
     untagged,
 )
 from tests.ircv3util import connect as ircv3_connect
-from tests.support import config_with
+from tests.opersupport import become_oper, opers_config
+from tests.support import RawClient, config_with
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -952,6 +953,80 @@ def test_messages_sent_while_a_node_starts_reach_its_chathistory(cluster):  # no
     assert wait_until(complete, WAIT), (
         f"n2 lacks: {sorted(set(want) - {t for *_, t in history(reader2, '#busy')})}")
     assert history(reader2, "#busy") == history(reader1, "#busy")
+
+
+def test_kill_kline_and_dline_by_an_oper_on_one_node_hold_on_the_other(configured):
+    """Operator commands go through the log: a KILL, K-line or D-line set on n1
+    disconnects the matching users of n2 and is enforced by n2 at registration
+    (docs/cluster.md "What stays per node" says what does not)."""
+    net = configured(opers_config(cluster={"node_timeout": DEFAULT_NODE_TIMEOUT},
+                                  limits=LIMITS, server={"autojoin": []}))
+    boss = RawClient(net.port(0))
+    net.clients.append(boss)
+    boss.register("boss")
+    become_oper(boss)
+    bob, carol = irc(net, 1, "bob"), irc(net, 1, "carol")
+    for c in (boss, bob, carol):
+        c.send("JOIN #o")
+        c.expect_numeric("366")
+    wait_names(carol, "#o", {"boss", "bob", "carol"})
+
+    boss.send("KILL bob :flooding")
+    assert bob.expect(lambda s: command_of(s) == "KILL") == ":boss!boss@127.0.0.1 KILL bob :flooding"
+    assert bob.expect(lambda s: command_of(s) == "ERROR") == (
+        "ERROR :Closing Link: 127.0.0.1 (Killed (boss (flooding)))")
+    assert carol.expect(lambda s: command_of(s) == "QUIT") == (
+        ":bob!bob@127.0.0.1 QUIT :Killed (boss (flooding))")
+    assert "401" in whois(carol, "bob")
+
+    flooder = irc(net, 1, "flooder")
+    flooder.send("JOIN #o")
+    flooder.expect_numeric("366")
+    wait_names(boss, "#o", {"boss", "carol", "flooder"})
+    boss.send("KLINE flooder@127.0.0.1 :Flooding")
+    assert flooder.expect_numeric("465").endswith(" :You are banned from this server: Flooding")
+    assert flooder.expect(lambda s: command_of(s) == "ERROR") == (
+        "ERROR :Closing Link: 127.0.0.1 (K-Lined (Flooding))")
+    assert carol.expect(lambda s: command_of(s) == "QUIT" and "flooder" in s) == (
+        ":flooder!flooder@127.0.0.1 QUIT :K-Lined (Flooding)")
+    refused = RawClient(net.port(1))
+    net.clients.append(refused)
+    refused.send("NICK othernick")
+    refused.send("USER flooder 0 * :again")
+    assert refused.expect_numeric("465").endswith(" :You are banned from this server: Flooding")
+    assert refused.closed_by_server()
+    boss.send("UNKLINE flooder@127.0.0.1")
+    boss.expect(lambda s: command_of(s) == "NOTICE" and "K-line" in s)
+    assert wait_until(lambda: register_outcome(net, 1, "flooder") == "001", WAIT)
+
+    far = RawClient(net.port(1), source="127.0.0.2")
+    net.clients.append(far)
+    far.register("far")
+    boss.send("DLINE 127.0.0.2 :abuse")
+    assert far.expect(lambda s: command_of(s) == "ERROR") == (
+        "ERROR :Closing Link: 127.0.0.2 (D-Lined (abuse))")
+    assert far.closed_by_server()
+    fresh = RawClient(net.port(1), source="127.0.0.2")
+    net.clients.append(fresh)
+    assert fresh.readline(5) == "ERROR :Closing Link: 127.0.0.2 (D-Lined (abuse))"
+    # nothing else was touched: carol on n2 and boss on n1 still talk
+    carol.send("PRIVMSG #o :still here")
+    boss.expect(lambda s: s.endswith("PRIVMSG #o :still here"))
+    boss.send("PRIVMSG #o :and here")
+    carol.expect(lambda s: s.endswith("PRIVMSG #o :and here"))
+
+
+def register_outcome(net: Cluster, i: int, nick: str) -> str:
+    """Register ``nick`` on node ``i`` and quit: the numeric or ERROR it got first."""
+    c = RawClient(net.port(i))
+    try:
+        c.send(f"NICK {nick}")
+        c.send(f"USER {nick} 0 * :{nick}")
+        line = c.expect(lambda s: command_of(s) in ("001", "465", "433", "ERROR"), 5)
+        return command_of(line)
+    finally:
+        c.send("QUIT")
+        c.close()
 
 
 # -- 8. the SEND dialect ---------------------------------------------------------------------
