@@ -169,11 +169,7 @@ class HistoryStore:
     def load(self, now: float) -> int:
         """Load the recent history from disk; returns the number of messages loaded."""
         cutoff = now - self.retention_days * 86400 if self.retention_days > 0 else 0.0
-        rows = sorted(self.disk.recent(cutoff, self.max_per_target),
-                      key=lambda row: (row[1], log_position(row[2])))
-        for row in rows:
-            self._remember(Item(*row))
-        return len(rows)
+        return self.merge(self.disk.recent(cutoff, self.max_per_target))
 
     def recent_rows(self, since: float) -> list[Row]:
         """The stored messages from ``since`` (unix seconds) on, at most ``max_per_target``
@@ -209,24 +205,30 @@ class HistoryStore:
     def merge(self, rows: list[Row]) -> int:
         """Add the stored ``rows`` whose msgid is not held yet; returns how many were kept.
 
-        Each target they touch is put back in (time, log position) order and
-        cut to ``max_per_target``. A cluster node that joined calls it a few
-        seconds after its start (docs/cluster.md "History"): messages sent just
-        before it joined were neither in what :meth:`load` read nor in the
-        entries it applied, but their senders' nodes have written them since.
+        Each target they touch is put back in (time, log position) order (a
+        stable sort: rows of one time keep the database's order) and cut to
+        ``max_per_target``. :meth:`load` is a merge into an empty history; a
+        cluster node that joined merges again a few seconds after its start
+        (docs/cluster.md "History"): messages sent just before it joined were
+        neither in what :meth:`load` read nor in the entries it applied, but
+        their senders' nodes have written them since.
         """
-        new = {row[2]: Item(*row) for row in rows if row[2] not in self.by_msgid}
+        new: dict[str, list[Item]] = {}
+        seen: set[str] = set()
+        for row in rows:
+            if row[2] not in self.by_msgid and row[2] not in seen:
+                seen.add(row[2])
+                new.setdefault(row[0], []).append(Item(*row))
         added = 0
-        for target in {item.target for item in new.values()}:
-            items = sorted([*self.targets.get(target, ()),
-                            *(item for item in new.values() if item.target == target)],
+        for target, mine in new.items():
+            items = sorted([*self.targets.get(target, ()), *mine],
                            key=lambda i: (i.t, log_position(i.msgid)))
             for old in items[:-self.max_per_target]:
                 self.by_msgid.pop(old.msgid, None)
             kept = items[-self.max_per_target:]
             self.targets[target] = deque(kept)
             self.by_msgid.update((item.msgid, item) for item in kept)
-            added += sum(item.msgid in new for item in kept)
+            added += sum(item.msgid in seen for item in kept)
         return added
 
     def add(self, item: Item) -> None:

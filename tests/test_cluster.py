@@ -194,6 +194,12 @@ def whois(c: Client, nick: str) -> dict[str, list[str]]:
     return out
 
 
+def assert_logged_in(c: Client, nick: str, account: str) -> None:
+    """Within WAIT, ``c``'s node shows ``nick`` logged in as ``account`` (WHOIS 330)."""
+    assert wait_until(lambda: "330" in whois(c, nick), WAIT)
+    assert params_of(whois(c, nick)["330"][0])[1:3] == [nick, account]
+
+
 def collect(c: Client, pred: Callable[[str], bool], until: Callable[[list[str]], bool],
             timeout: float = 20.0) -> list[str]:
     """Read ``c``'s lines; keep those with ``pred``; stop once ``until(kept)`` holds."""
@@ -1144,8 +1150,7 @@ def test_nickserv_and_chanserv_on_one_node_take_effect_on_the_other(configured):
             assert "311" in whois(c, svc)
     alice.send("PRIVMSG NickServ :REGISTER s3cret-pw")
     alice.expect_numeric("900", timeout=WAIT)
-    assert wait_until(lambda: "330" in whois(obs, "alice"), WAIT)
-    assert params_of(whois(obs, "alice")["330"][0])[1:3] == ["alice", "alice"]
+    assert_logged_in(obs, "alice", "alice")
     # ChanServ REGISTER on n1
     bob = irc(net, 0, "bob")
     alice.send("JOIN #reg")
@@ -1172,8 +1177,7 @@ def test_nickserv_and_chanserv_on_one_node_take_effect_on_the_other(configured):
     ally = irc(net, 1, "ally")
     ally.send("NS IDENTIFY alice s3cret-pw")
     ally.expect_numeric("900", timeout=WAIT)
-    assert wait_until(lambda: "330" in whois(bob, "ally"), WAIT)
-    assert params_of(whois(bob, "ally")["330"][0])[1:3] == ["ally", "alice"]
+    assert_logged_in(bob, "ally", "alice")
     # a wrong password is refused, on n1
     eve = irc(net, 0, "eve")
     eve.send("NS IDENTIFY alice wrong")

@@ -89,6 +89,24 @@ def nick_of(line: str) -> str:
     return untagged(line)[1:].split("!", 1)[0]
 
 
+def alice_on_n1_and_bob_on_n2(net: Cluster, channel: str) -> tuple[Client, Client]:
+    """``alice`` on node 0 and ``bob`` on node 1, both in ``channel`` as alice's node sees it."""
+    alice = irc(net, 0, "alice")
+    bob = irc(net, 1, "bob")
+    join(channel, alice, bob)
+    wait_names(alice, channel, {"alice", "bob"})
+    alice.sync()
+    return alice, bob
+
+
+def freeze(net: Cluster, i: int) -> subprocess.Popen[bytes]:
+    """SIGSTOP node ``i``; the caller sends SIGCONT (in a ``finally``)."""
+    proc = net.nodes[i].proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
 def try_register(net: Cluster, i: int, nick: str, caps: Iterable[str] = (),
                  timeout: float = 5.0) -> tuple[str, Client | None]:
     """Try to register ``nick`` on node ``i``: ``("001", client)``, or ``(what happened, None)``:
@@ -593,10 +611,7 @@ def test_redis_paused_briefly_loses_no_acknowledged_message_and_drops_no_one(clu
 
 def test_redis_down_longer_than_node_timeout_drops_users_then_network_refounds(cluster, redis):  # noqa: F811
     net = cluster(2, **QUIET)
-    alice = irc(net, 0, "alice")
-    bob = irc(net, 1, "bob")
-    join("#k", alice, bob)
-    wait_names(alice, "#k", {"alice", "bob"})
+    alice, bob = alice_on_n1_and_bob_on_n2(net, "#k")
     bob.sync()
 
     redis.kill()
@@ -687,15 +702,8 @@ def test_redis_restarted_empty_keeps_users_and_the_network_carries_on(cluster, r
 
 def test_node_frozen_longer_than_node_timeout_is_lost_then_drops_its_users_and_rejoins(cluster):  # noqa: F811
     net = cluster(2, **QUIET)
-    alice = irc(net, 0, "alice")
-    bob = irc(net, 1, "bob")
-    join("#s", alice, bob)
-    wait_names(alice, "#s", {"alice", "bob"})
-    alice.sync()
-
-    frozen = net.nodes[1].proc
-    assert frozen is not None
-    frozen.send_signal(signal.SIGSTOP)
+    alice, bob = alice_on_n1_and_bob_on_n2(net, "#s")
+    frozen = freeze(net, 1)
     stopped = time.monotonic()
     try:
         assert quits(alice, 1, net.node_timeout + 5) == {"bob": "node n2 lost"}
@@ -732,15 +740,8 @@ def test_stream_trimmed_past_a_frozen_node_is_noticed_and_the_node_rejoins(clust
     users and rejoins from a snapshot, instead of serving a replica that missed
     changes (docs/cluster.md "A node falls far behind")."""
     net = cluster(2, node_timeout=5, **QUIET)
-    alice = irc(net, 0, "alice")
-    bob = irc(net, 1, "bob")
-    join("#s", alice, bob)
-    wait_names(alice, "#s", {"alice", "bob"})
-    alice.sync()
-
-    frozen = net.nodes[1].proc
-    assert frozen is not None
-    frozen.send_signal(signal.SIGSTOP)
+    alice, bob = alice_on_n1_and_bob_on_n2(net, "#s")
+    frozen = freeze(net, 1)
     try:
         # n2's blocked XREAD is answered with the first entry (it waits in n2's socket);
         # the second is trimmed before n2 reads it

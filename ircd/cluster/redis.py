@@ -36,6 +36,7 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -111,7 +112,7 @@ class RedisLog:
         self._append_script = self.redis.register_script(APPEND_SCRIPT)
         self._queue: list[tuple[bytes, int, bool]] = []
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()   # running; see _spawn
         self._down_since: float | None = None
         self._grace_until = 0.0
         self._reported: set[int] = set()
@@ -141,9 +142,14 @@ class RedisLog:
         except (RedisError, OSError) as exc:
             raise ClusterError(f"joining the cluster at {redact_url(self.url)} failed: "
                                f"{exc}") from None
-        loop = asyncio.get_running_loop()
         for coro in (self._read_loop(), self._write_loop(), self._heartbeat_loop()):
-            self._tasks.append(loop.create_task(coro))
+            self._spawn(coro)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task of this node (cancelled by :meth:`close`; forgotten when done)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Leave the network: send what is queued (the users' quits), then say this node
@@ -153,7 +159,7 @@ class RedisLog:
         while (self._queue or self._sending) and time.monotonic() < deadline and self.available:
             self._wake.set()
             await asyncio.sleep(0.02)
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
         node = self.replication.node
         try:
@@ -198,7 +204,7 @@ class RedisLog:
             log.warning("no snapshot from %s within %.0f s; saying hello again",
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id, self.last_offset = hello_id, hello_offset
-        self._tasks.append(asyncio.get_running_loop().create_task(self._catch_up_history()))
+        self._spawn(self._catch_up_history())
         self._generation += 1
         self.available = True
         self._down_since = None
@@ -292,7 +298,7 @@ class RedisLog:
                 log.info("sent a snapshot (%d bytes) at %s", len(data), entry_id)
             except (RedisError, OSError) as exc:
                 log.warning("storing a snapshot failed: %r", exc)
-        self._tasks.append(asyncio.get_running_loop().create_task(put()))
+        self._spawn(put())
 
     def reset(self, why: str) -> None:
         """Drop this node's users and the replica; rejoin as a new node (heartbeat task)."""

@@ -100,7 +100,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             else:
                 recipients = members
             event.send_to(recipients, exclude=client)
-            server.stats.messages_relayed += client.node == server.node_id  # this node's users'
+            server.stats.messages_relayed += server.origin_here  # counted by the node that took it
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and not status and server.history is not None:
@@ -119,7 +119,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             if not tagmsg or user.tagmask & 1:
                 mask = user.tagmask
                 user.write(event.bytes_for(mask) if mask else event.plain)
-            server.stats.messages_relayed += client.node == server.node_id
+            server.stats.messages_relayed += server.origin_here
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and server.history is not None:
