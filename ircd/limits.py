@@ -50,6 +50,12 @@ class TokenBucket:
         self.tokens = tokens - allowed
         return allowed
 
+    def give_back(self, n: int) -> None:
+        """Return ``n`` tokens spent by :meth:`take_upto` for lines that did not run
+        after all (they wait behind an asynchronous step); never above ``burst``."""
+        if n > 0:
+            self.tokens = min(self.burst, self.tokens + n)
+
     def wait(self) -> float:
         """Seconds from the last call until one more token is available."""
         return max(0.0, (1.0 - self.tokens) / self.rate)

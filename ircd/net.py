@@ -206,7 +206,10 @@ class Connection(asyncio.Protocol):
                 self.decoder.max_line = IRC_MAX_LINE
                 lines = [LineTooLong if isinstance(line, bytes) and len(line) > IRC_MAX_LINE
                          else line for line in lines]
-        if self.backlog:
+        if self.backlog or (self.client is not None and self.client.pending):
+            # Lines wait behind older ones, or behind the client's asynchronous step
+            # (a password check, OPER, a services write, a line in the cluster log):
+            # its answer comes first, then these, in order.
             self.backlog.extend(lines)
             self._check_backlog()
         else:
@@ -242,44 +245,62 @@ class Connection(asyncio.Protocol):
 
     # -- line processing: flood budget and password checks -------------------------
 
-    def _run(self, lines) -> None:
-        """Handle ``lines`` in order while the flood budget allows and no password
-        check is running; the rest wait in the backlog (which is empty on entry)."""
-        client = self.client
-        simple = self.simple
+    def _run(self, lines: list) -> None:
+        """Handle ``lines`` (a fresh batch; the backlog is empty) in order while the
+        flood budget allows and no asynchronous step of the client's is pending;
+        the rest wait in the backlog."""
         allowed = self.bucket.take_upto(self.node.loop.time(), len(lines))
         for i in range(allowed):
-            line = lines[i]
-            if simple is not None:
-                if line is LineTooLong:
-                    simple.line_too_long()
-                else:
-                    simple.handle_line(line)
-            else:
-                self.core.handle_line(client, line)
-                if client.pending:
-                    # The lines after this one wait for the password check, in order.
-                    self.backlog.extend(lines[i + 1 :])
+            if self._handle(lines[i]):
+                if not self.closed:
+                    # The lines after this one wait for its answer, in order.
+                    self.bucket.give_back(allowed - i - 1)
+                    self.backlog.extend(lines[i + 1:])
                     self._check_backlog()
-                    return
-            if self.closed:
                 return
         if allowed < len(lines):
             self.backlog.extend(lines[allowed:])
-            self._check_backlog()
-            if not self.closed and self.timer is None:
-                self.timer = self.node.loop.call_later(self.bucket.wait(), self._on_timer)
+            self._wait_for_budget()
+
+    def _handle(self, line: Any) -> bool:
+        """Give one line to the dialect; True if the connection must stop handing
+        over lines for now (closed, or the client's asynchronous step is pending)."""
+        simple = self.simple
+        if simple is not None:
+            if line is LineTooLong:
+                simple.line_too_long()
+            else:
+                simple.handle_line(line)
+            return self.closed
+        client = self.client
+        self.core.handle_line(client, line)
+        return self.closed or client.pending
+
+    def _wait_for_budget(self) -> None:
+        self._check_backlog()
+        if not self.closed and self.timer is None:
+            self.timer = self.node.loop.call_later(self.bucket.wait(), self._on_timer)
 
     def _drain(self) -> None:
-        """Process the backlog as far as the budget and any password check allow."""
-        if self.closed or not self.backlog:
+        """Handle the backlog as far as the budget and the client's asynchronous
+        steps allow: each line is taken from the front of the deque, so a long
+        backlog costs O(1) per line handled, never a copy per resumption."""
+        backlog = self.backlog
+        if self.closed or (self.client is not None and self.client.pending):
             return
-        if self.client is not None and self.client.pending:
-            return
-        lines = list(self.backlog)
-        self.backlog.clear()
-        self._run(lines)
-        if not self.closed and self.paused and len(self.backlog) <= self.flood_backlog:
+        if backlog:
+            allowed = self.bucket.take_upto(self.node.loop.time(), len(backlog))
+            for i in range(allowed):
+                if self._handle(backlog.popleft()):
+                    if self.closed:
+                        return
+                    self.bucket.give_back(allowed - i - 1)
+                    self._check_backlog()
+                    break
+            else:
+                if backlog:
+                    self._wait_for_budget()
+        if not self.closed and self.paused and len(backlog) <= self.flood_backlog:
             self.paused = False
             self.transport.resume_reading()
 

@@ -241,3 +241,12 @@ def test_configure_keeps_counts_and_applies_new_classes():
     assert lim.class_for("10.0.0.1").name == "new"                # the cache was cleared
     assert lim.admit("10.0.0.1") is None
     assert lim.admit("10.0.0.1") == "Too many connections from your IP"
+
+
+def test_bucket_give_back_returns_tokens_but_never_beyond_the_burst():
+    bucket = TokenBucket(5, 1.0, 0.0)
+    assert bucket.take_upto(0.0, 5) == 5
+    bucket.give_back(3)
+    assert bucket.take_upto(0.0, 10) == 3
+    bucket.give_back(100)
+    assert bucket.take_upto(0.0, 10) == 5
