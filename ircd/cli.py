@@ -32,6 +32,7 @@ from passlib.hash import argon2
 from ircd import __version__
 from ircd.accounts import AccountStore
 from ircd.chanstore import ChannelStore, Record, SQLiteChannelStore
+from ircd.cloak import load_or_create_key
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
 from ircd.history import HistoryStore
@@ -115,7 +116,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 NOT_RELOADABLE = {
-    "server": ("host", "port", "data_dir"),
+    "server": ("host", "port", "data_dir", "cloak_hosts", "cloak_secret"),
     "simple": ("enabled", "port"),
     "tls": ("enabled", "port", "cert", "key"),
     "metrics": ("enabled", "host", "port"),
@@ -268,9 +269,20 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     accounts, history, ban_store, channel_store = (
         stores.accounts, stores.history, stores.ban_store, stores.channel_store)
     bans, channel_records = stores.bans, stores.channel_records
+    cloak_key = b""
+    if config.server.cloak_hosts:
+        try:
+            cloak_key = await asyncio.to_thread(load_or_create_key, data_dir,
+                                                config.server.cloak_secret)
+        except OSError as exc:
+            print(f"chatserver: cannot keep the cloak key in {data_dir}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            stores.close()
+            return 1
     scheduler = ExecutorScheduler(loop, a.hash_workers)
     core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
-                  channel_store=channel_store, account_names=stores.account_names)
+                  channel_store=channel_store, account_names=stores.account_names,
+                  cloak_key=cloak_key)
     core.load_serverbans(bans)
     if bans:
         log.info("server bans: %d loaded", len(core.serverbans))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import keyword
+import re
 import tomllib
 import types
 import typing
@@ -57,6 +58,10 @@ class ServerSection:
     log_level: str = "info"
     description: str = "chatserver"
     whowas_length: int = 1000
+    cloak_hosts: bool = True
+    cloak_secret: str = ""
+    cloak_suffix: str = "irc"
+    cloak_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +329,9 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("server.description", 0 < len(s.description) <= 200
          and not any(c in s.description for c in "\r\n\0"),
          "must be one line of 1..200 characters"),
+        ("server.cloak_suffix", bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,30}[A-Za-z0-9])?",
+                                                 s.cloak_suffix)),
+         "must be a host name suffix: 1..32 letters, digits, dots and hyphens"),
         ("server.log_level", s.log_level.lower() in ("debug", "info", "warning", "error"),
          "must be one of debug, info, warning, error"),
         ("simple.port", 0 <= config.simple.port <= 65535, "must be 0..65535"),
@@ -363,6 +371,12 @@ def validate(config: Config, where: str = "<config>") -> None:
     for i, name in enumerate(s.registered_channels):
         if not is_valid_channel(name, s.channellen):
             raise ConfigError(f"{where}: 'server.registered_channels[{i}]' is not a channel name: {name!r}")
+    for i, net in enumerate(s.cloak_exempt):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: 'server.cloak_exempt[{i}]' is not an address or network: "
+                              f"{net!r}") from None
     for i, net in enumerate(lim.exempt):
         try:
             ipaddress.ip_network(net, strict=False)

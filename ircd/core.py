@@ -11,6 +11,7 @@ sockets, threads or sleeping.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from ircd.capabilities import CAPABILITIES
 from ircd.chanaccess import EXTBAN_PREFIX, EXTBAN_TYPES, MAX_LIST_ENTRIES
 from ircd.chanreg import ChannelRegistry
 from ircd.chanstore import ChannelStore
+from ircd.cloak import cloak_host
 from ircd.commands import dispatch, monitor
 from ircd.commands.messaging import relay_direct_fast
 from ircd.commands.utf8only import refuse_invalid_utf8
@@ -106,6 +108,8 @@ class Server:
     ``account_names`` is :meth:`AccountStore.names` read beforehand, off the
     loop (None: read here; fine for SQLite and tests).
     ``services`` is set by :func:`ircd.services.start_services`.
+    ``cloak_key`` keys the host cloaks (:mod:`ircd.cloak`; empty: no cloaking,
+    whatever ``[server] cloak_hosts`` says).
     """
 
     def __init__(self, config: Config, accounts: AccountStore, scheduler: Scheduler,
@@ -113,8 +117,10 @@ class Server:
                  history: HistoryStore | None = None,
                  ban_store: ServerBanStore | None = None,
                  channel_store: ChannelStore | None = None,
-                 account_names: dict[str, str] | None = None) -> None:
+                 account_names: dict[str, str] | None = None,
+                 cloak_key: bytes = b"") -> None:
         self.config = config
+        self.cloak_key = cloak_key
         self.accounts = accounts
         self.history = history
         self.scheduler = scheduler
@@ -156,6 +162,8 @@ class Server:
         """Apply a (re)loaded configuration: limits, MOTD, ISUPPORT."""
         self.config = config
         self.login_throttle.configure(config.limits)
+        self._cloak_exempt = [ipaddress.ip_network(n, strict=False)
+                              for n in config.server.cloak_exempt]
         self.whowas.resize(config.server.whowas_length)
         s = config.server
         self.name = s.name
@@ -209,8 +217,24 @@ class Server:
         client = Client((self.node_id << 32) + self._next_id, write, close, ip, kind,
                         self.clock())
         client.node = self.node_id
+        client.host = self.visible_host(ip, client.host)
         self.world.clients[client.id] = client
         return client
+
+    def visible_host(self, ip: str, plain: str) -> str:
+        """The host others see for a client from ``ip``: its cloak
+        (:func:`ircd.cloak.cloak_host`) when ``[server] cloak_hosts`` is on and
+        ``ip`` is not in ``cloak_exempt``, else ``plain`` (the address)."""
+        s = self.config.server
+        if not (s.cloak_hosts and self.cloak_key):
+            return plain
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            addr = None
+        if addr is not None and any(addr in net for net in self._cloak_exempt):
+            return plain
+        return cloak_host(ip, self.cloak_key, s.cloak_suffix)
 
     def node_info(self, client: Client) -> str:
         """The description of the server ``client`` is on (WHOIS 312's last parameter)."""

@@ -48,7 +48,7 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
         "t": token or "0",
         "c": chan.name if chan else "*",
         "u": user.user,
-        "i": user.ip if user is ctx.client else "255.255.255.255",
+        "i": user.ip if user is ctx.client or ctx.client.oper is not None else "255.255.255.255",
         "h": user.host,
         "s": user.server or server.name,
         "n": user.nick,
@@ -136,7 +136,8 @@ def handle_whois(ctx: Context, msg: Message) -> None:
         reply.numeric(N.RPL_AWAY, user.nick, user.away)
     if user.account:
         reply.numeric(N.RPL_WHOISACCOUNT, user.nick, user.account, "is logged in as")
-    if user is client:
+    if user is client or client.oper is not None:
+        # The real address: for the user itself and for operators (the host may be a cloak).
         reply.numeric(N.RPL_WHOISHOST, user.nick, f"is connecting from *@{user.ip} {user.ip}")
     idle = max(0, int(server.clock() - user.last_active))
     reply.numeric(N.RPL_WHOISIDLE, user.nick, str(idle), str(int(user.signon)),
