@@ -206,7 +206,8 @@ class Connection(asyncio.Protocol):
                 self.decoder.max_line = IRC_MAX_LINE
                 lines = [LineTooLong if isinstance(line, bytes) and len(line) > IRC_MAX_LINE
                          else line for line in lines]
-        if self.backlog:
+        if self.backlog or (self.client is not None and self.client.pending):
+            # (Lines that arrive while an answer is pending wait behind it, in order.)
             self.backlog.extend(lines)
             self._check_backlog()
         else:
