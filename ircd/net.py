@@ -207,7 +207,9 @@ class Connection(asyncio.Protocol):
                 lines = [LineTooLong if isinstance(line, bytes) and len(line) > IRC_MAX_LINE
                          else line for line in lines]
         if self.backlog or (self.client is not None and self.client.pending):
-            # (Lines that arrive while an answer is pending wait behind it, in order.)
+            # Lines wait behind older ones, or behind the client's asynchronous step
+            # (a password check, OPER, a services write, a line in the cluster log):
+            # its answer comes first, then these, in order.
             self.backlog.extend(lines)
             self._check_backlog()
         else:
