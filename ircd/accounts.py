@@ -46,6 +46,7 @@ class LoginResult(enum.Enum):
     LOGGED_IN = "logged-in"      # existing account, right password
     CREATED = "created"          # new account registered with this password
     BAD_PASSWORD = "bad-password"
+    NO_ACCOUNT = "no-account"    # no such account, and creating one was not allowed
 
 
 class AccountRows(Protocol):
@@ -233,13 +234,19 @@ class AccountStore:
         hashed = self._hasher.hash(password)
         return self.rows.insert(casefold(name), name, hashed, time.time())
 
-    def login_or_register(self, name: str, password: str) -> LoginResult:
+    def login_or_register(self, name: str, password: str, create: bool = True) -> LoginResult:
         """Log in to ``name``, creating the account first if it does not exist.
 
         This is the assignment's login: the first login registers the name.
+        With ``create`` False (the address used up its registrations,
+        :class:`ircd.limits.RegistrationThrottle`) a missing account is
+        :attr:`LoginResult.NO_ACCOUNT` and nothing is created.
         """
-        if self.rows.hash_of(casefold(name)) is None and self.create(name, password):
-            return LoginResult.CREATED
+        if self.rows.hash_of(casefold(name)) is None:
+            if not create:
+                return LoginResult.NO_ACCOUNT
+            if self.create(name, password):
+                return LoginResult.CREATED
         return LoginResult.LOGGED_IN if self.verify(name, password) else LoginResult.BAD_PASSWORD
 
     # -- NickServ (ircd/services/nickserv.py) -----------------------------

@@ -23,6 +23,7 @@ registering account) or by ``server.registered_channels`` (no founder). Its
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,7 @@ class ChannelRegistry:
         self._saved: dict[str, Record] = {}
         self._unsaved_drops: set[str] = set()  # dropped channels whose deletion is not yet written
         self._writing = False
+        self._waiters: list[Callable[[BaseException | None], None]] = []
 
     # -- registering -----------------------------------------------------------
 
@@ -221,13 +223,32 @@ class ChannelRegistry:
         self._unsaved_drops &= {cf for cf, rec in out if rec is None}
         return out
 
+    def when_saved(self, done: Callable[[BaseException | None], None]) -> None:
+        """Call ``done(error)`` on the loop once every change made so far is written.
+
+        Starts a write now if none is in flight (otherwise the next one starts
+        when it returns). ``error`` is None when the write returned (durable:
+        the store commits before returning), else the store's exception (the
+        changes stay pending and are retried by the next :meth:`flush`).
+        Without a store, or with nothing unsaved, ``done(None)`` is called at
+        once, before this returns. ChanServ answers through this.
+        """
+        if self.store is None:
+            done(None)
+            return
+        self._waiters.append(done)
+        self.flush()
+
     def flush(self) -> None:
         """Save what changed, off the loop (at most one write in flight; called every second)."""
         store = self.store
         if store is None or self._writing:
             return
         batch = self.changes()
+        waiters, self._waiters = self._waiters, []
         if not batch:
+            for waiter in waiters:
+                waiter(None)
             return
         self._writing = True
 
@@ -239,8 +260,19 @@ class ChannelRegistry:
                     self._saved.pop(cf, None)
             else:
                 self._unsaved_drops.difference_update(cf for cf, rec in batch if rec is None)
+            for waiter in waiters:
+                waiter(error)
+            if self._waiters:  # changes made while this write was in flight
+                self.flush()
 
         self.server.scheduler.run_blocking(lambda: store.write(batch), done)
+
+    def founded_by(self, account: str) -> int:
+        """How many registered channels ``account`` is the founder of."""
+        cf = casefold(account)
+        return sum(1 for chan in self.channels()
+                   if chan.registration.founder is not None
+                   and casefold(chan.registration.founder) == cf)
 
     # -- status on join, topic lock, guard ------------------------------------------
 

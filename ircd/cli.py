@@ -123,6 +123,7 @@ NOT_RELOADABLE = {
     "websocket": ("enabled", "port", "host", "tls"),
     "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
     "database": ("url",),
+    "limits": ("ipv6_prefix",),
     "cluster": ("url", "node_name", "node_timeout"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""

@@ -73,6 +73,8 @@ class AccountsSection:
     argon2_memory_cost: int = 19_456
     argon2_parallelism: int = 1
     hash_workers: int = 2
+    registrations_per_ip: int = 3
+    registrations_window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class LimitsSection:
     login_lockout: float = 300.0
     login_delay_max: float = 3.0
     classes: list[ConnectionClass] = field(default_factory=list)
+    ipv6_prefix: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,7 @@ class ServicesSection:
     """``[services]``: the NickServ and ChanServ pseudo-users (ircd/services/)."""
 
     enabled: bool = True
+    max_channels_per_account: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +345,12 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("accounts.argon2_memory_cost", config.accounts.argon2_memory_cost >= 8, "must be at least 8 (KiB)"),
         ("accounts.argon2_parallelism", config.accounts.argon2_parallelism >= 1, "must be at least 1"),
         ("accounts.hash_workers", config.accounts.hash_workers >= 1, "must be at least 1"),
+        ("accounts.registrations_per_ip", config.accounts.registrations_per_ip >= 0,
+         "must be 0 (no new accounts) or more"),
+        ("accounts.registrations_window", config.accounts.registrations_window > 0,
+         "must be positive"),
+        ("services.max_channels_per_account", config.services.max_channels_per_account >= 0,
+         "must be 0 or more"),
     ]
     lim = config.limits
     checks += [
@@ -349,6 +359,7 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("limits.flood_burst", lim.flood_burst >= 1, "must be at least 1"),
         ("limits.flood_rate", lim.flood_rate > 0, "must be positive"),
         ("limits.flood_backlog", lim.flood_backlog >= 1, "must be at least 1"),
+        ("limits.ipv6_prefix", 1 <= lim.ipv6_prefix <= 128, "must be 1..128"),
         ("tls.port", 0 <= config.tls.port <= 65535, "must be 0..65535"),
         ("history.max_per_target", config.history.max_per_target >= 1, "must be at least 1"),
         ("history.retention_days", config.history.retention_days >= 0, "must be 0 or more"),

@@ -30,7 +30,7 @@ from ircd.commands.utf8only import refuse_invalid_utf8
 from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
-from ircd.limits import LoginThrottle
+from ircd.limits import LoginThrottle, RegistrationThrottle
 from ircd.listfilter import ELIST
 from ircd.metrics import Stats
 from ircd.protocol import numerics as N
@@ -133,6 +133,7 @@ class Server:
         self._next_id = 0
         self.version = f"chatserver-{__version__}"
         self.login_throttle = LoginThrottle(config.limits)
+        self.registration_throttle = RegistrationThrottle(config.accounts, config.limits)
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
@@ -162,6 +163,7 @@ class Server:
         """Apply a (re)loaded configuration: limits, MOTD, ISUPPORT."""
         self.config = config
         self.login_throttle.configure(config.limits)
+        self.registration_throttle.configure(config.accounts, config.limits)
         self._cloak_exempt = [ipaddress.ip_network(n, strict=False)
                               for n in config.server.cloak_exempt]
         self.whowas.resize(config.server.whowas_length)
@@ -234,7 +236,7 @@ class Server:
             addr = None
         if addr is not None and any(addr in net for net in self._cloak_exempt):
             return plain
-        return cloak_host(ip, self.cloak_key, s.cloak_suffix)
+        return cloak_host(ip, self.cloak_key, s.cloak_suffix, self.config.limits.ipv6_prefix)
 
     def node_info(self, client: Client) -> str:
         """The description of the server ``client`` is on (WHOIS 312's last parameter)."""
@@ -393,6 +395,7 @@ class Server:
         if now - self._last_prune > 60:
             self._last_prune = now
             self.login_throttle.prune(now)
+            self.registration_throttle.prune(now)
             for ban in self.serverbans.expire(now):
                 log.info("%s-line on %s expired", ban.kind, ban.mask)
                 self.store_serverban(ban, delete=True)

@@ -64,6 +64,20 @@ def dm_key(a: str, b: str) -> str:
     return f"dm:{x}:{y}"
 
 
+def dm_accounts(key: str) -> tuple[str, str] | None:
+    """The two casefolded account names of a direct-message key (:func:`dm_key`), or
+    None for a channel's key. (Account names are nicks: they never hold ``:``.)"""
+    if not key.startswith("dm:"):
+        return None
+    parts = key[3:].split(":")
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
+FORGET_KEEP = 86400.0
+"""Seconds a dropped account's name is remembered by :meth:`HistoryStore.forget_account`
+(so that a write of messages queued before the drop cannot store them again)."""
+
+
 Row = tuple[str, float, str, str, str | None, str, str, str]
 """One message as stored: the fields of :class:`Item` in order."""
 
@@ -99,6 +113,10 @@ class HistoryDisk(Protocol):
 
     def delete_before(self, t: float) -> None:
         """Delete messages older than ``t`` (unix seconds)."""
+
+    def delete_direct(self, account_cf: str, until: float) -> None:
+        """Delete the direct messages to and from account ``account_cf`` (casefolded)
+        sent at or before ``until`` (unix seconds): every ``dm:`` target naming it."""
 
     def close(self) -> None: ...
 
@@ -136,6 +154,14 @@ class SQLiteHistoryDisk:
         with self._lock:
             self._db.execute("DELETE FROM history WHERE t < ?", (t,))
 
+    def delete_direct(self, account_cf: str, until: float) -> None:
+        prefix, suffix = f"dm:{account_cf}:", f":{account_cf}"
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM history WHERE substr(target, 1, 3) = 'dm:' AND t <= ?"
+                " AND (substr(target, 1, ?) = ? OR substr(target, -?) = ?)",
+                (until, len(prefix), prefix, len(suffix), suffix))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -163,6 +189,7 @@ class HistoryStore:
         self.targets: dict[str, deque[Item]] = {}
         self.by_msgid: dict[str, Item] = {}
         self.pending: list[Item] = []
+        self.forgotten: dict[str, float] = {}  # dropped account (casefolded) -> when
 
     # -- blocking (worker thread) ------------------------------------------
 
@@ -177,7 +204,13 @@ class HistoryStore:
         return self.disk.recent(since, self.max_per_target)
 
     def write(self, items: list[Item]) -> None:
-        """Append ``items`` to the database in one transaction."""
+        """Append ``items`` to the database in one transaction.
+
+        Direct messages of an account dropped after they were sent
+        (:meth:`forget_account`) are left out.
+        """
+        if self.forgotten:
+            items = [i for i in items if not self._forgotten_item(i)]
         if items:
             self.disk.append([(i.target, i.t, i.msgid, i.source, i.account, i.command,
                                i.to_name, i.text) for i in items])
@@ -230,6 +263,29 @@ class HistoryStore:
             self.by_msgid.update((item.msgid, item) for item in kept)
             added += sum(item.msgid in seen for item in kept)
         return added
+
+    def _forgotten_item(self, item: Item) -> bool:
+        names = dm_accounts(item.target)
+        if names is None:
+            return False
+        return any(item.t <= self.forgotten.get(name, float("-inf")) for name in names)
+
+    def forget_account(self, account: str, now: float) -> None:
+        """Account ``account`` was dropped at ``now`` (unix seconds): forget its
+        direct messages in memory and in the queue for the next write.
+
+        A later account of the same name starts with no history (its keys
+        are the same). The caller deletes the stored ones off the loop with
+        ``disk.delete_direct(casefold(account), now)``; messages queued before
+        the drop and written after it are left out by :meth:`write`.
+        """
+        cf = casefold(account)
+        self.forgotten = {k: t for k, t in self.forgotten.items() if now - t < FORGET_KEEP}
+        self.forgotten[cf] = now
+        for key in [k for k in self.targets if cf in (dm_accounts(k) or ())]:
+            for item in self.targets.pop(key):
+                self.by_msgid.pop(item.msgid, None)
+        self.pending = [i for i in self.pending if not self._forgotten_item(i)]
 
     def add(self, item: Item) -> None:
         """Remember ``item`` and queue it for the next background write."""

@@ -10,6 +10,8 @@ Ergo's ``connection_limits`` package does.
   address, then a lockout with a clear message.
 - :class:`ConnectionLimiter`: total and per-address connection counts, with
   exempt networks and connection classes (``[[limits.classes]]``).
+- :class:`RegistrationThrottle`: new accounts per address (an IPv6 address
+  counts as its ``[limits] ipv6_prefix`` network, :func:`address_key`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,27 @@ import ipaddress
 from collections import deque
 from dataclasses import dataclass, replace
 
-from ircd.config import ConnectionClass, LimitsSection
+from ircd.config import AccountsSection, ConnectionClass, LimitsSection
+
+
+def address_key(ip: str, ipv6_prefix: int = 64) -> str:
+    """The key a per-address throttle counts ``ip`` (a ``str`` address) under.
+
+    An IPv4 address is itself; an IPv6 address is its ``/ipv6_prefix``
+    network (``"2001:db8::1"`` with 64 gives ``"2001:db8::/64"``), because one
+    host usually holds a whole /64 (RFC 6177; Ergo's ``ipv6-cidr-len``). An
+    IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) is the IPv4 address. A
+    string that is not an address (a test's fake peer) is returned unchanged.
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/{ipv6_prefix}", strict=False))
+    return str(addr)
 
 
 class TokenBucket:
@@ -86,7 +108,8 @@ class ClassLimits:
 
 
 class ConnectionLimiter:
-    """Counts connections in total and per address (``str`` IPs).
+    """Counts connections in total and per address (``str`` IPs; an IPv6 address
+    counts as its ``[limits] ipv6_prefix`` network, :func:`address_key`).
 
     :meth:`admit` returns ``None`` and counts the connection, or a reason
     (``"Server full"``, ``"Too many connections from your IP"``) and counts
@@ -141,20 +164,23 @@ class ConnectionLimiter:
         if self.total >= self.limits.max_clients:
             return "Server full"
         cls = self.class_for(ip)
-        count = self.per_ip.get(ip, 0)
+        key = address_key(ip, self.limits.ipv6_prefix)
+        count = self.per_ip.get(key, 0)
         if not cls.exempt and count >= cls.max_per_ip:
             return "Too many connections from your IP"
         self.total += 1
-        self.per_ip[ip] = count + 1
+        self.per_ip[key] = count + 1
         return None
 
     def release(self, ip: str) -> None:
+        """Forget one connection from ``ip`` that :meth:`admit` counted."""
         self.total -= 1
-        left = self.per_ip.get(ip, 1) - 1
+        key = address_key(ip, self.limits.ipv6_prefix)
+        left = self.per_ip.get(key, 1) - 1
         if left > 0:
-            self.per_ip[ip] = left
+            self.per_ip[key] = left
         else:
-            self.per_ip.pop(ip, None)
+            self.per_ip.pop(key, None)
 
 
 class LoginThrottle:
@@ -164,6 +190,7 @@ class LoginThrottle:
     ``per_ip`` failures from one address, further attempts from that address
     (for that account, or for any) are refused for ``lockout`` seconds. A
     correct password for the same account from another address still works.
+    An IPv6 address counts as its ``ipv6_prefix`` network (:func:`address_key`).
     Each failure's answer is also delayed: :meth:`failure` returns the
     seconds to wait (0.5 s per recent failure, at most ``delay_max``).
     ``failures_total`` counts every failure since start (the
@@ -183,9 +210,11 @@ class LoginThrottle:
         self.window = limits.login_window
         self.lockout = limits.login_lockout
         self.delay_max = limits.login_delay_max
+        self.ipv6_prefix = limits.ipv6_prefix
 
     def locked_for(self, ip: str, account_cf: str, now: float) -> float:
         """Seconds this address must still wait before trying ``account_cf``; 0 if it may."""
+        ip = address_key(ip, self.ipv6_prefix)
         until = max(self._locked.get(ip, 0.0), self._locked.get((account_cf, ip), 0.0))
         return max(0.0, until - now)
 
@@ -197,6 +226,7 @@ class LoginThrottle:
 
     def failure(self, ip: str, account_cf: str, now: float) -> float:
         """Record a wrong password; return the delay (seconds) before answering it."""
+        ip = address_key(ip, self.ipv6_prefix)
         self.failures_total += 1
         by_ip = self._recent(self._fail_ip, ip, now)
         by_acct = self._recent(self._fail_acct, (account_cf, ip), now)
@@ -210,6 +240,7 @@ class LoginThrottle:
 
     def success(self, ip: str, account_cf: str) -> None:
         """A right password: forget this address's failures for the account."""
+        ip = address_key(ip, self.ipv6_prefix)
         self._fail_acct.pop((account_cf, ip), None)
 
     def prune(self, now: float) -> None:
@@ -221,3 +252,66 @@ class LoginThrottle:
                 del table[k]
         for lock in [k for k, until in self._locked.items() if until <= now]:
             del self._locked[lock]
+
+
+class RegistrationThrottle:
+    """New accounts per address: at most ``per_ip`` within ``window`` seconds.
+
+    Counts per :func:`address_key` (an IPv6 /``ipv6_prefix`` network is one
+    address). Every way of creating an account asks :meth:`reserve` before it
+    starts the (off-loop) creation and :meth:`refund` if no account was
+    created after all (the name was taken, the database failed), so that
+    creations running at once cannot overshoot the limit. ``per_ip = 0``
+    allows no new account at all. Config: ``[accounts] registrations_per_ip``,
+    ``registrations_window``, ``[limits] ipv6_prefix``.
+    """
+
+    def __init__(self, accounts: AccountsSection, limits: LimitsSection) -> None:
+        self._made: dict[str, deque[float]] = {}
+        self.refused_total = 0
+        self.configure(accounts, limits)
+
+    def configure(self, accounts: AccountsSection, limits: LimitsSection) -> None:
+        """Apply (re)loaded settings; the creations counted so far are kept."""
+        self.per_ip = accounts.registrations_per_ip
+        self.window = accounts.registrations_window
+        self.ipv6_prefix = limits.ipv6_prefix
+
+    def _recent(self, ip: str, now: float) -> deque[float]:
+        q = self._made.setdefault(address_key(ip, self.ipv6_prefix), deque())
+        while q and now - q[0] >= self.window:
+            q.popleft()
+        return q
+
+    def wait(self, ip: str, now: float) -> float:
+        """Seconds until ``ip`` may create an account; 0.0 if it may now.
+
+        With ``per_ip = 0`` this is ``window`` (there is never room).
+        """
+        if self.per_ip <= 0:
+            return self.window
+        q = self._recent(ip, now)
+        if len(q) < self.per_ip:
+            return 0.0
+        return max(0.0, q[0] + self.window - now)
+
+    def reserve(self, ip: str, now: float) -> float:
+        """Count one account creation from ``ip`` if there is room and return 0.0;
+        otherwise count nothing and return the seconds to wait (> 0)."""
+        wait = self.wait(ip, now)
+        if wait > 0:
+            self.refused_total += 1
+            return wait
+        self._recent(ip, now).append(now)
+        return 0.0
+
+    def refund(self, ip: str, now: float) -> None:
+        """Forget the latest creation counted for ``ip`` (it did not create an account)."""
+        q = self._recent(ip, now)
+        if q:
+            q.pop()
+
+    def prune(self, now: float) -> None:
+        """Drop addresses with no creation in the window (keeps memory bounded)."""
+        for key in [k for k, q in self._made.items() if not q or now - q[-1] >= self.window]:
+            del self._made[key]

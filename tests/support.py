@@ -25,6 +25,9 @@ FAST_HASH_TOML = """
 [accounts]
 argon2_time_cost = 1
 argon2_memory_cost = 1024
+# Tests register many accounts from 127.0.0.1; the registration throttle's own
+# tests set a small value (tests/test_trust_accounts.py).
+registrations_per_ip = 100000
 
 [simple]
 echobot = false

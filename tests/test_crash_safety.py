@@ -32,9 +32,9 @@ pytestmark = pytest.mark.timeout(90)
 STORM = 60
 KILL_AFTER_ACKS = 20
 
-# Default argon2 parameters (no [accounts] table); no echobot. The restarted
+# Default argon2 parameters; no echobot; no registration throttle (one address). The restarted
 # server tolerates the many wrong passwords of the check from one address.
-CONFIG = "[simple]\nechobot = false\n"
+CONFIG = "[simple]\nechobot = false\n[accounts]\nregistrations_per_ip = 100000\n"
 RESTART_CONFIG = CONFIG + "[limits]\nlogin_failures_per_ip = 100000\nlogin_delay_max = 0.5\n"
 
 

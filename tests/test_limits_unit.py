@@ -250,3 +250,16 @@ def test_bucket_give_back_returns_tokens_but_never_beyond_the_burst():
     assert bucket.take_upto(0.0, 10) == 3
     bucket.give_back(100)
     assert bucket.take_upto(0.0, 10) == 5
+
+
+def test_max_per_ip_counts_an_ipv6_64_as_one_address():
+    limiter = ConnectionLimiter(LimitsSection(max_per_ip=2, exempt=[]), 65536)
+    assert limiter.admit("2001:db8:1:2::1") is None
+    assert limiter.admit("2001:db8:1:2:ffff::7") is None
+    assert limiter.admit("2001:db8:1:2::99") == "Too many connections from your IP"
+    assert limiter.admit("2001:db8:1:3::1") is None  # another /64
+    limiter.release("2001:db8:1:2::1")
+    assert limiter.admit("2001:db8:1:2::99") is None
+    narrow = ConnectionLimiter(LimitsSection(max_per_ip=1, exempt=[], ipv6_prefix=128), 65536)
+    assert narrow.admit("2001:db8::1") is None
+    assert narrow.admit("2001:db8::2") is None

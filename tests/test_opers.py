@@ -182,18 +182,27 @@ def test_oper_with_a_wrong_password_or_name_gets_464_logged_with_the_address(ser
     still_chats(srv.port, alice)
 
 
-def test_oper_from_a_host_outside_the_masks_gets_491(server_factory):
+def test_oper_from_a_host_outside_the_masks_gets_the_same_464_as_a_wrong_password(server_factory):
     srv = server_factory(config_text=config_with()
                          + oper_block("remote", "pw", hosts=["admin@10.0.0.*"])
                          + oper_block("local", "pw", hosts=["carol@127.0.0.1"]))
     alice = connect(srv.port, "alice")
-    alice.send("OPER remote pw")
-    line = alice.expect(lambda x: command_of(x) in ("381", "464", "491"))
-    assert line == f":{SERVER} 491 alice :No O-lines for your host"
-    alice.send("OPER local pw")   # the user part must match too: alice is not carol
-    assert command_of(alice.expect(lambda x: command_of(x) in ("381", "464", "491"))) == "491"
-    wait_for_log(srv, "OPER remote failed from 127.0.0.1")
+    answers = []
+    # A host outside the masks (with the right password), a wrong password, a wrong
+    # name: one and the same answer, so that nothing tells which oper names exist.
+    for line in ("OPER remote pw", "OPER local pw", "OPER nosuch pw"):
+        alice.send(line)
+        answers.append(alice.expect(lambda x: command_of(x) in ("381", "464", "491")))
     carol = connect(srv.port, "carol")
+    carol.send("OPER local wrong")
+    answers.append(carol.expect(lambda x: command_of(x) in ("381", "464", "491")).replace(
+        " carol ", " alice "))
+    assert answers == [f":{SERVER} 464 alice :Password incorrect"] * 4
+    log = wait_for_log(srv, "OPER local failed from 127.0.0.1 (carol")
+    assert "OPER remote failed from 127.0.0.1 (alice, user alice): host not allowed" in log
+    assert "OPER local failed from 127.0.0.1 (alice, user alice): host not allowed" in log
+    assert "OPER nosuch failed from 127.0.0.1 (alice, user alice): no such oper" in log
+    assert "OPER local failed from 127.0.0.1 (carol, user carol): wrong password" in log
     become_oper(carol, "local", "pw")
     still_chats(srv.port, alice)
 

@@ -15,13 +15,20 @@ account there already).
 Standard replies (``FAIL REGISTER <code> ...``): ``COMPLETE_CONNECTION_REQUIRED``,
 ``ALREADY_AUTHENTICATED``, ``ACCOUNT_NAME_MUST_BE_NICK``, ``ACCOUNT_EXISTS``,
 ``UNACCEPTABLE_PASSWORD`` (empty, over 300 bytes, spaces or control
-characters), ``TEMPORARILY_UNAVAILABLE`` (database error);
+characters), ``TEMPORARILY_UNAVAILABLE`` (database error, or the address
+registered ``[accounts] registrations_per_ip`` accounts within
+``registrations_window`` seconds: the text says how long to wait);
 ``FAIL VERIFY ALREADY_AUTHENTICATED|COMPLETE_CONNECTION_REQUIRED|INVALID_CODE``.
 """
 
 from __future__ import annotations
 
-from ircd.commands.accountlogin import acceptable_password, create_account, log_in
+from ircd.commands.accountlogin import (
+    acceptable_password,
+    create_account,
+    log_in,
+    registration_throttled_text,
+)
 from ircd.commands.registry import Context, command
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
@@ -65,6 +72,10 @@ def handle_register(ctx: Context, msg: Message) -> None:
     def finish(outcome: str, out: Reply) -> None:
         if outcome == "exists":
             _fail(out, "REGISTER", "ACCOUNT_EXISTS", nick, f"{nick} is already registered")
+        elif outcome == "throttled":
+            wait = server.registration_throttle.wait(client.ip, server.clock())
+            _fail(out, "REGISTER", "TEMPORARILY_UNAVAILABLE", nick,
+                  registration_throttled_text(wait))
         elif outcome == "error":
             _fail(out, "REGISTER", "TEMPORARILY_UNAVAILABLE", nick,
                   "The account database is unavailable; try again later")
@@ -75,7 +86,7 @@ def handle_register(ctx: Context, msg: Message) -> None:
             out.send("REGISTER", "SUCCESS", nick,
                      f"Account {nick} registered; log in to use it", trailing=True)
 
-    create_account(server, client, nick, password, finish)
+    create_account(server, client, nick, password, reply, finish)
 
 
 @command("VERIFY", min_params=2, pre_registration=True)

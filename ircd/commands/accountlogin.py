@@ -3,7 +3,10 @@ NickServ and ``REGISTER`` share.
 
 - :func:`check_password`: the login throttle (:class:`ircd.limits.LoginThrottle`,
   the same one PASS uses), then the argon2 check off the event loop.
-- :func:`create_account`: a new account, hashed off the event loop.
+- :func:`create_account`: a new account, hashed off the event loop, within
+  the registration throttle (:class:`ircd.limits.RegistrationThrottle`).
+- :func:`login_or_create`: SASL's login, which registers an unknown name as
+  PASS does (the first login registers), within both throttles.
 - :func:`log_in` / :func:`log_out`: set or clear ``client.account``, send
   900 RPL_LOGGEDIN / 901 RPL_LOGGEDOUT and, once the client is registered,
   ``ACCOUNT <name>`` / ``ACCOUNT *`` to peers with ``account-notify``
@@ -20,11 +23,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ircd.accounts import LoginResult
 from ircd.commands import monitor
 from ircd.commands.registry import take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
-from ircd.protocol.casemap import casefold
+from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.reply import Reply
 
 log = logging.getLogger("ircd.login")
@@ -41,6 +45,33 @@ def acceptable_password(password: str) -> bool:
     return 0 < len(data) <= MAX_PASSWORD and not any(c.isspace() or ord(c) < 32 for c in password)
 
 
+def registration_throttled_text(wait: float) -> str:
+    """The refusal of an account creation over ``[accounts] registrations_per_ip``
+    (``wait`` seconds until the address may create one again)."""
+    return (f"Too many accounts registered from your address; try again in "
+            f"{int(wait) + 1} seconds")
+
+
+def _answer_later(server, client, delay: float, finish: Callable[[Reply], None]) -> None:
+    """Answer ``client`` after ``delay`` seconds (a wrong password's throttle delay),
+    its later lines waiting; ``finish`` fills a fresh reply then."""
+    client.pending = True
+
+    def answer() -> None:
+        client.pending = False
+        if client.quitting:
+            return
+        reply = Reply(server.name, client)
+        finish(reply)
+        take_label(client, reply)
+        if reply.lines:
+            client.write(reply.to_bytes())
+        if client.resume is not None:
+            client.resume()
+
+    server.scheduler.call_later(delay, answer)
+
+
 def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseException | None, Reply], None]) -> None:
     """Run ``fn`` off the loop with the client's input paused; then ``finish`` with a fresh reply."""
     client.pending = True
@@ -50,7 +81,8 @@ def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseExcep
         if not client.quitting:
             reply = Reply(server.name, client)
             finish(result, error, reply)
-            take_label(client, reply)
+            if reply.lines or not client.pending:  # (else a delayed answer takes the label)
+                take_label(client, reply)
             if reply.lines:
                 client.write(reply.to_bytes())
         if client.resume is not None and not client.quitting:
@@ -104,16 +136,26 @@ def run_account_change(server, client, fn: Callable[[], Any],
     _run(server, client, fn, finish)
 
 
-def create_account(server, client, name: str, password: str,
+def create_account(server, client, name: str, password: str, reply: Reply,
                    finish: Callable[[str, Reply], None]) -> None:
     """Register account ``name`` with ``password`` off the loop.
 
     ``finish(outcome, reply)``: ``"created"`` (the name is then in
-    ``server.account_names``), ``"exists"`` (someone registered it first) or
-    ``"error"`` (the database failed; logged).
+    ``server.account_names``), ``"exists"`` (someone registered it first),
+    ``"error"`` (the database failed; logged), or, at once with ``reply``,
+    ``"throttled"``: the client's address created ``[accounts]
+    registrations_per_ip`` accounts within ``registrations_window`` seconds
+    (``server.registration_throttle.wait`` says how long it must wait).
     """
+    regs = server.registration_throttle
+    if regs.reserve(client.ip, server.clock()) > 0:
+        log.info("account %s not registered from %s: registration throttle", name, client.ip)
+        finish("throttled", reply)
+        return
 
     def created(ok: Any, error: BaseException | None, reply: Reply) -> None:
+        if error is not None or not ok:
+            regs.refund(client.ip, server.clock())
         if error is not None:
             log.error("creating account %s failed: %r", name, error)
             finish("error", reply)
@@ -126,6 +168,63 @@ def create_account(server, client, name: str, password: str,
             finish("created", reply)
 
     _run(server, client, lambda: server.accounts.create(name, password), created)
+
+
+def login_or_create(server, client, name: str, password: str, reply: Reply,
+                    finish: Callable[[str, Reply], None]) -> float:
+    """Log ``client`` in to account ``name``, registering it first if it does not exist.
+
+    SASL PLAIN's login: the first login registers the name, as ``PASS`` does
+    (:meth:`ircd.accounts.AccountStore.login_or_register`). Returns the
+    seconds the address is still locked out for ``name`` (> 0: nothing was
+    done, ``finish`` is not called). Otherwise ``finish(outcome, reply)``,
+    later, with a fresh reply: ``"logged-in"``, ``"created"`` (the name is
+    then in ``server.account_names``), ``"bad-password"`` (after the login
+    throttle's delay), ``"throttled"`` (a new account, over the
+    registration throttle; possibly at once with ``reply``), ``"invalid"``
+    (at once: ``name`` is not a valid nick, so it cannot be an account) or
+    ``"error"`` (the database failed; logged).
+    """
+    throttle, regs = server.login_throttle, server.registration_throttle
+    account_cf = casefold(name)
+    wait = throttle.locked_for(client.ip, account_cf, server.clock())
+    if wait > 0:
+        return wait
+    known = account_cf in server.account_names
+    if not known and not is_valid_nick(name, server.config.server.nicklen):
+        finish("invalid", reply)
+        return 0.0
+    reserved = not known and regs.reserve(client.ip, server.clock()) == 0
+    if not known and not reserved and not server.accounts.shared:
+        log.info("account %s not registered from %s: registration throttle", name, client.ip)
+        finish("throttled", reply)
+        return 0.0
+
+    def checked(result: Any, error: BaseException | None, out: Reply) -> None:
+        if reserved and result is not LoginResult.CREATED:
+            regs.refund(client.ip, server.clock())
+        if error is not None or result is None:
+            log.error("login of %s failed: %r", name, error)
+            finish("error", out)
+        elif result is LoginResult.CREATED:
+            server.account_names[account_cf] = name
+            server.account_name_changed(name, True)
+            log.info("account %s registered from %s", name, client.ip)
+            finish("created", out)
+        elif result is LoginResult.LOGGED_IN:
+            throttle.success(client.ip, account_cf)
+            server.account_names.setdefault(account_cf, name)
+            finish("logged-in", out)
+        elif result is LoginResult.NO_ACCOUNT:
+            finish("throttled", out)
+        else:
+            delay = throttle.failure(client.ip, account_cf, server.clock())
+            log.info("login failure for %s from %s", name, client.ip)
+            _answer_later(server, client, delay, lambda later: finish("bad-password", later))
+
+    _run(server, client,
+         lambda: server.accounts.login_or_register(name, password, create=reserved), checked)
+    return 0.0
 
 
 def log_in(server, client, account_name: str, reply: Reply) -> None:

@@ -88,11 +88,15 @@ def _throttle_key(name: str) -> str:
 def handle_oper(ctx: Context, msg: Message) -> None:
     """``OPER <name> <password>``: become a server operator (RFC 2812 section 3.1.4).
 
-    Success: ``MODE <nick> :+o`` and 381 RPL_YOUREOPER. A wrong name or
-    password: 464 ERR_PASSWDMISMATCH; connecting from a host none of the
-    oper's ``hosts`` masks allow: 491 ERR_NOOPERHOST. Failures are logged
-    with the address, answered after the login throttle's delay, and after
-    too many the address is locked out for a while (464).
+    Success: ``MODE <nick> :+o`` and 381 RPL_YOUREOPER. A wrong name, a
+    wrong password and a host none of the oper's ``hosts`` masks allow all
+    get the same ``464 ERR_PASSWDMISMATCH :Password incorrect`` after the
+    same work: the password is verified with argon2 in every case (for an
+    unknown name against the first configured oper's hash, its result
+    ignored), so neither the numeric nor the time tells which oper names
+    exist (491 ERR_NOOPERHOST is never sent). The log says which it was,
+    with the address. Failures are answered after the login throttle's
+    delay, and after too many the address is locked out for a while (464).
     """
     server, client = ctx.server, ctx.client
     name, password = msg.params[0], msg.params[1]
@@ -106,24 +110,26 @@ def handle_oper(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.ERR_PASSWDMISMATCH,
                           f"Too many failed attempts; try again in {int(wait) + 1} seconds")
         return
-    block = next((o for o in server.config.opers if o.name == name), None)
-    if block is None:
-        _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect", "no such oper")
-        return
+    opers = server.config.opers
+    block = next((o for o in opers if o.name == name), None)
     addresses = {f"{client.user}@{client.host}", f"{client.user}@{client.ip}"}
-    if not any(mask_match(mask, a) for mask in block.hosts for a in addresses):
-        _failed(server, client, name, N.ERR_NOOPERHOST, "No O-lines for your host",
-                "host not allowed")
+    host_ok = block is not None and any(
+        mask_match(mask, a) for mask in block.hosts for a in addresses)
+    why = "no such oper" if block is None else "host not allowed" if not host_ok else ""
+    if not opers:  # no oper exists: nothing to hide, nothing to verify against
+        _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect", why)
         return
     client.pending = True  # the lines after OPER wait for the answer, in order
-    stored = block.password
-    oper = (block.name, block.class_)
+    # An unknown name costs the same argon2 verification as a known one.
+    stored = (block or opers[0]).password
+    oper = (block.name, block.class_) if block is not None else ("", "")
 
     def verify() -> bool:
         try:
-            return bool(argon2.verify(password, stored))
+            right = bool(argon2.verify(password, stored))
         except (ValueError, TypeError):
-            return False
+            right = False
+        return right and not why
 
     def done(ok: Any, error: BaseException | None) -> None:
         client.pending = False
@@ -136,7 +142,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
             _send(client, reply)
         elif not ok:
             _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect",
-                    "wrong password")
+                    why or "wrong password")
             return
         else:
             throttle.success(client.ip, _throttle_key(name))

@@ -10,19 +10,26 @@ open; then the account check runs off the event loop (see
 Accounts (the assignment's login): ``PASS <password>`` with ``NICK <name>``
 logs in to account ``<name>``, creating it on first use. A registered name
 without its password, or with a wrong one, gets 464 ERR_PASSWDMISMATCH and is
-disconnected. Without PASS an unregistered name is a guest
+disconnected. Creating an account counts in the registration throttle
+(``[accounts] registrations_per_ip``): over it, ``400 <nick> PASS :Too many
+accounts registered from your address; try again in N seconds`` and the
+connection is closed. Without PASS an unregistered name is a guest
 (``accounts.allow_guests``). With ``server.password`` set, PASS is the server
-password instead (RFC 2812 section 3.1.1).
+password instead (RFC 2812 section 3.1.1), compared in constant time and
+throttled like an account password (464 after a growing delay, then a
+lockout of the address).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
+from ircd.commands.accountlogin import registration_throttled_text
 from ircd.commands.channels import join_channel
 from ircd.commands.oper import kline_on_nick_change, refused_by_kline
 from ircd.commands.registry import Context, command, take_label
@@ -237,8 +244,7 @@ def try_register(server, client, reply: Reply) -> None:
         refuse_nick(client, reply, "Nickname is already in use")
         return
     if cfg.server.password:
-        if client.password != cfg.server.password:
-            _refuse(server, client, reply, "Password incorrect", "Bad server password")
+        if not _server_password_ok(server, client, reply):
             return
         if client.nick_cf in server.account_names and (
                 not client.account or casefold(client.account) != client.nick_cf):
@@ -272,6 +278,49 @@ def try_register(server, client, reply: Reply) -> None:
     _start_login(server, client)
 
 
+SERVER_PASSWORD_KEY = ":server"
+"""The login throttle's account key for the server password (no account name has ``:``)."""
+
+
+def _server_password_ok(server, client, reply: Reply) -> bool:
+    """Check ``PASS`` against ``[server] password`` (RFC 2812 section 3.1.1).
+
+    True if it is right. Otherwise the client is refused with 464 and
+    disconnected, and False is returned: at once when PASS is missing ("Password
+    required") or its address is locked out ("Too many failed login attempts;
+    try again in N seconds"), otherwise after the login throttle's delay for a
+    wrong one (:class:`ircd.limits.LoginThrottle`, under the key
+    :data:`SERVER_PASSWORD_KEY`, like an account's password). The comparison
+    is of UTF-8 bytes in constant time (:func:`hmac.compare_digest`).
+    """
+    throttle = server.login_throttle
+    wait = throttle.locked_for(client.ip, SERVER_PASSWORD_KEY, server.clock())
+    if wait > 0:
+        _refuse(server, client, reply,
+                f"Too many failed login attempts; try again in {int(wait) + 1} seconds",
+                "Login throttled")
+        return False
+    if client.password is None:
+        _refuse(server, client, reply, "Password required", "No server password")
+        return False
+    given = client.password.encode("utf-8", "surrogateescape")
+    if hmac.compare_digest(given, server.config.server.password.encode("utf-8")):
+        throttle.success(client.ip, SERVER_PASSWORD_KEY)
+        return True
+    delay = throttle.failure(client.ip, SERVER_PASSWORD_KEY, server.clock())
+    log.info("wrong server password from %s", client.ip)
+    client.pending = True  # nothing more from this connection until the answer
+
+    def answer() -> None:
+        client.pending = False
+        if not client.quitting:
+            _refuse(server, client, Reply(server.name, client), "Password incorrect",
+                    "Bad server password")
+
+    server.scheduler.call_later(delay, answer)
+    return False
+
+
 def refuse_nick(client, reply: Reply, text: str) -> None:
     """Answer 433 ERR_NICKNAMEINUSE for the nick ``client`` asked for.
 
@@ -294,18 +343,31 @@ def _refuse(server, client, reply: Reply, text: str, error: str) -> None:
 
 
 def _start_login(server, client) -> None:
+    """Log in to (or register) the account ``client.nick`` with ``client.password``, off the loop.
+
+    A name that is not an account yet counts one creation in the
+    registration throttle first (:class:`ircd.limits.RegistrationThrottle`);
+    over it, nothing is created and the client gets 400 (see
+    :func:`_finish_login`).
+    """
     nick, password = client.nick, client.password
+    regs = server.registration_throttle
+    reserved = (client.nick_cf not in server.account_names
+                and regs.reserve(client.ip, server.clock()) == 0)
     client.pending = True
     started = time.monotonic()
 
     def done(result: LoginResult | None, error: BaseException | None) -> None:
         client.pending = False
+        if reserved and result is not LoginResult.CREATED:
+            regs.refund(client.ip, server.clock())
         if not client.quitting:
             _finish_login(server, client, nick, result, error, time.monotonic() - started)
         if client.resume is not None and not client.quitting:
             client.resume()
 
-    server.scheduler.run_blocking(lambda: server.accounts.login_or_register(nick, password), done)
+    server.scheduler.run_blocking(
+        lambda: server.accounts.login_or_register(nick, password, create=reserved), done)
 
 
 def _finish_login(server, client, nick: str, result: LoginResult | None,
@@ -316,6 +378,14 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         reply.numeric(N.ERR_UNKNOWNERROR, "PASS", "Account database unavailable, try again later")
         client.write(reply.to_bytes())
         server.quit(client, "Account database error", error="Account database error")
+        return
+    if result is LoginResult.NO_ACCOUNT:
+        wait = server.registration_throttle.wait(client.ip, server.clock())
+        log.info("account %s not registered from %s: registration throttle", nick, client.ip)
+        reply.numeric(N.ERR_UNKNOWNERROR, "PASS", registration_throttled_text(wait))
+        client.write(reply.to_bytes())
+        server.quit(client, "Registration throttled",
+                    error=f"Closing Link: {client.host} (Registration throttled)")
         return
     throttle = server.login_throttle
     if result is LoginResult.BAD_PASSWORD:

@@ -4,7 +4,12 @@
 sends ``base64(authzid NUL authcid NUL password)`` in chunks of 400 bytes (a
 chunk of exactly 400 bytes means more follow; ``+`` alone is an empty chunk).
 The password is checked against the same account store as ``PASS`` login,
-off the event loop, and counts toward the same login throttling.
+off the event loop, and counts toward the same login throttling (a wrong
+password's 904 comes after the same delay as PASS's 464). As with ``PASS``,
+the first login registers the name: PLAIN for a valid nick that is not an
+account creates the account with that password (a ``NOTICE``, then 900 and
+903; within ``[accounts] registrations_per_ip``, else 904 saying how long
+to wait).
 
 Replies: 900 RPL_LOGGEDIN and 903 RPL_SASLSUCCESS; 904 ERR_SASLFAIL (wrong
 password, unknown account, malformed payload); 905 ERR_SASLTOOLONG (a chunk
@@ -21,7 +26,7 @@ import base64
 import binascii
 import logging
 
-from ircd.commands.accountlogin import check_password, log_in
+from ircd.commands.accountlogin import log_in, login_or_create, registration_throttled_text
 from ircd.commands.registry import Context, command
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
@@ -103,16 +108,28 @@ def _plain(ctx: Context, payload: str) -> None:
         return
     client.sasl = None
 
-    def finish(ok: bool, reply: Reply) -> None:
-        if not ok:
+    def finish(outcome: str, reply: Reply) -> None:
+        if outcome == "throttled":
+            wait = server.registration_throttle.wait(client.ip, server.clock())
+            reply.numeric(N.ERR_SASLFAIL, registration_throttled_text(wait))
+            return
+        if outcome == "error":
+            reply.numeric(N.ERR_SASLFAIL, "Account database unavailable, try again later")
+            return
+        if outcome not in ("logged-in", "created"):
             log.info("SASL failure for %s from %s", authcid, client.ip)
             reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
             return
+        if client.account is not None:  # (a login finished meanwhile)
+            reply.numeric(N.ERR_SASLALREADY, "You have already authenticated using SASL")
+            return
+        if outcome == "created":
+            reply.send("NOTICE", client.nick, f"Registered new account {authcid}", trailing=True)
         log_in(server, client, authcid, reply)
         client.sasl = "done"
         reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
 
-    wait = check_password(server, client, authcid, password, ctx.reply, finish)
+    wait = login_or_create(server, client, authcid, password, ctx.reply, finish)
     if wait > 0:
         _fail(ctx, N.ERR_SASLFAIL,
               f"Too many failed login attempts; try again in {int(wait) + 1} seconds")

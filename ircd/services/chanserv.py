@@ -15,11 +15,17 @@
 - ``SET #chan TOPICLOCK on|off``, ``SET #chan GUARD on|off`` (founder only);
 - ``DROP #chan`` (founder only);
 - ``HELP``.
+
+A change (REGISTER, ACCESS ADD/DEL, SET, DROP) is acknowledged only once it
+is written to the channel store (it survives ``kill -9``); if the write
+fails, the NOTICE says so. An account founds at most ``[services]
+max_channels_per_account`` channels (REGISTER beyond: a NOTICE).
 """
 
 from __future__ import annotations
 
 from ircd.chanreg import LEVELS
+from ircd.commands.registry import take_label
 from ircd.protocol.casemap import casefold
 from ircd.reply import Reply
 from ircd.services.base import Service
@@ -61,6 +67,49 @@ class ChanServ(Service):
             return None
         return chan
 
+    def _ack_when_saved(self, client: Client, reply: Reply, text: str) -> None:
+        """Answer ``text`` once the change just made is in the channel store.
+
+        ChanServ acknowledges only what survives a crash: the NOTICE is sent
+        after :meth:`ircd.chanreg.ChannelRegistry.when_saved` reports the
+        write returned (the client's later lines wait, in order, as for a
+        password check). If the write failed, the NOTICE says so: the change
+        holds in memory and is retried every second, but is not yet durable.
+        """
+        core = self.core
+        state = {"sync": True, "answered": False, "pause": False}
+
+        def saved(error: BaseException | None) -> None:
+            state["answered"] = True
+            if state["sync"]:  # nothing to wait for: answer in the command's own reply
+                self._saved_notice(reply, text, error)
+                return
+            if state["pause"]:
+                client.pending = False
+            if client.quitting:
+                return
+            out = Reply(core.name, client)
+            self._saved_notice(out, text, error)
+            take_label(client, out)
+            client.write(out.to_bytes())
+            if state["pause"] and client.resume is not None:
+                client.resume()
+
+        core.chanreg.when_saved(saved)
+        state["sync"] = False
+        if not state["answered"] and core.cluster is None and not client.pending:
+            # The client's later lines wait for the answer, in order (a cluster's
+            # log paces its input instead).
+            state["pause"] = True
+            client.pending = True
+
+    def _saved_notice(self, reply: Reply, text: str, error: BaseException | None) -> None:
+        if error is None:
+            self.notice(reply, text)
+        else:
+            self.notice(reply, f"{text} But it could not be saved (database error): it holds "
+                               "until a restart and saving is retried.")
+
     def _is_founder(self, chan: Channel, client: Client, reply: Reply) -> bool:
         if chan.registration.level(client.account) == "founder":
             return True
@@ -91,11 +140,16 @@ class ChanServ(Service):
         if reg is not None and reg.founder is not None:
             self.notice(reply, f"{chan.name} is already registered to {reg.founder}.")
             return
+        limit = self.core.config.services.max_channels_per_account
+        if self.core.chanreg.founded_by(client.account) >= limit:
+            self.notice(reply, f"You may not register more than {limit} channels; "
+                               "DROP one first.")
+            return
         if reg is None:
             self.core.chanreg.register(chan, client.account)
         else:
             reg.founder = client.account  # registered by configuration: claimed
-        self.notice(reply, f"{chan.name} is now registered to {client.account}.")
+        self._ack_when_saved(client, reply, f"{chan.name} is now registered to {client.account}.")
 
     def info(self, client: Client, args: list[str], reply: Reply) -> None:
         """INFO #chan."""
@@ -185,7 +239,8 @@ class ChanServ(Service):
             if reg.access.pop(cf, None) is None:
                 self.notice(reply, f"{account} is not on the access list of {chan.name}.")
             else:
-                self.notice(reply, f"{account} removed from the access list of {chan.name}.")
+                self._ack_when_saved(client, reply,
+                                     f"{account} removed from the access list of {chan.name}.")
             return
         level = args[3].lower()
         if level not in LEVELS:
@@ -198,8 +253,8 @@ class ChanServ(Service):
             self.notice(reply, f"{registered} is the founder of {chan.name}.")
             return
         reg.access[cf] = (registered, level)
-        self.notice(reply, f"{registered} now has {level} access in {chan.name}.")
         self.core.chanreg.apply_access(chan, registered)
+        self._ack_when_saved(client, reply, f"{registered} now has {level} access in {chan.name}.")
 
     def set(self, client: Client, args: list[str], reply: Reply) -> None:
         """SET #chan TOPICLOCK|GUARD on|off."""
@@ -218,7 +273,7 @@ class ChanServ(Service):
             chan.registration.topiclock = on
         else:
             self.core.chanreg.set_guard(chan, on)
-        self.notice(reply, f"{setting} of {chan.name} is now {'on' if on else 'off'}.")
+        self._ack_when_saved(client, reply, f"{setting} of {chan.name} is now {'on' if on else 'off'}.")
 
     def drop(self, client: Client, args: list[str], reply: Reply) -> None:
         """DROP #chan."""
@@ -226,4 +281,4 @@ class ChanServ(Service):
         if chan is None or not self._is_founder(chan, client, reply):
             return
         self.core.chanreg.drop(chan)
-        self.notice(reply, f"{chan.name} is no longer registered.")
+        self._ack_when_saved(client, reply, f"{chan.name} is no longer registered.")

@@ -3,13 +3,18 @@
 ``/msg NickServ <command>`` or ``NS <command>``:
 
 - ``REGISTER <password>``: a guest registers its current nick as an account
-  and is logged in to it (900, account-notify);
+  and is logged in to it (900, account-notify); at most ``[accounts]
+  registrations_per_ip`` new accounts per address per ``registrations_window``
+  seconds (a NOTICE says how long to wait);
 - ``IDENTIFY <password>`` or ``IDENTIFY <account> <password>``: log in after
   connecting; the login throttle of PASS and SASL applies (a locked-out
   address is told how long to wait);
 - ``PASSWORD <old> <new>``: change the password of the account you are logged in to;
 - ``INFO [nick]``: when the account was registered and last seen;
 - ``DROP <password>``: delete the account you are logged in to; you are logged out (901);
+  its direct-message history (both sides), last-seen time, channel access
+  entries and founder status are deleted too, so that a later account of
+  the same name inherits nothing;
 - ``HELP``.
 
 Passwords are checked and hashed off the event loop (:mod:`ircd.commands.accountlogin`).
@@ -17,6 +22,7 @@ Passwords are checked and hashed off the event loop (:mod:`ircd.commands.account
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -26,12 +32,20 @@ from ircd.commands.accountlogin import (
     create_account,
     log_in,
     log_out,
+    registration_throttled_text,
     run_account_change,
 )
 from ircd.protocol.casemap import casefold
 from ircd.reply import Reply
 from ircd.services.base import Service
 from ircd.state import Client
+
+log = logging.getLogger("ircd.nickserv")
+
+
+def _logged(_result: Any, error: BaseException | None) -> None:
+    if error is not None:
+        log.error("deleting the direct messages of a dropped account failed: %r", error)
 
 
 def when(t: float) -> str:
@@ -79,12 +93,15 @@ class NickServ(Service):
                 self.notice(out, f"Account {nick} registered; you are now logged in.")
             elif outcome == "created":
                 self.notice(out, f"Account {nick} registered; log in with IDENTIFY {nick} <password>.")
+            elif outcome == "throttled":
+                wait = core.registration_throttle.wait(client.ip, core.clock())
+                self.notice(out, registration_throttled_text(wait) + ".")
             elif outcome == "exists":
                 self.notice(out, f"{nick} is already registered.")
             else:
                 self.notice(out, "The account database is unavailable; try again later.")
 
-        create_account(core, client, nick, args[0], finish)
+        create_account(core, client, nick, args[0], reply, finish)
 
     def identify(self, client: Client, args: list[str], reply: Reply) -> None:
         """IDENTIFY [<account>] <password>."""
@@ -137,10 +154,27 @@ class NickServ(Service):
             return
         core = self.core
 
+        history = core.history
+
+        def drop_account() -> bool:
+            """Off the loop: delete the account, then its stored direct messages."""
+            if not core.accounts.drop(account, args[0]):
+                return False
+            if history is not None:
+                history.disk.delete_direct(casefold(account), time.time())
+            return True
+
         def dropped(out: Reply) -> None:
             core.account_names.pop(casefold(account), None)
             core.account_name_changed(account, False)
             core.chanreg.forget_founder(account)
+            if history is not None:
+                # A later account of this name must not read these conversations: forget
+                # them in memory, and once more on disk (messages of the last moments).
+                now = core.clock()
+                history.forget_account(account, now)
+                core.scheduler.run_blocking(
+                    lambda: history.disk.delete_direct(casefold(account), now), _logged)
             for user in list(core.world.users.values()):
                 if user.account is not None and casefold(user.account) == casefold(account):
                     if user is client:
@@ -151,8 +185,7 @@ class NickServ(Service):
                         user.write(other.to_bytes())
             self.notice(out, f"Account {account} dropped.")
 
-        self._with_password(client, account, reply,
-                            lambda: core.accounts.drop(account, args[0]), dropped)
+        self._with_password(client, account, reply, drop_account, dropped)
 
     def _with_password(self, client: Client, account: str, reply: Reply, fn, done) -> None:
         """Run ``fn`` (a store call that checks ``password`` itself) under the login throttle."""

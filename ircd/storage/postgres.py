@@ -226,6 +226,14 @@ class PostgresHistoryDisk:
         with self.db.connection() as conn:
             conn.execute("DELETE FROM history WHERE t < %s", (t,))
 
+    def delete_direct(self, account_cf: str, until: float) -> None:
+        prefix, suffix = f"dm:{account_cf}:", f":{account_cf}"
+        with self.db.connection() as conn:
+            conn.execute(
+                "DELETE FROM history WHERE left(target, 3) = 'dm:' AND t <= %s"
+                " AND (left(target, %s) = %s OR right(target, %s) = %s)",
+                (until, len(prefix), prefix, len(suffix), suffix))
+
     def close(self) -> None:
         """Nothing: the pool is closed by :meth:`Database.close`."""
 
