@@ -387,7 +387,8 @@ class Connection(asyncio.Protocol):
         if (not self.closed and not self.sendq_exceeded
                 and transport.get_write_buffer_size() > self.sendq):
             self.sendq_exceeded = True  # quit() below flushes again: handle this once
-            log.warning("sendq exceeded for %s", self.peer)
+            log.warning("sendq exceeded for %s (%d bytes queued)", self.peer,
+                        transport.get_write_buffer_size())
             self.core.stats.sendq_drops += 1
             if self.client is not None:
                 self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")

@@ -82,6 +82,9 @@ MAX_REQUEST_HEAD = 8192
 """Bytes of HTTP request head (request line, headers, the empty line) read at most;
 a longer head gets ``431 Request Header Fields Too Large`` and the connection closes."""
 
+RECEIVE_SLICE = 16384
+"""Bytes handed to the WebSocket protocol at once; the sendq is checked after each."""
+
 MAX_HEAD_LINES = 64
 """Lines of HTTP request head (the request line, each header, the empty line) at
 most; more get ``431`` and the connection closes."""
@@ -352,15 +355,20 @@ class WebSocketConnection(Connection):
                 return
             self.head = None if size >= 0 else self.head + data
         ws = self.ws
-        ws.receive_data(data)
-        for event in ws.events_received():
+        # In slices, so that what the protocol answers by itself (a PONG per PING)
+        # is checked against the sendq every RECEIVE_SLICE bytes, not per 256 KiB read.
+        for start in range(0, len(data), RECEIVE_SLICE):
+            ws.receive_data(data[start:start + RECEIVE_SLICE])
+            for event in ws.events_received():
+                if self.closed:
+                    break
+                if isinstance(event, Request):
+                    self._on_request(event)
+                elif isinstance(event, Frame):
+                    self._on_frame(event)
+            self._after_events()
             if self.closed:
                 break
-            if isinstance(event, Request):
-                self._on_request(event)
-            elif isinstance(event, Frame):
-                self._on_frame(event)
-        self._after_events()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.handshake_timer is not None:
