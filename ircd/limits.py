@@ -68,7 +68,7 @@ class TokenBucket:
         self.stamp = now
         if tokens > self.burst:
             tokens = self.burst
-        allowed = n if tokens >= n else int(tokens)
+        allowed = n if tokens >= n else max(0, int(tokens))  # in debt (charge): none
         self.tokens = tokens - allowed
         return allowed
 
@@ -77,6 +77,22 @@ class TokenBucket:
         after all (they wait behind an asynchronous step); never above ``burst``."""
         if n > 0:
             self.tokens = min(self.burst, self.tokens + n)
+
+    def charge(self, now: float, n: int = 1) -> float:
+        """Spend ``n`` tokens now even if that leaves the bucket in debt; return the
+        tokens left (negative: that many commands' worth of debt).
+
+        For work the server cannot delay, such as the PONG the WebSocket
+        protocol sends for each PING frame: it costs like a line, and the lines
+        after it wait until the debt is refilled (:meth:`take_upto` allows none
+        while in debt, :meth:`wait` says how long).
+        """
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.stamp = now
+        if tokens > self.burst:
+            tokens = self.burst
+        self.tokens = tokens - n
+        return self.tokens
 
     def wait(self) -> float:
         """Seconds from the last call until one more token is available."""

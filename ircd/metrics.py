@@ -149,13 +149,21 @@ REQUEST_TIMEOUT = 5.0
 MAX_REQUEST_HEAD = 8192
 """Bytes of request line and headers read at most; a longer head gets the connection closed."""
 
+MAX_CONNECTIONS = 16
+"""Metrics connections open at once; one more is answered ``503`` and closed at once."""
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n")
+
 
 class MetricsEndpoint:
     """``GET /metrics`` (Prometheus text exposition format) on ``host:port``, served on the loop.
 
     Any other path is ``404``, any other method ``405``; every response
-    closes the connection (HTTP/1.1 ``Connection: close``). Use
-    :meth:`start` (raises ``OSError``, e.g. address in use) and :meth:`close`.
+    closes the connection (HTTP/1.1 ``Connection: close``). At most
+    :data:`MAX_CONNECTIONS` connections are served at once (``active``);
+    one more gets ``503`` and is closed. Use :meth:`start` (raises
+    ``OSError``, e.g. address in use) and :meth:`close`.
     """
 
     def __init__(self, node: Node) -> None:
@@ -164,6 +172,7 @@ class MetricsEndpoint:
         self.lag = LagProbe(node.loop)
         self.registry.register(ServerCollector(node, self.lag))
         self._server: asyncio.base_events.Server | None = None
+        self.active = 0
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._handle, host, port,
@@ -181,6 +190,19 @@ class MetricsEndpoint:
         return generate_latest(self.registry)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= MAX_CONNECTIONS:
+            log.warning("metrics connection from %s refused: %d open",
+                        writer.get_extra_info("peername"), self.active)
+            writer.write(_BUSY)
+            writer.close()
+            return
+        self.active += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,

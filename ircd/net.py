@@ -131,6 +131,8 @@ class Connection(asyncio.Protocol):
             self.decoder.max_line = max(IRC_MAX_LINE, self.core.config.simple.max_line)
         self.peer = "?"
         self.ip = "unknown"
+        self.opened = node.loop.time()  # when the connection was accepted (loop clock, s)
+        self.login_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -149,28 +151,45 @@ class Connection(asyncio.Protocol):
         self.ip = peer[0] if peer else "unknown"
         self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
 
+    def admission_refusal(self) -> str | None:
+        """Check ``self.ip`` against the D-lines, then count it against the connection
+        limits (:class:`~ircd.limits.ConnectionLimiter`).
+
+        Returns ``None`` once the connection is counted (``admitted``; it must be
+        released once, which ``connection_lost`` does), or the reason it is
+        refused (``"D-Lined (<reason>)"``, ``"Server full"``, ``"Too many
+        connections from your IP"``), counting nothing. Every listener calls it
+        when a connection is accepted.
+        """
+        dline = self.core.dline_for(self.ip)  # DLINE: refused before registration
+        if dline is not None:
+            log.warning("refused %s: D-lined (%s)", self.peer, dline.mask)
+            return f"D-Lined ({dline.reason})"
+        refused = self.node.limiter.admit(self.ip)
+        if refused is not None:
+            log.warning("refused %s: %s", self.peer, refused)
+            return refused
+        self.admitted = True
+        return None
+
     def admit(self) -> None:
         """Count the connection from ``self.ip`` against the limits and create its
         client, or refuse it (``ERROR :Closing Link``/``BUSY``, then close)."""
         transport = self.transport
-        node = self.node
-        dline = self.core.dline_for(self.ip)  # DLINE: refused before registration
-        if dline is not None:
-            log.warning("refused %s: D-lined (%s)", self.peer, dline.mask)
-            transport.write(b"BUSY\n" if self.dialect == "simple" else
-                            f"ERROR :Closing Link: {self.ip} (D-Lined ({dline.reason}))\r\n".encode())
-            self.closed = True
-            transport.close()
-            return
-        refused = node.limiter.admit(self.ip)
+        refused = self.admission_refusal()
         if refused is not None:
-            log.warning("refused %s: %s", self.peer, refused)
             transport.write(b"BUSY\n" if self.dialect == "simple"
                             else f"ERROR :Closing Link: {self.ip} ({refused})\r\n".encode())
             self.closed = True
             transport.close()
             return
-        self.admitted = True
+        self.start_session()
+
+    def start_session(self) -> None:
+        """Give a counted (``admitted``) connection its flood budget, sendq and
+        client (an IRC client, or a SEND-dialect session on the dedicated port)."""
+        transport = self.transport
+        node = self.node
         cls = node.limiter.class_for(self.ip)
         self.sendq = cls.sendq
         self.flood_backlog = cls.flood_backlog
@@ -223,6 +242,9 @@ class Connection(asyncio.Protocol):
             node.limiter.release(self.ip)
         if self.timer is not None:
             self.timer.cancel()
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
         was_closed = self.closed
         self.closed = True
         self.out = []
@@ -242,6 +264,29 @@ class Connection(asyncio.Protocol):
         self.simple = SimpleSession(self.core, self.write, partial(self.close, "closed by server"),
                                     self.ip)
         self.decoder.max_line = self.core.config.simple.max_line
+        # No HELLO yet: the registration timeout runs from the accept, as for IRC.
+        self._schedule_login_check(
+            self.opened + self.core.config.server.registration_timeout - self.node.loop.time())
+
+    def _schedule_login_check(self, delay: float) -> None:
+        self.login_timer = self.node.loop.call_later(max(0.0, delay), self._login_expired)
+
+    def _login_expired(self) -> None:
+        """``registration_timeout`` seconds after the accept: a SEND-dialect
+        connection that has not logged in (no ``HELLO``) is closed without a
+        line (the dialect has no message for it). One waiting for the cluster
+        to confirm its name is checked again a second later."""
+        self.login_timer = None
+        simple = self.simple
+        if self.closed or simple is None or simple.client is not None:
+            return
+        if simple.busy:
+            self._schedule_login_check(1.0)
+            return
+        log.info("SEND-dialect connection %s did not log in within %.0f s", self.peer,
+                 self.core.config.server.registration_timeout)
+        simple.connection_lost("Registration timeout")
+        self.close("Registration timeout")
 
     # -- line processing: flood budget and password checks -------------------------
 
@@ -321,6 +366,10 @@ class Connection(asyncio.Protocol):
                 self.paused = True
                 self.transport.pause_reading()
             return
+        self.excess_flood()
+
+    def excess_flood(self) -> None:
+        """Disconnect this client for ``Excess Flood`` (counted in the metrics)."""
         log.warning("excess flood from %s", self.peer)
         self.core.stats.flood_disconnects += 1
         self.backlog.clear()
@@ -349,12 +398,18 @@ class Connection(asyncio.Protocol):
             return
         data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
         self.out = []
+        self.transport.write(data)
+        self.enforce_sendq()
+
+    def enforce_sendq(self) -> None:
+        """Disconnect this client (``SendQ exceeded``) if the bytes its transport
+        has not handed to the kernel exceed its ``sendq``; call after every write."""
         transport = self.transport
-        transport.write(data)
         if (not self.closed and not self.sendq_exceeded
                 and transport.get_write_buffer_size() > self.sendq):
             self.sendq_exceeded = True  # quit() below flushes again: handle this once
-            log.warning("sendq exceeded for %s", self.peer)
+            log.warning("sendq exceeded for %s (%d bytes queued)", self.peer,
+                        transport.get_write_buffer_size())
             self.core.stats.sendq_drops += 1
             if self.client is not None:
                 self.core.quit(self.client, "SendQ exceeded", error="SendQ exceeded")
@@ -375,6 +430,9 @@ class Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
         if self.transport is not None:
             self.transport.close()
         log.info("disconnect %s (%s)", self.peer, reason)

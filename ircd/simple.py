@@ -104,7 +104,10 @@ class SimpleSession:
     ``core`` is the :class:`~ircd.core.Server`; ``send(bytes)`` queues output;
     ``close()`` closes the connection; ``ip`` is the peer address. Every
     logged-in session, on either port, counts toward ``simple.max_clients``
-    (one more is answered BUSY).
+    (one more is answered BUSY). The edge (:mod:`ircd.net`) closes a session
+    that has not logged in ``server.registration_timeout`` seconds after its
+    connection was accepted; a logged-in one is never timed out (the dialect
+    has no keep-alive).
     """
 
     def __init__(self, core, send: Callable[[bytes], None], close: Callable[[], None],
@@ -118,6 +121,12 @@ class SimpleSession:
         # In a cluster a HELLO-FROM or SEND waits for the log; lines after it wait here.
         self._busy = False
         self._held: list[bytes | None] = []   # None: a line that was too long
+
+    @property
+    def busy(self) -> bool:
+        """True while a command waits for the cluster's log (a HELLO-FROM's name claim,
+        a SEND); the edge does not time out a login that is waiting."""
+        return self._busy
 
     # -- input -----------------------------------------------------------
 

@@ -18,9 +18,15 @@ events out, bytes to write from ``data_to_send``); this module only routes:
   checked against ``allowed_origins`` (403 when refused), the subprotocol is
   chosen in the *client's* order of preference among ``text.ircv3.net`` and
   ``binary.ircv3.net`` (none offered, or none known: no subprotocol, text
-  frames), and the 101 response is sent. Only then is the connection counted
-  against the limits, with the real client address (``X-Forwarded-For`` only
-  from ``trusted_proxies``), and given a core client.
+  frames), and the 101 response is sent; then the connection gets a core
+  client. A connection is counted against the limits (after the D-line
+  check) from the moment it is accepted, HTTP or not, like an IRC one; a
+  refused one gets an HTTP ``403`` (D-line) or ``503`` and is closed. After
+  an upgrade from a trusted proxy it is counted under the real client address
+  (``X-Forwarded-For`` only from ``trusted_proxies``) instead.
+- The request head must arrive within :data:`HANDSHAKE_TIMEOUT` seconds
+  (``408`` and close) and fit in :data:`MAX_REQUEST_HEAD` bytes and
+  :data:`MAX_HEAD_LINES` lines (``431`` and close).
 - Each complete WebSocket message is one IRC line: it is fed to the
   connection's :class:`~ircd.protocol.framing.LineDecoder` with a line end,
   so a message is handled exactly as that line on TCP (a trailing CR LF is
@@ -28,10 +34,14 @@ events out, bytes to write from ``data_to_send``); this module only routes:
   UTF-8 fails the connection with close code 1007 (RFC 6455 section 8.1); a
   binary-frame client's bytes go to the core unchanged, as on TCP. A message
   over ``max_message`` bytes fails the connection with close code 1009.
+  Each PING or PONG frame costs one token of the flood budget, as a line does
+  (:meth:`~ircd.limits.TokenBucket.charge`).
 - Output: the core writes CR LF-terminated lines; :class:`WebSocketTransport`
   sends each as one message without CR LF, as a text frame (invalid UTF-8
   replaced by U+FFFD) or, for ``binary.ircv3.net``, a binary frame. The real
-  transport's write buffer is what the sendq limit measures.
+  transport's write buffer is what the sendq limit measures, and it is
+  checked after every write to it: lines, and what the protocol queued by
+  itself (PONGs, close frames).
 """
 
 from __future__ import annotations
@@ -64,8 +74,20 @@ BINARY = "binary.ircv3.net"
 SUBPROTOCOLS = (TEXT, BINARY)
 """The IRCv3 WebSocket subprotocols this server speaks."""
 
-HANDSHAKE_TIMEOUT = 10.0
-"""Seconds a new connection has to send its HTTP request (and TLS handshake)."""
+HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a new connection has, from the accept (after the TLS handshake, which
+has its own 10 s), to send its whole HTTP request head; then ``408`` and close."""
+
+MAX_REQUEST_HEAD = 8192
+"""Bytes of HTTP request head (request line, headers, the empty line) read at most;
+a longer head gets ``431 Request Header Fields Too Large`` and the connection closes."""
+
+RECEIVE_SLICE = 16384
+"""Bytes handed to the WebSocket protocol at once; the sendq is checked after each."""
+
+MAX_HEAD_LINES = 64
+"""Lines of HTTP request head (the request line, each header, the empty line) at
+most; more get ``431`` and the connection closes."""
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -204,6 +226,21 @@ class WebClientFiles:
         return Response(200, "OK", headers, b"" if method == "HEAD" else found.body)
 
 
+def head_problem(head: bytes) -> tuple[int, bool]:
+    """Check the start of an HTTP request (``head``: the bytes received so far).
+
+    Returns ``(size, too_big)``: ``size`` is the length of the complete head
+    (up to and including the empty line, CR LF CR LF) or ``-1`` while it is
+    incomplete; ``too_big`` is true when the head is, or already must be, over
+    :data:`MAX_REQUEST_HEAD` bytes or :data:`MAX_HEAD_LINES` lines (RFC 9110
+    section 15.5.20 / RFC 6585 section 5: ``431``).
+    """
+    end = head.find(b"\r\n\r\n")
+    size = len(head) if end < 0 else end + 4
+    too_big = size > MAX_REQUEST_HEAD or head.count(b"\n", 0, size) > MAX_HEAD_LINES
+    return (-1 if end < 0 else size), too_big
+
+
 def _plain(status: int, phrase: str, text: str,
            extra: Sequence[tuple[str, str]] = ()) -> Response:
     body = text.encode()
@@ -271,9 +308,10 @@ class WebSocketTransport:
 class WebSocketConnection(Connection):
     """One connection to the WebSocket port: HTTP first, then IRC over WebSocket.
 
-    Before the upgrade it is not counted against the limits and has no
-    client; after it, it is an IRC :class:`~ircd.net.Connection` whose
-    transport is a :class:`WebSocketTransport`.
+    It is counted against the limits from the accept (``admitted``), and
+    released once when it closes. Before the upgrade it has no client; after
+    it, it is an IRC :class:`~ircd.net.Connection` whose transport is a
+    :class:`WebSocketTransport`.
     """
 
     def __init__(self, node: Node, files: WebClientFiles) -> None:
@@ -288,27 +326,49 @@ class WebSocketConnection(Connection):
         self.fragment_opcode: Opcode | None = None
         self.handshake_timer: asyncio.TimerHandle | None = None
         self.ws_error = ""  # why we failed the WebSocket connection, if we did
+        self.head: bytes | None = b""  # the request head so far; None once complete
 
     # -- asyncio.Protocol ----------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.raw = transport
         self.note_peer(transport)
+        refused = self.admission_refusal()
+        if refused is not None:
+            status, phrase = ((403, "Forbidden") if refused.startswith("D-Lined")
+                              else (503, "Service Unavailable"))
+            self._http_error(status, phrase, f"Closing Link: {self.ip} ({refused})\n")
+            return
         self.handshake_timer = self.node.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.head is not None:  # still reading the request head: bound it
+            size, too_big = head_problem(self.head + data)
+            if too_big:
+                log.info("http %s: request head over %d bytes or %d lines", self.peer,
+                         MAX_REQUEST_HEAD, MAX_HEAD_LINES)
+                self._http_error(431, "Request Header Fields Too Large",
+                                 f"The request head may have at most {MAX_REQUEST_HEAD} "
+                                 f"bytes and {MAX_HEAD_LINES} lines.\n")
+                return
+            self.head = None if size >= 0 else self.head + data
         ws = self.ws
-        ws.receive_data(data)
-        for event in ws.events_received():
+        # In slices, so that what the protocol answers by itself (a PONG per PING)
+        # is checked against the sendq every RECEIVE_SLICE bytes, not per 256 KiB read.
+        for start in range(0, len(data), RECEIVE_SLICE):
+            ws.receive_data(data[start:start + RECEIVE_SLICE])
+            for event in ws.events_received():
+                if self.closed:
+                    break
+                if isinstance(event, Request):
+                    self._on_request(event)
+                elif isinstance(event, Frame):
+                    self._on_frame(event)
+            self._after_events()
             if self.closed:
                 break
-            if isinstance(event, Request):
-                self._on_request(event)
-            elif isinstance(event, Frame):
-                self._on_frame(event)
-        self._after_events()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.handshake_timer is not None:
@@ -316,8 +376,18 @@ class WebSocketConnection(Connection):
             self.handshake_timer = None
         if not self.upgraded:
             self.closed = True
+            if self.admitted:
+                self.admitted = False
+                self.node.limiter.release(self.ip)
             return
         super().connection_lost(exc)
+
+    def _http_error(self, status: int, phrase: str, text: str) -> None:
+        """Answer with a plain-text HTTP error response and close (before the upgrade)."""
+        assert self.raw is not None
+        self.closed = True
+        self.raw.write(_plain(status, phrase, text).serialize())
+        self.raw.close()
 
     # -- the HTTP request ------------------------------------------------------
 
@@ -347,11 +417,18 @@ class WebSocketConnection(Connection):
             self.handshake_timer.cancel()
             self.handshake_timer = None
         self.upgraded = True
-        self.ip = client_address(self.ip, headers.get("X-Forwarded-For"), cfg.trusted_proxies)
+        ip = client_address(self.ip, headers.get("X-Forwarded-For"), cfg.trusted_proxies)
         self.transport = WebSocketTransport(self.raw, ws, binary=ws.subprotocol == BINARY)
         self.transport.send_pending()
-        log.info("websocket %s as %s (subprotocol %s, path %s)", self.peer, self.ip,
+        log.info("websocket %s as %s (subprotocol %s, path %s)", self.peer, ip,
                  ws.subprotocol or "none", request.path)
+        if ip == self.ip:
+            self.start_session()  # counted since the accept
+            return
+        # From a trusted proxy: counted under the proxy's address so far, now the client's.
+        self.node.limiter.release(self.ip)
+        self.admitted = False
+        self.ip = ip
         self.admit()
 
     # -- messages --------------------------------------------------------------
@@ -365,7 +442,9 @@ class WebSocketConnection(Connection):
         elif frame.opcode is Opcode.CONT:
             self.fragments.append(bytes(frame.data))
         else:
-            return  # PING is answered by the protocol; PONG and CLOSE need nothing here
+            if frame.opcode in (Opcode.PING, Opcode.PONG):
+                self._control_frame()
+            return  # PING is answered by the protocol; CLOSE is handled after the events
         if not frame.fin:
             return
         message = b"".join(self.fragments)
@@ -379,8 +458,23 @@ class WebSocketConnection(Connection):
                 return
         self.lines_received(self.decoder.push(message + b"\n"))
 
+    def _control_frame(self) -> None:
+        """A PING or PONG frame: it costs one token of the flood budget, like a line.
+
+        The protocol has already queued the PONG, so the cost cannot be waited
+        for: it is charged (the bucket may go into debt, and the lines after it
+        wait); when the debt and the waiting lines together exceed
+        ``flood_backlog``, the client is disconnected for ``Excess Flood``.
+        """
+        if self.closed:
+            return
+        tokens = self.bucket.charge(self.node.loop.time())
+        if len(self.backlog) + max(0.0, -tokens) > self.flood_backlog:
+            self.excess_flood()
+
     def _after_events(self) -> None:
-        """Write what the protocol queued; end the connection if the protocol ended it."""
+        """Write what the protocol queued; enforce the sendq on it; end the connection
+        if the protocol ended it."""
         ws = self.ws
         raw = self.raw
         assert raw is not None
@@ -395,6 +489,8 @@ class WebSocketConnection(Connection):
                 self.closed = True
                 raw.close()
             return
+        if self.admitted:
+            self.enforce_sendq()  # PONGs and close frames count like lines
         if ws.state is State.OPEN or self.closed:
             return
         # The client closed, or the protocol failed the connection (1007, 1009, 1002).
@@ -413,8 +509,8 @@ class WebSocketConnection(Connection):
         self.handshake_timer = None
         if not self.upgraded and not self.closed and self.raw is not None:
             log.info("http %s: no request within %.0f s", self.peer, HANDSHAKE_TIMEOUT)
-            self.closed = True
-            self.raw.abort()
+            self._http_error(408, "Request Timeout",
+                             f"No complete request within {HANDSHAKE_TIMEOUT:.0f} seconds.\n")
 
 
 async def listen_websocket(node: Node, host: str, port: int,

@@ -23,6 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from ircd.cloak import CLOAK_KEY_FILE, cloak_host
 from tests.support import RawClient, command_of, config_with, free_port, wait_for_port
 from tests.test_tls import make_cert
 
@@ -372,7 +373,11 @@ def test_x_forwarded_for_is_used_only_from_a_trusted_proxy(ws_server):
     tcp = tcp_user(srv.port, "observer")
     proxied = WS(srv.ws_port, additional_headers={"X-Forwarded-For": "198.51.100.7, 127.0.0.1"})
     proxied.register("proxied")
-    tcp.expect(":proxied!proxied@198.51.100.7 JOIN #general")
+    # Others see the forwarded address's cloak (ircd/cloak.py), the user itself the address.
+    cloak = cloak_host("198.51.100.7", (srv.data_dir / CLOAK_KEY_FILE).read_bytes())
+    tcp.expect(f":proxied!proxied@{cloak} JOIN #general")
+    proxied.send("WHOIS proxied")
+    proxied.expect("378 proxied proxied :is connecting from *@198.51.100.7 198.51.100.7")
     # The per-IP limit sees the forwarded address (198.51.100.7 is not exempt).
     second = WS(srv.ws_port, additional_headers={"X-Forwarded-For": "198.51.100.7"})
     second.expect("ERROR :Closing Link: 198.51.100.7 (Too many connections from your IP)")
