@@ -27,6 +27,9 @@ CONNECTION_KINDS = ("irc", "simple")
 USERLEN = 10
 """Longest user name (the ``user`` of ``nick!user@host``), advertised as ISUPPORT USERLEN."""
 
+MAX_INVITES = 16
+"""Pending invitations kept per user (``Client.invites``); a newer one drops the oldest."""
+
 
 class Client:
     """One connection's user, registered or not.
@@ -36,6 +39,11 @@ class Client:
     ``nick!user@host`` prefix. ``channels`` maps casefolded channel names to
     :class:`Channel`. ``caps`` holds the IRCv3 capabilities the client
     enabled. ``kind`` names the front end (``"irc"`` or ``"simple"``).
+    ``invites`` maps the casefolded name of each channel the user was
+    invited to (and has not joined since) to that channel's ``created``
+    time, oldest invitation first, at most :data:`MAX_INVITES`: an
+    invitation is for that channel only, not for a later one of the same
+    name (:meth:`invite`, :meth:`is_invited`).
     Times are ``time.time()`` seconds.
     """
 
@@ -78,7 +86,7 @@ class Client:
         self.modes: set[str] = set()
         self.away: str | None = None
         self.channels: dict[str, Channel] = {}
-        self.invites: set[str] = set()
+        self.invites: dict[str, float] = {}
         self.signon = now
         self.last_active = now        # last PRIVMSG/NOTICE etc. (WHOIS idle)
         self.last_seen = now          # last line of any kind (ping timeout)
@@ -101,6 +109,23 @@ class Client:
         self.nick = nick
         self.nick_cf = casefold(nick)
         self.update_source()
+
+    def invite(self, chan: Channel) -> None:
+        """Record an invitation to ``chan`` (RFC 2812 section 3.2.7), the newest last.
+
+        A repeated invitation moves to the end; beyond :data:`MAX_INVITES`
+        the oldest is forgotten.
+        """
+        cf = casefold(chan.name)
+        self.invites.pop(cf, None)
+        self.invites[cf] = chan.created
+        while len(self.invites) > MAX_INVITES:
+            del self.invites[next(iter(self.invites))]
+
+    def is_invited(self, chan: Channel) -> bool:
+        """True if the user holds an invitation to this very ``chan`` (same name and
+        creation time: an invitation dies with the channel it was given for)."""
+        return self.invites.get(casefold(chan.name)) == chan.created
 
     @property
     def is_pseudo(self) -> bool:

@@ -35,8 +35,10 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
 
     Sends JOIN to the members, and to the joiner JOIN, the topic (332/333) and
     NAMES (353/366). Errors: 403 (bad name), 405 (too many channels), 471
-    (+l), 473 (+i, unless invited or matching +I), 474 (+b, unless invited
-    or matching +e; an ``m:`` mute does not keep anyone out), 475 (+k).
+    (+l), 473 (+i, unless matching +I), 474 (+b, unless matching +e; an
+    ``m:`` mute does not keep anyone out), 475 (+k). An invitation to this
+    channel (given by one of its operators while it was ``+i``, see
+    :func:`handle_invite`) passes +i, +k and +l once, never +b.
     """
     cfg = server.config.server
     if not is_valid_channel(name, cfg.channellen):
@@ -55,7 +57,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
         world.channels[cf] = chan
         modes = "o"
     else:
-        invited = cf in client.invites
+        invited = client.is_invited(chan)
         if chan.key is not None and key != chan.key and not invited:
             reply.numeric(N.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
             return
@@ -65,11 +67,11 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
         if "i" in chan.modes and not invited and not is_invite_excepted(chan, client):
             reply.numeric(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
             return
-        if chan.bans and not invited and is_banned(chan, client):
+        if chan.bans and is_banned(chan, client):
             reply.numeric(N.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
             return
         modes = ""
-    client.invites.discard(cf)
+    client.invites.pop(cf, None)
     t = server.clock()
     basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
     extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
@@ -319,7 +321,17 @@ def handle_kick(ctx: Context, msg: Message) -> None:
 
 @command("INVITE", min_params=2)
 def handle_invite(ctx: Context, msg: Message) -> None:
-    """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 442 443 482, 341)."""
+    """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 403 442 443 482, 341).
+
+    Any member may invite to a channel without ``+i``: the target is told,
+    nothing is recorded (as Ergo), so it gives no way past +k, +l or +b. On a
+    ``+i`` channel only its operators may invite (482 otherwise, as RFC 2812
+    and Ergo; InspIRCd asks for half-op), and the invitation is recorded on
+    the target (:meth:`ircd.state.Client.invite`: at most
+    :data:`ircd.state.MAX_INVITES`, oldest dropped, valid for this channel
+    only, used up by the next JOIN). It then passes +i, +k and +l once,
+    never a ban (:func:`join_channel`).
+    """
     server, client, reply = ctx.server, ctx.client, ctx.reply
     target = server.world.find_user(msg.params[0])
     if target is None:
@@ -331,10 +343,11 @@ def handle_invite(ctx: Context, msg: Message) -> None:
     if target in chan.members:
         reply.numeric(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
         return
-    if "i" in chan.modes and not chan.is_op(client):
-        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-        return
-    target.invites.add(casefold(chan.name))
+    if "i" in chan.modes:
+        if not chan.is_op(client):
+            reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            return
+        target.invite(chan)
     reply.numeric(N.RPL_INVITING, target.nick, chan.name)
     event = Event(f":{client.source} INVITE {target.nick} {chan.name}", server.clock(),
                   account=client.account)
