@@ -251,10 +251,15 @@ class World:
         chan.members[client] = modes
         client.channels[casefold(chan.name)] = chan
 
-    def part(self, client: Client, chan: Channel) -> None:
-        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered."""
+    def part(self, client: Client, chan: Channel) -> bool:
+        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered.
+
+        Returns True if ``chan`` was forgotten (the caller then drops what
+        belongs to it: ``Server.channel_gone``).
+        """
         chan.members.pop(client, None)
         client.channels.pop(casefold(chan.name), None)
         if not chan.members and chan.registration is None:
-            self.channels.pop(casefold(chan.name), None)
+            return self.channels.pop(casefold(chan.name), None) is not None
+        return False
 

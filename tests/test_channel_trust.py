@@ -7,11 +7,14 @@ for its numeric, and that the members were not disturbed (they still chat).
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 import pytest
 
 from ircd.state import MAX_INVITES
 from tests.rawusers import chats, numerics, params, until_pong, user
-from tests.support import ServerProcess, command_of, config_with
+from tests.support import RawClient, ServerProcess, command_of, config_with
 
 FAST = config_with(limits={"flood_burst": 400, "flood_rate": 200.0})
 
@@ -38,8 +41,10 @@ def join(c, chan: str, key: str = "") -> list[str]:
 
 
 def joined(lines: list[str], nick: str, chan: str) -> bool:
+    """True if ``lines`` hold ``nick``'s JOIN of ``chan`` (tags or not)."""
+    untagged = [x.split(" ", 1)[1] if x.startswith("@") else x for x in lines]
     return any(command_of(x) == "JOIN" and x.startswith(f":{nick}!")
-               and params(x)[0].lower() == chan.lower() for x in lines)
+               and params(x)[0].lower() == chan.lower() for x in untagged)
 
 
 def names(c, chan: str) -> list[str]:
@@ -165,3 +170,133 @@ def test_a_secret_channel_is_hidden_from_outsiders_in_list_whois_names_and_who(s
     member_whois = [params(x)[-1] for x in ask(carl, "WHOIS sa_alice") if command_of(x) == "319"]
     assert "#sa_hidden" in member_whois[0].replace("@", "").split()
     chats(outsider, alice, "sa_out", "sa_alice")
+
+
+# -- History dies with its channel ----------------------------------------------------
+
+HISTORY_CAPS = ("draft/chathistory", "batch", "server-time", "message-tags")
+
+
+def history_user(port: int, nick: str, password: str | None = None) -> RawClient:
+    """A registered user with the CHATHISTORY capabilities (an account when ``password``)."""
+    c = RawClient(port)
+    c.send("CAP LS 302")
+    c.send(f"CAP REQ :{' '.join(HISTORY_CAPS)}")
+    if password is not None:
+        c.send(f"PASS {password}")
+    c.send(f"NICK {nick}")
+    c.send(f"USER {nick} 0 * :{nick}")
+    c.expect(lambda line: command_of(line) == "CAP" and " ACK " in line)
+    c.send("CAP END")
+    c.expect_numeric("001")
+    c.expect(lambda line: command_of(line) in ("376", "422"))
+    until_pong(c)
+    return c
+
+
+def history(c: RawClient, target: str) -> list[str]:
+    """The texts CHATHISTORY LATEST gives ``c`` for ``target``, oldest first."""
+    lines = ask(c, f"CHATHISTORY LATEST {target} * 50")
+    assert [command_of(x) for x in lines][:1] == ["BATCH"], lines   # answered, not refused
+    return [params(x)[-1] for x in lines if command_of(x) == "PRIVMSG"]
+
+
+def say(c: RawClient, target: str, *texts: str) -> None:
+    for text in texts:
+        c.send(f"PRIVMSG {target} :{text}")
+    until_pong(c)
+
+
+def test_a_destroyed_channels_history_is_not_readable_by_whoever_creates_it_again(srv):
+    alice, bob = history_user(srv.port, "ha_alice"), history_user(srv.port, "ha_bob")
+    eve = history_user(srv.port, "ha_eve")
+    join(alice, "#ha")
+    ask(alice, "MODE #ha +sk secret")
+    join(bob, "#ha", "secret")
+    say(alice, "#ha", "the plan", "is at noon")
+    assert history(bob, "#ha") == ["the plan", "is at noon"]
+    ask(alice, "PART #ha")
+    ask(bob, "PART #ha")                                   # the channel is gone
+    assert joined(join(eve, "#ha"), "ha_eve", "#ha")       # at once, a new channel
+    assert history(eve, "#ha") == []
+    say(eve, "#ha", "mine")
+    assert history(eve, "#ha") == ["mine"]
+    # The same when the channel ends by a KICK and by a QUIT.
+    join(alice, "#ha")
+    say(alice, "#ha", "kicked away")
+    ask(eve, "KICK #ha ha_alice")
+    ask(eve, "PART #ha")
+    assert joined(join(bob, "#ha"), "ha_bob", "#ha")
+    assert history(bob, "#ha") == []
+    say(bob, "#ha", "before quit")
+    bob.send("QUIT :bye")
+    bob.expect(lambda line: command_of(line) == "ERROR")
+    assert joined(join(eve, "#ha"), "ha_eve", "#ha")
+    assert history(eve, "#ha") == []
+    chats(alice, eve, "ha_alice", "ha_eve")
+
+
+def db_texts(data, until, timeout: float = 15.0) -> list[str]:
+    """The texts in the history table of the server's SQLite file once ``until(texts)``
+    holds (the server writes history in a batch a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(data / "chatserver.sqlite3") as db:
+            texts = sorted(t for (t,) in db.execute("SELECT text FROM history"))
+        if until(texts) or time.monotonic() > deadline:
+            assert until(texts), texts
+            return texts
+        time.sleep(0.1)
+
+
+def test_a_destroyed_channels_history_is_deleted_from_the_database_too(tmp_path):
+    data = tmp_path / "data"
+    first = ServerProcess(data, FAST).start()
+    try:
+        alice = history_user(first.port, "hb_alice")
+        eve = history_user(first.port, "hb_eve")
+        join(alice, "#hb")
+        ask(alice, "MODE #hb +sk secret")
+        say(alice, "#hb", "old secret 1", "old secret 2")
+        db_texts(data, until=lambda t: "old secret 2" in t)  # written by the periodic batch
+        ask(alice, "PART #hb")
+        assert joined(join(eve, "#hb"), "hb_eve", "#hb")   # at once: a new channel
+        say(eve, "#hb", "new one")
+        texts = db_texts(data, until=lambda t: "new one" in t)
+        assert texts == ["new one"], texts                 # old rows gone, the new one kept
+    finally:
+        assert first.stop() == 0
+    second = ServerProcess(data, FAST).start()
+    try:
+        eve = history_user(second.port, "hb_eve")
+        assert joined(join(eve, "#hb"), "hb_eve", "#hb")
+        assert history(eve, "#hb") == []                   # none survives a restart either
+    finally:
+        second.stop()
+
+
+def test_in_memory_history_is_bounded_per_target_and_in_targets_channels_and_dms(server_factory):
+    srv = server_factory(config_text=config_with(
+        history={"max_targets": 3, "max_per_target": 2},
+        limits={"flood_burst": 400, "flood_rate": 200.0}))
+    alice = history_user(srv.port, "hc_alice", password="pw-alice")
+    bob = history_user(srv.port, "hc_bob", password="pw-bob")
+    carl = history_user(srv.port, "hc_carl", password="pw-carl")
+    for chan in ("#hc1", "#hc2"):
+        join(alice, chan)
+        join(bob, chan)
+    say(alice, "#hc1", "one", "two", "three")
+    assert history(bob, "#hc1") == ["two", "three"]        # max_per_target = 2
+    say(alice, "#hc2", "x")
+    say(alice, "hc_bob", "dm to bob")
+    assert history(alice, "hc_bob") == ["dm to bob"]
+    assert history(bob, "#hc1") == ["two", "three"]        # 3 targets: all held
+    say(alice, "hc_carl", "dm to carl")                    # a 4th: #hc1 is the least recent
+    assert history(bob, "#hc1") == []
+    assert history(bob, "#hc2") == ["x"]
+    assert history(alice, "hc_bob") == ["dm to bob"]
+    assert history(carl, "hc_alice") == ["dm to carl"]
+    say(bob, "hc_carl", "dm bob carl")                     # a 5th: #hc2 goes
+    assert history(bob, "#hc2") == []
+    assert history(carl, "hc_bob") == ["dm bob carl"]
+    chats(alice, bob, "hc_alice", "hc_bob")

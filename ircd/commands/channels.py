@@ -127,7 +127,8 @@ def part_channel(server, client: Client, chan: Channel, reason: str | None, repl
     """Remove ``client`` from ``chan`` and tell every member (the client through ``reply``)."""
     line = f":{client.source} PART {chan.name}" + (f" :{reason}" if reason else "")
     broadcast(server, chan, client, line, reply)
-    server.world.part(client, chan)
+    if server.world.part(client, chan):
+        server.channel_gone(chan)
 
 
 @command("PART", min_params=1)
@@ -316,7 +317,8 @@ def handle_kick(ctx: Context, msg: Message) -> None:
         # (an oper kicking from outside the channel gets the KICK line too)
         broadcast(server, chan, client, f":{client.source} KICK {chan.name} {target.nick} :{reason}",
                   reply)
-        server.world.part(target, chan)
+        if server.world.part(target, chan):
+            server.channel_gone(chan)
 
 
 @command("INVITE", min_params=2)

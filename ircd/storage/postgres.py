@@ -226,6 +226,10 @@ class PostgresHistoryDisk:
         with self.db.connection() as conn:
             conn.execute("DELETE FROM history WHERE t < %s", (t,))
 
+    def delete_target(self, target: str, until: float) -> None:
+        with self.db.connection() as conn:
+            conn.execute("DELETE FROM history WHERE target = %s AND t <= %s", (target, until))
+
     def close(self) -> None:
         """Nothing: the pool is closed by :meth:`Database.close`."""
 
