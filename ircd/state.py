@@ -209,13 +209,14 @@ class World:
     nicks to the clients that MONITOR them.
     """
 
-    __slots__ = ("users", "channels", "clients", "max_users", "monitors")
+    __slots__ = ("users", "channels", "clients", "max_users", "monitors", "pseudo_users")
 
     def __init__(self) -> None:
         self.users: dict[str, Client] = {}
         self.channels: dict[str, Channel] = {}
         self.clients: dict[int, Client] = {}
-        self.max_users = 0
+        self.max_users = 0            # most users at once, pseudo-users not counted (LUSERS)
+        self.pseudo_users = 0         # pseudo-users in ``users`` (echobot, NickServ, ChanServ)
         # MONITOR (IRCv3): casefolded nick -> the clients watching it
         self.monitors: dict[str, set[Client]] = {}
 
@@ -227,7 +228,9 @@ class World:
 
     def add_user(self, client: Client) -> None:
         self.users[client.nick_cf] = client
-        self.max_users = max(self.max_users, len(self.users))
+        if client.is_pseudo:
+            self.pseudo_users += 1
+        self.max_users = max(self.max_users, len(self.users) - self.pseudo_users)
 
     def rename_user(self, client: Client, new_nick: str) -> None:
         del self.users[client.nick_cf]
@@ -237,6 +240,8 @@ class World:
     def remove_user(self, client: Client) -> None:
         if self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
+            if client.is_pseudo:
+                self.pseudo_users -= 1
 
     def peers(self, client: Client) -> Iterator[Client]:
         """Each client sharing at least one channel with ``client``, once, excluding itself."""

@@ -1,5 +1,5 @@
 """Conformance gaps closed: KICK and NAMES with several targets, LIST filters (ELIST),
-HELPOP, ``[server] description``, LUSERS and WHO counting pseudo-users.
+HELPOP, ``[server] description``, LUSERS (without pseudo-users) and WHO (with them).
 
 Through the real server; the LIST filters on creation and topic time are also
 checked with a fake clock through the sans-I/O core (no waiting for minutes).
@@ -260,24 +260,33 @@ def test_a_multi_line_description_is_refused_at_start(tmp_path):
     assert "server.description" in proc.stderr
 
 
-# -- LUSERS and WHO count pseudo-users --------------------------------------------------
+# -- LUSERS counts users behind connections; WHO lists pseudo-users too -------------------
 
 
-def test_lusers_and_who_count_echobot_like_any_user(server_factory):
-    srv = server_factory(config_text=WITH_ECHOBOT_TOML)
+def test_lusers_does_not_count_pseudo_users_but_who_lists_them(server_factory):
+    # Ergo does not count its services, and irctest's LUSERS tests count the clients
+    # they connected: echobot, NickServ and ChanServ are not in 251/255/265/266.
+    toml = WITH_ECHOBOT_TOML.replace("[services]\nenabled = false", "[services]\nenabled = true")
+    assert toml != WITH_ECHOBOT_TOML
+    srv = server_factory(config_text=toml)
     amy = user(srv.port, "amy")
     waiting = RawClient(srv.port)  # connected, not registered
     waiting.send("NICK waiting")
     try:
         lusers = {command_of(x): params(x) for x in _ask(amy, "LUSERS")}
-        assert lusers["251"][-1] == "There are 2 users and 0 invisible on 1 servers"
+        assert lusers["251"][-1] == "There are 1 users and 0 invisible on 1 servers"
         assert lusers["253"][1] == "1"
-        assert lusers["255"][-1] == "I have 2 clients and 0 servers"
+        assert lusers["255"][-1] == "I have 1 clients and 0 servers"
+        assert lusers["265"][1:3] == ["1", "1"] and lusers["266"][1:3] == ["1", "1"]
+        bob = user(srv.port, "bob")
+        bob.send("MODE bob +i")
+        lusers = {command_of(x): params(x) for x in _ask(amy, "LUSERS")}
+        assert lusers["251"][-1] == "There are 1 users and 1 invisible on 1 servers"
         assert lusers["265"][1:3] == ["2", "2"] and lusers["266"][1:3] == ["2", "2"]
         who = [params(x)[5] for x in _ask(amy, "WHO *") if command_of(x) == "352"]
-        assert sorted(who) == ["amy", "echobot"]
+        assert sorted(who) == ["ChanServ", "NickServ", "amy", "bob", "echobot"]  # bob: shares #general
         general = [params(x)[5] for x in _ask(amy, "WHO #general") if command_of(x) == "352"]
-        assert sorted(general) == ["amy", "echobot"]
+        assert sorted(general) == ["amy", "bob", "echobot"]
     finally:
         waiting.close()
 
