@@ -80,22 +80,29 @@ def test_kick_beyond_targmax_gets_407_for_the_rest(server):
 # -- NAMES with several channels ------------------------------------------------------
 
 
-def test_names_of_several_channels_answers_each_in_order(server):
+def test_names_of_several_channels_answers_each_in_order_then_one_366(server):
+    # RFC 2812 3.2.5 / 5.1: one reply pair; irctest's testNamesMultipleChannels2812 wants
+    # the 353s of each channel, then a single 366 naming "#chan1,#chan2".
     alice, bob = user(server.port, "alice"), user(server.port, "bob")
     _join(alice, "#a", "#b")
     _join(bob, "#b")
     lines = _ask(alice, "NAMES #b,#nope,#a")
-    assert numerics(lines) == ["353", "366", "366", "353", "366"]
+    assert numerics(lines) == ["353", "353", "366"]
     assert params(lines[0])[2] == "#b" and sorted(params(lines[0])[3].split()) == ["@alice", "bob"]
-    assert params(lines[2])[1] == "#nope"
-    assert params(lines[3])[2] == "#a" and params(lines[3])[3] == "@alice"
+    assert params(lines[1])[2] == "#a" and params(lines[1])[3] == "@alice"
+    assert params(lines[2])[1] == "#b,#nope,#a"
+    lines = _ask(alice, "NAMES #a")                    # one channel: the usual pair
+    assert numerics(lines) == ["353", "366"] and params(lines[1])[1] == "#a"
+    lines = _ask(bob, "NAMES #nope")                   # none: only the 366 (irctest, Modern)
+    assert numerics(lines) == ["366"] and params(lines[0])[1] == "#nope"
 
 
 def test_names_beyond_targmax_gets_407(server):
     alice = user(server.port, "alice")
     lines = _ask(alice, "NAMES #a,#b,#c,#d,#e")
-    assert numerics(lines) == ["407", "366", "366", "366", "366"]
+    assert numerics(lines) == ["407", "366"]
     assert params(lines[0])[1] == "#e"
+    assert params(lines[1])[1] == "#a,#b,#c,#d"
 
 
 # -- LIST filters (ELIST=CMNTU) ---------------------------------------------------------

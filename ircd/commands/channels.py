@@ -184,8 +184,8 @@ def handle_topic(ctx: Context, msg: Message) -> None:
 
 # -- NAMES / LIST ----------------------------------------------------------
 
-def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
-    """353 RPL_NAMREPLY lines (split to fit) then 366 RPL_ENDOFNAMES.
+def send_names(server, client: Client, chan: Channel, reply: Reply, end: bool = True) -> None:
+    """353 RPL_NAMREPLY lines (split to fit) then, if ``end``, 366 RPL_ENDOFNAMES.
 
     Honours the IRCv3 ``multi-prefix`` and ``userhost-in-names`` capabilities.
     """
@@ -207,7 +207,8 @@ def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
         size += len(entry) + 1
     if batch:
         reply.numeric(N.RPL_NAMREPLY, symbol, chan.name, " ".join(batch))
-    reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+    if end:
+        reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
 
 
 def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
@@ -222,18 +223,23 @@ def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
 def handle_names(ctx: Context, msg: Message) -> None:
     """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members.
 
-    Each channel gets its 353 lines and 366; one that does not exist (or is
-    secret) only 366. At most TARGMAX NAMES channels, 407 for the rest.
+    The 353 lines of each channel asked for, in order (none for one that
+    does not exist or is someone else's secret), then one 366 naming the
+    channels asked for (``366 <nick> #a,#b``, without those beyond
+    TARGMAX): RFC 2812 section 5.1's "reply
+    pair", as Hybrid and Solanum answer and as irctest's
+    ``testNamesMultipleChannels`` expects; for one channel this is the usual
+    353s + 366. At most TARGMAX NAMES channels, 407 for the rest.
     """
     if not msg.params or not msg.params[0]:
         ctx.reply.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    for name in _limit_targets(ctx, msg.params[0].split(",")):
+    names = _limit_targets(ctx, msg.params[0].split(","))
+    for name in names:
         chan = ctx.server.world.find_channel(name)
         if chan is not None and ("s" not in chan.modes or ctx.client in chan.members):
-            send_names(ctx.server, ctx.client, chan, ctx.reply)
-        else:
-            ctx.reply.numeric(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+            send_names(ctx.server, ctx.client, chan, ctx.reply, end=False)
+    ctx.reply.numeric(N.RPL_ENDOFNAMES, ",".join(names) or "*", "End of /NAMES list")
 
 
 @command("LIST")
