@@ -7,6 +7,7 @@ for its numeric, and that the members were not disturbed (they still chat).
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 
@@ -300,3 +301,28 @@ def test_in_memory_history_is_bounded_per_target_and_in_targets_channels_and_dms
     assert history(bob, "#hc2") == []
     assert history(carl, "hc_bob") == ["dm bob carl"]
     chats(alice, bob, "hc_alice", "hc_bob")
+
+
+def test_after_a_crash_the_history_of_channels_that_no_longer_exist_is_deleted_at_start(tmp_path):
+    data = tmp_path / "data"
+    kept = config_with(server={"registered_channels": ["#hk_reg"]})
+    first = ServerProcess(data, kept).start()
+    try:
+        alice = history_user(first.port, "hk_alice")
+        join(alice, "#hk")
+        join(alice, "#hk_reg")
+        say(alice, "#hk", "left behind")
+        say(alice, "#hk_reg", "registered")
+        db_texts(data, until=lambda t: "left behind" in t and "registered" in t)
+    finally:
+        first.stop(signal.SIGKILL)                         # no PART, no QUIT: rows stay
+    second = ServerProcess(data, kept).start()
+    try:
+        eve = history_user(second.port, "hk_eve")
+        assert joined(join(eve, "#hk"), "hk_eve", "#hk")   # a new channel of that name
+        assert history(eve, "#hk") == []
+        join(eve, "#hk_reg")
+        assert history(eve, "#hk_reg") == ["registered"]   # a registered channel keeps it
+        assert db_texts(data, until=lambda t: "left behind" not in t) == ["registered"]
+    finally:
+        second.stop()
