@@ -189,8 +189,10 @@ class HistoryStore:
         self.targets: dict[str, deque[Item]] = {}
         self.by_msgid: dict[str, Item] = {}
         self.pending: list[Item] = []
-        # Forgotten targets not yet deleted from the database, oldest first.
-        self.erasing: list[Erasure] = []
+        # Forgotten targets not yet deleted from the database: target -> until.
+        self.erasing: dict[str, float] = {}
+        self.evicted = False              # a target was ever dropped from memory (max_targets)
+        self.unloaded: list[str] = []     # targets the last merge() dropped (channel_targets)
         # target -> until: messages of it with t <= until must never be written
         # (kept while a batch taken before the forget may still be written).
         self.erased: dict[str, float] = {}
@@ -251,13 +253,18 @@ class HistoryStore:
             self.by_msgid.pop(old.msgid, None)
         self._evict()
 
-    def _evict(self) -> None:
-        """Drop the least recent targets from memory while there are over ``max_targets``."""
+    def _evict(self) -> list[str]:
+        """Drop the least recent targets from memory while there are over ``max_targets``;
+        returns their names."""
+        dropped = []
         while len(self.targets) > self.max_targets:
-            _target, q = next(iter(self.targets.items()))
-            del self.targets[_target]
+            self.evicted = True
+            target, q = next(iter(self.targets.items()))
+            del self.targets[target]
+            dropped.append(target)
             for old in q:
                 self.by_msgid.pop(old.msgid, None)
+        return dropped
 
     def forget(self, target: str, now: float) -> None:
         """Delete the history of ``target`` (e.g. a channel that is gone) up to ``now``
@@ -266,29 +273,35 @@ class HistoryStore:
         q = self.targets.pop(target, None)
         for old in q or ():
             self.by_msgid.pop(old.msgid, None)
-        if any(i.target == target for i in self.pending):
+        unwritten = any(i.target == target for i in self.pending)
+        if unwritten:
             self.pending = [i for i in self.pending if i.target != target]
+        if q is None and not unwritten and not self.evicted:
+            return  # it never had history (a target's messages are in memory until evicted)
         self.erased[target] = max(now, self.erased.get(target, now))
-        self.erasing.append((target, now))
+        self.erasing[target] = max(now, self.erasing.get(target, now))
 
     def take_erasures(self) -> list[Erasure]:
         """The deletions :meth:`forget` queued, for the next :meth:`write`."""
-        erase, self.erasing = self.erasing, []
+        erase, self.erasing = list(self.erasing.items()), {}
         return erase
 
     def requeue(self, items: list[Item], erase: list[Erasure]) -> None:
         """Put back a batch whose write failed, to be tried with the next one (messages
         of a target forgotten meanwhile are left out)."""
         self.pending[:0] = [i for i in items if not self._is_erased(i)]
-        self.erasing[:0] = erase
+        for target, until in erase:
+            self.erasing[target] = max(until, self.erasing.get(target, until))
 
     def batch_done(self) -> None:
         """A batch from :meth:`take_pending` was written, or failed and was put back."""
         self._batches -= 1
 
     def channel_targets(self) -> list[str]:
-        """The targets in memory that are channels (not ``dm:`` conversations)."""
-        return [t for t in self.targets if not t.startswith("dm:")]
+        """The channel targets (not ``dm:`` conversations) in memory, and those that
+        :meth:`load` read but did not keep (over ``max_targets``); called once at start."""
+        unloaded, self.unloaded = self.unloaded, []
+        return [t for t in [*self.targets, *unloaded] if not t.startswith("dm:")]
 
     def merge(self, rows: list[Row]) -> int:
         """Add the stored ``rows`` whose msgid is not held yet; returns how many were kept.
@@ -324,7 +337,7 @@ class HistoryStore:
             # the most recent targets last, as _remember keeps them; then the bound
             order = sorted(self.targets.items(), key=lambda kv: kv[1][-1].t if kv[1] else 0.0)
             self.targets = dict(order)
-            self._evict()
+            self.unloaded = self._evict()
             added = sum(1 for msgid in seen if msgid in self.by_msgid)
         return added
 

@@ -76,3 +76,30 @@ def test_targets_in_memory_are_bounded_the_least_recent_dropped_also_on_load(tmp
     assert again.load(5.0) == 3               # the two most recent targets' messages
     assert sorted(again.targets) == ["#a", "#b"]
     again.close()
+
+
+def test_a_channel_that_never_had_history_costs_no_deletion(tmp_path):
+    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store.forget("#quiet", 1.0)
+    assert store.take_erasures() == [] and store.erased == {}
+    store.add(item("#talk", 1.0, 1))
+    store.forget("#talk", 2.0)
+    store.forget("#talk", 2.5)                # nothing new since: nothing more to do
+    assert store.erasing == {"#talk": 2.0}
+    store.add(item("#talk", 2.6, 2))          # made again, and gone again
+    store.forget("#talk", 3.0)
+    assert store.take_erasures() == [("#talk", 3.0)]   # once per target, the latest time
+    store.close()
+
+
+def test_channels_over_max_targets_at_load_are_still_named_for_the_start_clean_up(tmp_path):
+    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store.write([item("#old", 1.0, 1), item("#new", 2.0, 2), item("dm:a:b", 3.0, 3)])
+    store.close()
+    again = HistoryStore(tmp_path / "h.sqlite3", retention_days=0, max_targets=1)
+    again.load(5.0)
+    assert list(again.targets) == ["dm:a:b"]
+    assert sorted(again.channel_targets()) == ["#new", "#old"]
+    again.forget("#old", 5.0)                 # not in memory, but maybe on disk: deleted
+    assert again.take_erasures() == [("#old", 5.0)]
+    again.close()
