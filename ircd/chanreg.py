@@ -107,6 +107,7 @@ class ChannelRegistry:
         chan.registration = None
         if not chan.members:
             self.server.world.channels.pop(casefold(chan.name), None)
+            self.server.channel_gone(chan)  # its history goes too
         log.info("channel %s dropped", chan.name)
 
     def ensure(self, name: str) -> Channel:

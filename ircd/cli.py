@@ -205,7 +205,8 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
             accounts = AccountStore(None, a.argon2_time_cost, a.argon2_memory_cost,
                                     a.argon2_parallelism, rows=postgres.PostgresAccountRows(db))
             history = (HistoryStore(None, h.max_per_target, h.retention_days,
-                                    disk=postgres.PostgresHistoryDisk(db)) if h.enabled else None)
+                                    disk=postgres.PostgresHistoryDisk(db),
+                                    max_targets=h.max_targets) if h.enabled else None)
             stores = Stores(accounts, history, postgres.PostgresServerBanStore(db),
                             postgres.PostgresChannelStore(db), database=db)
             _load(stores, now)
@@ -220,7 +221,8 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
                                 a.argon2_parallelism)
     except Exception as exc:
         raise StartupError(f"cannot open database in {data_dir}: {exc}") from None
-    history = HistoryStore(data_dir / DB_FILE, h.max_per_target, h.retention_days) if h.enabled else None
+    history = (HistoryStore(data_dir / DB_FILE, h.max_per_target, h.retention_days,
+                            max_targets=h.max_targets) if h.enabled else None)
     try:
         ban_store = SqliteServerBanStore(data_dir / DB_FILE)
     except Exception as exc:
@@ -289,6 +291,13 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
         log.info("server bans: %d loaded", len(core.serverbans))
     log.info("registered channels: %d loaded", core.chanreg.load(channel_records))
     core.chanreg.apply_config(config.server.registered_channels)
+    if history is not None and not config.cluster.url:
+        # After a restart only registered channels exist: the others' history goes
+        # (from the database with the first batch). A cluster node's channels may
+        # live on in the other nodes, so a node keeps what it loaded.
+        for target in history.channel_targets():
+            if target not in core.world.channels and not core.keeps_history(target):
+                history.forget(target, time.time())
     if config.services.enabled:
         start_services(core)
     if config.simple.echobot:
@@ -378,7 +387,8 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     try:
         await asyncio.to_thread(channel_store.write, core.chanreg.changes())
         if history is not None:
-            await asyncio.to_thread(history.write, history.take_pending())
+            await asyncio.to_thread(history.write, history.take_pending(),
+                                    history.take_erasures())
     except Exception as exc:  # e.g. PostgreSQL gone: say so, still exit cleanly
         log.error("final save to the database failed: %r", exc)
     await asyncio.to_thread(stores.close)

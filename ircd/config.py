@@ -158,6 +158,7 @@ class HistorySection:
     retention_days: float = 30.0
     chathistory_limit: int = 100
     autoreplay_lines: int = 0
+    max_targets: int = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +366,7 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("history.retention_days", config.history.retention_days >= 0, "must be 0 or more"),
         ("history.chathistory_limit", config.history.chathistory_limit >= 1, "must be at least 1"),
         ("history.autoreplay_lines", config.history.autoreplay_lines >= 0, "must be 0 or more"),
+        ("history.max_targets", config.history.max_targets >= 1, "must be at least 1"),
         ("metrics.port", 0 <= config.metrics.port <= 65535, "must be 0..65535"),
         ("websocket.port", 0 <= config.websocket.port <= 65535, "must be 0..65535"),
         ("cluster.node_timeout", 1 <= config.cluster.node_timeout <= 3600, "must be 1..3600"),

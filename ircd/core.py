@@ -34,11 +34,11 @@ from ircd.limits import LoginThrottle, RegistrationThrottle
 from ircd.listfilter import ELIST
 from ircd.metrics import Stats
 from ircd.protocol import numerics as N
-from ircd.protocol.casemap import CASEMAPPING, CHANTYPES
+from ircd.protocol.casemap import CASEMAPPING, CHANTYPES, casefold
 from ircd.protocol.message import Message, MessageParseError, is_valid_utf8, parse_line
 from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
-from ircd.state import USERLEN, Client, World
+from ircd.state import USERLEN, Channel, Client, World
 from ircd.whowas import WhowasEntry, WhowasLog
 
 log = logging.getLogger("ircd")
@@ -341,7 +341,8 @@ class Server:
             Event(f":{client.source} QUIT :{reason}", self.clock(),
                   account=client.account).send_to(self.world.peers(client))
             for chan in list(client.channels.values()):
-                self.world.part(client, chan)
+                if self.world.part(client, chan):
+                    self.channel_gone(chan)
             self.world.remove_user(client)
             monitor.notify_offline(self, client.nick)
             self.remember_nick(client)
@@ -455,9 +456,10 @@ class Server:
     def flush_history(self) -> None:
         """Write the messages recorded since the last call, off the loop, in one batch."""
         history = self.history
-        if history is None or not history.pending:
+        if history is None or not (history.pending or history.erasing):
             return
         items = history.take_pending()
+        erase = history.take_erasures()   # forgotten channels (channel_gone)
         stats = self.stats
         stats.history_in_flight += len(items)
 
@@ -466,11 +468,31 @@ class Server:
             if error is not None:
                 # (e.g. PostgreSQL restarting) try again with the next batch, up to a bound
                 keep = max(0, HISTORY_RETRY_MAX - len(history.pending))
-                history.pending[:0] = items[-keep:] if keep else []
+                history.requeue(items[-keep:] if keep else [], erase)
                 log.error("history write of %d messages failed (%d kept for a retry): %r",
                           len(items), min(keep, len(items)), error)
+            history.batch_done()
 
-        self.scheduler.run_blocking(lambda: history.write(items), done)
+        self.scheduler.run_blocking(lambda: history.write(items, erase), done)
+
+    def channel_gone(self, chan: Channel) -> None:
+        """``chan`` was forgotten (its last member left and it is not registered):
+        its history goes with it, from memory now and from the database with the
+        next history batch, so whoever creates a channel of that name later
+        cannot read it (docs/protocol.md "CHATHISTORY"). The server's own
+        channels (``[server] autojoin``, where everyone is put) keep theirs."""
+        if self.history is not None and not self.keeps_history(chan.name):
+            self.history.forget(casefold(chan.name), self.clock())
+
+    def keeps_history(self, name: str) -> bool:
+        """True if channel ``name``'s history outlives the channel: it is registered
+        (ChanServ, ``[server] registered_channels``) or one of ``[server] autojoin``,
+        which everyone joins anyway."""
+        cf = casefold(name)
+        chan = self.world.channels.get(cf)
+        if chan is not None and chan.registration is not None:
+            return True
+        return any(casefold(a) == cf for a in self.config.server.autojoin)
 
     def shutdown(self, reason: str = "Server shutting down") -> None:
         """Disconnect every client with ``ERROR :<reason>``."""

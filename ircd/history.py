@@ -118,6 +118,9 @@ class HistoryDisk(Protocol):
         """Delete the direct messages to and from account ``account_cf`` (casefolded)
         sent at or before ``until`` (unix seconds): every ``dm:`` target naming it."""
 
+    def delete_target(self, target: str, until: float) -> None:
+        """Delete the messages of ``target`` whose ``t <= until`` (unix seconds)."""
+
     def close(self) -> None: ...
 
 
@@ -162,34 +165,66 @@ class SQLiteHistoryDisk:
                 " AND (substr(target, 1, ?) = ? OR substr(target, -?) = ?)",
                 (until, len(prefix), prefix, len(suffix), suffix))
 
+    def delete_target(self, target: str, until: float) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM history WHERE target = ? AND t <= ?", (target, until))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
+Erasure = tuple[str, float]
+"""A target's history to delete from the database: ``(target, until)``, every
+message of ``target`` with ``t <= until`` (unix seconds)."""
+
+
 class HistoryStore:
     """Per-target recent history in memory, persisted to ``path`` (SQLite) or ``disk``.
 
-    ``max_per_target`` bounds each target's messages; ``retention_days`` drops
-    older ones (0 keeps them forever). ``disk`` replaces the SQLite file
-    (PostgreSQL: :class:`ircd.storage.postgres.PostgresHistoryDisk`; ``path``
-    is then ignored). :meth:`load`, :meth:`write` and :meth:`prune_disk`
-    block (call them off the loop); the rest do not.
+    ``max_per_target`` bounds each target's messages; ``max_targets`` the
+    targets held in memory (the one whose last message is oldest is dropped
+    from memory first; the database keeps it, and it is loaded again at the
+    next start if it is among the ``max_targets`` most recent);
+    ``retention_days`` drops older messages (0 keeps them forever). ``disk``
+    replaces the SQLite file (PostgreSQL:
+    :class:`ircd.storage.postgres.PostgresHistoryDisk`; ``path`` is then
+    ignored). :meth:`load`, :meth:`write` and :meth:`prune_disk` block (call
+    them off the loop); the rest do not.
+
+    :meth:`forget` deletes a target's history (a channel that no longer
+    exists): at once from memory and from the messages not yet written, and
+    from the database with the next :meth:`write`. Writes run in worker
+    threads, possibly two at once, so a batch taken before the forget and
+    still being written skips that target's old messages (``erased``), and a
+    failed batch put back with :meth:`requeue` is filtered the same way.
     """
 
     def __init__(self, path: str | Path | None, max_per_target: int = 1000,
-                 retention_days: float = 30.0, *, disk: HistoryDisk | None = None) -> None:
+                 retention_days: float = 30.0, *, disk: HistoryDisk | None = None,
+                 max_targets: int = 10000) -> None:
         if disk is None:
             if path is None:
                 raise ValueError("HistoryStore needs a path or a disk")
             disk = SQLiteHistoryDisk(path)
         self.disk: HistoryDisk = disk
         self.max_per_target = max_per_target
+        self.max_targets = max_targets
         self.retention_days = retention_days
+        # target -> its messages, the target with the most recent message last
         self.targets: dict[str, deque[Item]] = {}
         self.by_msgid: dict[str, Item] = {}
         self.pending: list[Item] = []
         self.forgotten: dict[str, float] = {}  # dropped account (casefolded) -> when
+        # Forgotten targets not yet deleted from the database: target -> until.
+        self.erasing: dict[str, float] = {}
+        self.evicted = False              # a target was ever dropped from memory (max_targets)
+        self.unloaded: list[str] = []     # targets the last merge() dropped (channel_targets)
+        # target -> until: messages of it with t <= until must never be written
+        # (kept while a batch taken before the forget may still be written).
+        self.erased: dict[str, float] = {}
+        self._batches = 0                 # batches taken and not yet finished
+        self._write_lock = threading.Lock()
 
     # -- blocking (worker thread) ------------------------------------------
 
@@ -203,17 +238,28 @@ class HistoryStore:
         per target: for :meth:`merge` (blocks: call it off the loop)."""
         return self.disk.recent(since, self.max_per_target)
 
-    def write(self, items: list[Item]) -> None:
-        """Append ``items`` to the database in one transaction.
+    def write(self, items: list[Item], erase: list[Erasure] | None = None) -> None:
+        """Delete the ``erase`` targets' old messages, then append ``items`` (except
+        those of a target forgotten since they were taken, and direct messages of
+        an account dropped after they were sent, :meth:`forget_account`) to the
+        database.
 
-        Direct messages of an account dropped after they were sent
-        (:meth:`forget_account`) are left out.
+        Blocks; one write at a time (a lock). Raises what the disk raises.
         """
-        if self.forgotten:
-            items = [i for i in items if not self._forgotten_item(i)]
-        if items:
-            self.disk.append([(i.target, i.t, i.msgid, i.source, i.account, i.command,
-                               i.to_name, i.text) for i in items])
+        with self._write_lock:
+            for target, until in erase or ():
+                self.disk.delete_target(target, until)
+            rows = [(i.target, i.t, i.msgid, i.source, i.account, i.command, i.to_name, i.text)
+                    for i in items
+                    if not self._is_erased(i) and not self._forgotten_item(i)]
+            if rows:
+                self.disk.append(rows)
+
+    def _is_erased(self, item: Item) -> bool:
+        """True for a message of a target forgotten after it was sent (read from a worker
+        thread too: single dict look-ups only)."""
+        until = self.erased.get(item.target)
+        return until is not None and item.t <= until and item.msgid not in self.by_msgid
 
     def prune_disk(self, now: float) -> None:
         """Delete messages older than the retention from the database."""
@@ -226,14 +272,67 @@ class HistoryStore:
     # -- on the loop -----------------------------------------------------------
 
     def _remember(self, item: Item) -> None:
-        q = self.targets.get(item.target)
+        q = self.targets.pop(item.target, None)   # re-inserted last: the most recent
         if q is None:
-            q = self.targets[item.target] = deque()
+            q = deque()
+        self.targets[item.target] = q
         q.append(item)
         self.by_msgid[item.msgid] = item
         while len(q) > self.max_per_target:
             old = q.popleft()
             self.by_msgid.pop(old.msgid, None)
+        self._evict()
+
+    def _evict(self) -> list[str]:
+        """Drop the least recent targets from memory while there are over ``max_targets``;
+        returns their names."""
+        dropped = []
+        while len(self.targets) > self.max_targets:
+            self.evicted = True
+            target, q = next(iter(self.targets.items()))
+            del self.targets[target]
+            dropped.append(target)
+            for old in q:
+                self.by_msgid.pop(old.msgid, None)
+        return dropped
+
+    def forget(self, target: str, now: float) -> None:
+        """Delete the history of ``target`` (e.g. a channel that is gone) up to ``now``
+        (unix seconds): from memory and the unwritten messages at once, from the
+        database with the next :meth:`write` (:meth:`take_erasures`)."""
+        q = self.targets.pop(target, None)
+        for old in q or ():
+            self.by_msgid.pop(old.msgid, None)
+        unwritten = any(i.target == target for i in self.pending)
+        if unwritten:
+            self.pending = [i for i in self.pending if i.target != target]
+        if q is None and not unwritten and not self.evicted:
+            return  # it never had history (a target's messages are in memory until evicted)
+        self.erased[target] = max(now, self.erased.get(target, now))
+        self.erasing[target] = max(now, self.erasing.get(target, now))
+
+    def take_erasures(self) -> list[Erasure]:
+        """The deletions :meth:`forget` queued, for the next :meth:`write`."""
+        erase, self.erasing = list(self.erasing.items()), {}
+        return erase
+
+    def requeue(self, items: list[Item], erase: list[Erasure]) -> None:
+        """Put back a batch whose write failed, to be tried with the next one (messages
+        of a target forgotten meanwhile are left out)."""
+        self.pending[:0] = [i for i in items
+                            if not self._is_erased(i) and not self._forgotten_item(i)]
+        for target, until in erase:
+            self.erasing[target] = max(until, self.erasing.get(target, until))
+
+    def batch_done(self) -> None:
+        """A batch from :meth:`take_pending` was written, or failed and was put back."""
+        self._batches -= 1
+
+    def channel_targets(self) -> list[str]:
+        """The channel targets (not ``dm:`` conversations) in memory, and those that
+        :meth:`load` read but did not keep (over ``max_targets``); called once at start."""
+        unloaded, self.unloaded = self.unloaded, []
+        return [t for t in [*self.targets, *unloaded] if not t.startswith("dm:")]
 
     def merge(self, rows: list[Row]) -> int:
         """Add the stored ``rows`` whose msgid is not held yet; returns how many were kept.
@@ -249,6 +348,9 @@ class HistoryStore:
         new: dict[str, list[Item]] = {}
         seen: set[str] = set()
         for row in rows:
+            until = self.erased.get(row[0])
+            if until is not None and row[1] <= until:
+                continue  # read before its target was forgotten
             if row[2] not in self.by_msgid and row[2] not in seen:
                 seen.add(row[2])
                 new.setdefault(row[0], []).append(Item(*row))
@@ -262,6 +364,12 @@ class HistoryStore:
             self.targets[target] = deque(kept)
             self.by_msgid.update((item.msgid, item) for item in kept)
             added += sum(item.msgid in seen for item in kept)
+        if new:
+            # the most recent targets last, as _remember keeps them; then the bound
+            order = sorted(self.targets.items(), key=lambda kv: kv[1][-1].t if kv[1] else 0.0)
+            self.targets = dict(order)
+            self.unloaded = self._evict()
+            added = sum(1 for msgid in seen if msgid in self.by_msgid)
         return added
 
     def _forgotten_item(self, item: Item) -> bool:
@@ -293,6 +401,12 @@ class HistoryStore:
         self.pending.append(item)
 
     def take_pending(self) -> list[Item]:
+        """The messages recorded since the last call, for :meth:`write`; the caller
+        calls :meth:`batch_done` when that write finished (or :meth:`requeue`d)."""
+        if self._batches <= 0:
+            self._batches = 0
+            self.erased.clear()   # no batch from before any forget is still out
+        self._batches += 1
         items, self.pending = self.pending, []
         return items
 

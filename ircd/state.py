@@ -27,6 +27,9 @@ CONNECTION_KINDS = ("irc", "simple")
 USERLEN = 10
 """Longest user name (the ``user`` of ``nick!user@host``), advertised as ISUPPORT USERLEN."""
 
+MAX_INVITES = 16
+"""Pending invitations kept per user (``Client.invites``); a newer one drops the oldest."""
+
 
 class Client:
     """One connection's user, registered or not.
@@ -36,6 +39,11 @@ class Client:
     ``nick!user@host`` prefix. ``channels`` maps casefolded channel names to
     :class:`Channel`. ``caps`` holds the IRCv3 capabilities the client
     enabled. ``kind`` names the front end (``"irc"`` or ``"simple"``).
+    ``invites`` maps the casefolded name of each channel the user was
+    invited to (and has not joined since) to that channel's ``created``
+    time, oldest invitation first, at most :data:`MAX_INVITES`: an
+    invitation is for that channel only, not for a later one of the same
+    name (:meth:`invite`, :meth:`is_invited`).
     Times are ``time.time()`` seconds.
     """
 
@@ -78,7 +86,7 @@ class Client:
         self.modes: set[str] = set()
         self.away: str | None = None
         self.channels: dict[str, Channel] = {}
-        self.invites: set[str] = set()
+        self.invites: dict[str, float] = {}
         self.signon = now
         self.last_active = now        # last PRIVMSG/NOTICE etc. (WHOIS idle)
         self.last_seen = now          # last line of any kind (ping timeout)
@@ -101,6 +109,23 @@ class Client:
         self.nick = nick
         self.nick_cf = casefold(nick)
         self.update_source()
+
+    def invite(self, chan: Channel) -> None:
+        """Record an invitation to ``chan`` (RFC 2812 section 3.2.7), the newest last.
+
+        A repeated invitation moves to the end; beyond :data:`MAX_INVITES`
+        the oldest is forgotten.
+        """
+        cf = casefold(chan.name)
+        self.invites.pop(cf, None)
+        self.invites[cf] = chan.created
+        while len(self.invites) > MAX_INVITES:
+            del self.invites[next(iter(self.invites))]
+
+    def is_invited(self, chan: Channel) -> bool:
+        """True if the user holds an invitation to this very ``chan`` (same name and
+        creation time: an invitation dies with the channel it was given for)."""
+        return self.invites.get(casefold(chan.name)) == chan.created
 
     @property
     def is_pseudo(self) -> bool:
@@ -184,13 +209,14 @@ class World:
     nicks to the clients that MONITOR them.
     """
 
-    __slots__ = ("users", "channels", "clients", "max_users", "monitors")
+    __slots__ = ("users", "channels", "clients", "max_users", "monitors", "pseudo_users")
 
     def __init__(self) -> None:
         self.users: dict[str, Client] = {}
         self.channels: dict[str, Channel] = {}
         self.clients: dict[int, Client] = {}
-        self.max_users = 0
+        self.max_users = 0            # most users at once, pseudo-users not counted (LUSERS)
+        self.pseudo_users = 0         # pseudo-users in ``users`` (echobot, NickServ, ChanServ)
         # MONITOR (IRCv3): casefolded nick -> the clients watching it
         self.monitors: dict[str, set[Client]] = {}
 
@@ -202,7 +228,9 @@ class World:
 
     def add_user(self, client: Client) -> None:
         self.users[client.nick_cf] = client
-        self.max_users = max(self.max_users, len(self.users))
+        if client.is_pseudo:
+            self.pseudo_users += 1
+        self.max_users = max(self.max_users, len(self.users) - self.pseudo_users)
 
     def rename_user(self, client: Client, new_nick: str) -> None:
         del self.users[client.nick_cf]
@@ -212,6 +240,8 @@ class World:
     def remove_user(self, client: Client) -> None:
         if self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
+            if client.is_pseudo:
+                self.pseudo_users -= 1
 
     def peers(self, client: Client) -> Iterator[Client]:
         """Each client sharing at least one channel with ``client``, once, excluding itself."""
@@ -226,10 +256,15 @@ class World:
         chan.members[client] = modes
         client.channels[casefold(chan.name)] = chan
 
-    def part(self, client: Client, chan: Channel) -> None:
-        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered."""
+    def part(self, client: Client, chan: Channel) -> bool:
+        """Remove ``client`` from ``chan``; an empty channel is forgotten unless registered.
+
+        Returns True if ``chan`` was forgotten (the caller then drops what
+        belongs to it: ``Server.channel_gone``).
+        """
         chan.members.pop(client, None)
         client.channels.pop(casefold(chan.name), None)
         if not chan.members and chan.registration is None:
-            self.channels.pop(casefold(chan.name), None)
+            return self.channels.pop(casefold(chan.name), None) is not None
+        return False
 

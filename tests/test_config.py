@@ -180,6 +180,7 @@ def test_file_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path):
         ("[accounts]\nargon2_memory_cost = 4\n", "accounts.argon2_memory_cost"),
         ("[accounts]\nargon2_parallelism = 0\n", "accounts.argon2_parallelism"),
         ("[accounts]\nhash_workers = 0\n", "accounts.hash_workers"),
+        ("[history]\nmax_targets = 0\n", "history.max_targets"),
     ],
 )
 def test_out_of_range_value_is_an_error_naming_the_dotted_key(tmp_path, text, key):

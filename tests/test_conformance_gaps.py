@@ -1,5 +1,5 @@
 """Conformance gaps closed: KICK and NAMES with several targets, LIST filters (ELIST),
-HELPOP, ``[server] description``, LUSERS and WHO counting pseudo-users.
+HELPOP, ``[server] description``, LUSERS (without pseudo-users) and WHO (with them).
 
 Through the real server; the LIST filters on creation and topic time are also
 checked with a fake clock through the sans-I/O core (no waiting for minutes).
@@ -80,22 +80,29 @@ def test_kick_beyond_targmax_gets_407_for_the_rest(server):
 # -- NAMES with several channels ------------------------------------------------------
 
 
-def test_names_of_several_channels_answers_each_in_order(server):
+def test_names_of_several_channels_answers_each_in_order_then_one_366(server):
+    # RFC 2812 3.2.5 / 5.1: one reply pair; irctest's testNamesMultipleChannels2812 wants
+    # the 353s of each channel, then a single 366 naming "#chan1,#chan2".
     alice, bob = user(server.port, "alice"), user(server.port, "bob")
     _join(alice, "#a", "#b")
     _join(bob, "#b")
     lines = _ask(alice, "NAMES #b,#nope,#a")
-    assert numerics(lines) == ["353", "366", "366", "353", "366"]
+    assert numerics(lines) == ["353", "353", "366"]
     assert params(lines[0])[2] == "#b" and sorted(params(lines[0])[3].split()) == ["@alice", "bob"]
-    assert params(lines[2])[1] == "#nope"
-    assert params(lines[3])[2] == "#a" and params(lines[3])[3] == "@alice"
+    assert params(lines[1])[2] == "#a" and params(lines[1])[3] == "@alice"
+    assert params(lines[2])[1] == "#b,#nope,#a"
+    lines = _ask(alice, "NAMES #a")                    # one channel: the usual pair
+    assert numerics(lines) == ["353", "366"] and params(lines[1])[1] == "#a"
+    lines = _ask(bob, "NAMES #nope")                   # none: only the 366 (irctest, Modern)
+    assert numerics(lines) == ["366"] and params(lines[0])[1] == "#nope"
 
 
 def test_names_beyond_targmax_gets_407(server):
     alice = user(server.port, "alice")
     lines = _ask(alice, "NAMES #a,#b,#c,#d,#e")
-    assert numerics(lines) == ["407", "366", "366", "366", "366"]
+    assert numerics(lines) == ["407", "366"]
     assert params(lines[0])[1] == "#e"
+    assert params(lines[1])[1] == "#a,#b,#c,#d"
 
 
 # -- LIST filters (ELIST=CMNTU) ---------------------------------------------------------
@@ -260,24 +267,33 @@ def test_a_multi_line_description_is_refused_at_start(tmp_path):
     assert "server.description" in proc.stderr
 
 
-# -- LUSERS and WHO count pseudo-users --------------------------------------------------
+# -- LUSERS counts users behind connections; WHO lists pseudo-users too -------------------
 
 
-def test_lusers_and_who_count_echobot_like_any_user(server_factory):
-    srv = server_factory(config_text=WITH_ECHOBOT_TOML)
+def test_lusers_does_not_count_pseudo_users_but_who_lists_them(server_factory):
+    # Ergo does not count its services, and irctest's LUSERS tests count the clients
+    # they connected: echobot, NickServ and ChanServ are not in 251/255/265/266.
+    toml = WITH_ECHOBOT_TOML.replace("[services]\nenabled = false", "[services]\nenabled = true")
+    assert toml != WITH_ECHOBOT_TOML
+    srv = server_factory(config_text=toml)
     amy = user(srv.port, "amy")
     waiting = RawClient(srv.port)  # connected, not registered
     waiting.send("NICK waiting")
     try:
         lusers = {command_of(x): params(x) for x in _ask(amy, "LUSERS")}
-        assert lusers["251"][-1] == "There are 2 users and 0 invisible on 1 servers"
+        assert lusers["251"][-1] == "There are 1 users and 0 invisible on 1 servers"
         assert lusers["253"][1] == "1"
-        assert lusers["255"][-1] == "I have 2 clients and 0 servers"
+        assert lusers["255"][-1] == "I have 1 clients and 0 servers"
+        assert lusers["265"][1:3] == ["1", "1"] and lusers["266"][1:3] == ["1", "1"]
+        bob = user(srv.port, "bob")
+        bob.send("MODE bob +i")
+        lusers = {command_of(x): params(x) for x in _ask(amy, "LUSERS")}
+        assert lusers["251"][-1] == "There are 1 users and 1 invisible on 1 servers"
         assert lusers["265"][1:3] == ["2", "2"] and lusers["266"][1:3] == ["2", "2"]
         who = [params(x)[5] for x in _ask(amy, "WHO *") if command_of(x) == "352"]
-        assert sorted(who) == ["amy", "echobot"]
+        assert sorted(who) == ["ChanServ", "NickServ", "amy", "bob", "echobot"]  # bob: shares #general
         general = [params(x)[5] for x in _ask(amy, "WHO #general") if command_of(x) == "352"]
-        assert sorted(general) == ["amy", "echobot"]
+        assert sorted(general) == ["amy", "bob", "echobot"]
     finally:
         waiting.close()
 

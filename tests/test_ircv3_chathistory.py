@@ -335,10 +335,16 @@ def test_errors(clients):
 
 # -- persistence ---------------------------------------------------------------------------------
 
+# Only registered channels exist after a restart, and only they keep their history
+# (an unregistered channel's history goes with it: test_channel_trust.py).
+KEPT_TOML = QUIET_TOML.replace("autojoin = []", 'autojoin = []\nregistered_channels = ["#keep", "#last"]')
+assert KEPT_TOML != QUIET_TOML
+
+
 def test_history_survives_a_restart(tmp_path):
     # Messages older than a second are on disk (the periodic flush), even after a SIGKILL.
     data = tmp_path / "data"
-    first = ServerProcess(data, config_text=QUIET_TOML).start()
+    first = ServerProcess(data, config_text=KEPT_TOML).start()
     try:
         alice = connect(first.port, "rsalice", READER, password="pw-a")
         bob = connect(first.port, "rsbob", READER, password="pw-b")
@@ -350,7 +356,7 @@ def test_history_survives_a_restart(tmp_path):
         bob.close()
     finally:
         first.stop(signal.SIGKILL)
-    second = ServerProcess(data, config_text=QUIET_TOML).start()
+    second = ServerProcess(data, config_text=KEPT_TOML).start()
     try:
         alice = connect(second.port, "rsalice", READER, password="pw-a")
         bob = connect(second.port, "rsbob", READER, password="pw-b")
@@ -369,7 +375,7 @@ def test_history_survives_a_restart(tmp_path):
 def test_history_sent_just_before_sigterm_survives_the_restart(tmp_path):
     """Shutdown writes what the periodic flush has not written yet (docs: "at shutdown")."""
     data = tmp_path / "data"
-    first = ServerProcess(data, config_text=QUIET_TOML).start()
+    first = ServerProcess(data, config_text=KEPT_TOML).start()
     try:
         # Logged in with PASS, as usual: the server's worker threads have been used.
         alice = connect(first.port, "stalice", READER, password="pw-a")
@@ -378,7 +384,7 @@ def test_history_sent_just_before_sigterm_survives_the_restart(tmp_path):
         live = post(bob, "#last", ["the last words"], alice)
     finally:
         assert first.stop(signal.SIGTERM) == 0  # at once, within the flush second
-    second = ServerProcess(data, config_text=QUIET_TOML).start()
+    second = ServerProcess(data, config_text=KEPT_TOML).start()
     try:
         alice = connect(second.port, "stalice", READER, password="pw-a")
         join("#last", alice)

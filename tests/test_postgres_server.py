@@ -27,6 +27,7 @@ from tests.support import (
     RawClient,
     ServerProcess,
     command_of,
+    config_with,
     free_port,
 )
 
@@ -135,7 +136,9 @@ def test_account_registered_before_a_restart_logs_in_after_it(tmp_path, pg_url):
 
 def test_history_written_before_a_restart_is_served_by_chathistory_after_it(tmp_path, pg_url):  # noqa: F811
     caps = ["draft/chathistory", "batch", "server-time", "message-tags"]
-    first = pg_server(tmp_path, pg_url, "one")
+    # A registered channel keeps its history (an unregistered one's goes with it).
+    kept = config_with(server={"registered_channels": ["#general"]})
+    first = pg_server(tmp_path, pg_url, "one", kept)
     try:
         alice = connect(first.port, "alice", password="apw")
         bob = connect(first.port, "bob", password="bpw")
@@ -146,7 +149,7 @@ def test_history_written_before_a_restart_is_served_by_chathistory_after_it(tmp_
         bob.expect("a direct one")
     finally:
         assert first.stop() == 0  # SIGTERM writes what is pending
-    second = pg_server(tmp_path, pg_url, "two")
+    second = pg_server(tmp_path, pg_url, "two", kept)
     try:
         bob = connect(second.port, "bob", caps=caps, password="bpw")
         bob.send("CHATHISTORY LATEST #general * 10")

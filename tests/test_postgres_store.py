@@ -333,3 +333,21 @@ def test_a_server_core_sees_accounts_another_server_made_after_its_refresh(pg_ur
     finally:
         for d in dbs:
             d.close()
+
+
+def test_a_forgotten_channels_history_is_deleted_and_a_late_batch_does_not_bring_it_back(db):
+    now = time.time()
+    store = HistoryStore(None, retention_days=0, disk=PostgresHistoryDisk(db))
+    store.add(item("#gone", now - 10, 1))
+    store.write(store.take_pending())
+    store.batch_done()
+    store.add(item("#gone", now - 5, 2))
+    in_flight = store.take_pending()      # a batch being written while the channel goes
+    store.forget("#gone", now)
+    store.add(item("#gone", now + 1, 3))  # the channel made again at once
+    store.add(item("#kept", now + 1, 4))
+    store.write(store.take_pending(), store.take_erasures())
+    store.write(in_flight)
+    with db.connection() as conn:
+        texts = [t for (t,) in conn.execute("SELECT text FROM history ORDER BY id")]
+    assert texts == ["text 3", "text 4"]

@@ -116,12 +116,15 @@ def test_invalid_channel_name_gets_403_and_nothing_on_the_line_is_joined(clients
     still_chat(alice, bob, "#u8join")
 
 
-def test_invalid_realname_in_user_gets_461_and_a_valid_user_then_registers(clients):
+def test_invalid_realname_or_username_in_user_gets_fail_invalid_utf8_then_a_valid_user_registers(
+        clients):
+    # IRCv3 utf8-only: "FAIL <command> INVALID_UTF8" (irctest's utf8 tests accept FAIL or 468).
     c = clients.raw()
     c.send("NICK u8user")
     c.send(b"USER u 0 * :Jos\xe9\r\n")
-    assert c.sync() == [
-        f":{SERVER} 461 u8user USER :Not enough parameters (realname is not valid UTF-8)"]
+    assert c.sync() == [f":{SERVER} FAIL USER INVALID_UTF8 :{FAIL_TEXT}"]
+    c.send(b"USER \xe8rc 0 * :realname\r\n")
+    assert c.sync() == [f":{SERVER} FAIL USER INVALID_UTF8 :{FAIL_TEXT}"]
     c.send("USER u 0 * :José")
     c.expect_numeric("001")
     c.sync()

@@ -559,7 +559,8 @@ class Replication:
             "account": client.account, "kind": client.kind, "modes": "".join(sorted(client.modes)),
             "away": client.away, "signon": client.signon, "last_active": client.last_active,
             "oper": list(client.oper) if client.oper else None, "caps": sorted(client.caps),
-            "server": client.server or self.server.name, "invites": sorted(client.invites),
+            "server": client.server or self.server.name,
+            "invites": [[cf, t] for cf, t in client.invites.items()],  # oldest first
         }
 
     def _replica(self, rec: dict[str, Any]) -> Client:
@@ -576,7 +577,8 @@ class Replication:
         client.last_active = rec["last_active"]
         client.oper = tuple(rec["oper"]) if rec["oper"] else None  # type: ignore[assignment]
         client.caps = set(rec["caps"])
-        client.invites = set(rec["invites"])
+        # [[casefolded channel, its creation time], ...], oldest first (Client.invites)
+        client.invites = {cf: t for cf, t in rec["invites"]}
         client.set_nick(rec["nick"])
         return client
 

@@ -35,8 +35,10 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
 
     Sends JOIN to the members, and to the joiner JOIN, the topic (332/333) and
     NAMES (353/366). Errors: 403 (bad name), 405 (too many channels), 471
-    (+l), 473 (+i, unless invited or matching +I), 474 (+b, unless invited
-    or matching +e; an ``m:`` mute does not keep anyone out), 475 (+k).
+    (+l), 473 (+i, unless matching +I), 474 (+b, unless matching +e; an
+    ``m:`` mute does not keep anyone out), 475 (+k). An invitation to this
+    channel (given by one of its operators while it was ``+i``, see
+    :func:`handle_invite`) passes +i, +k and +l once, never +b.
     """
     cfg = server.config.server
     if not is_valid_channel(name, cfg.channellen):
@@ -55,7 +57,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
         world.channels[cf] = chan
         modes = "o"
     else:
-        invited = cf in client.invites
+        invited = client.is_invited(chan)
         if chan.key is not None and key != chan.key and not invited:
             reply.numeric(N.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
             return
@@ -65,11 +67,11 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
         if "i" in chan.modes and not invited and not is_invite_excepted(chan, client):
             reply.numeric(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
             return
-        if chan.bans and not invited and is_banned(chan, client):
+        if chan.bans and is_banned(chan, client):
             reply.numeric(N.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
             return
         modes = ""
-    client.invites.discard(cf)
+    client.invites.pop(cf, None)
     t = server.clock()
     basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
     extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
@@ -125,7 +127,8 @@ def part_channel(server, client: Client, chan: Channel, reason: str | None, repl
     """Remove ``client`` from ``chan`` and tell every member (the client through ``reply``)."""
     line = f":{client.source} PART {chan.name}" + (f" :{reason}" if reason else "")
     broadcast(server, chan, client, line, reply)
-    server.world.part(client, chan)
+    if server.world.part(client, chan):
+        server.channel_gone(chan)
 
 
 @command("PART", min_params=1)
@@ -181,8 +184,8 @@ def handle_topic(ctx: Context, msg: Message) -> None:
 
 # -- NAMES / LIST ----------------------------------------------------------
 
-def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
-    """353 RPL_NAMREPLY lines (split to fit) then 366 RPL_ENDOFNAMES.
+def send_names(server, client: Client, chan: Channel, reply: Reply, end: bool = True) -> None:
+    """353 RPL_NAMREPLY lines (split to fit) then, if ``end``, 366 RPL_ENDOFNAMES.
 
     Honours the IRCv3 ``multi-prefix`` and ``userhost-in-names`` capabilities.
     """
@@ -204,7 +207,8 @@ def send_names(server, client: Client, chan: Channel, reply: Reply) -> None:
         size += len(entry) + 1
     if batch:
         reply.numeric(N.RPL_NAMREPLY, symbol, chan.name, " ".join(batch))
-    reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+    if end:
+        reply.numeric(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
 
 
 def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
@@ -219,18 +223,23 @@ def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
 def handle_names(ctx: Context, msg: Message) -> None:
     """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members.
 
-    Each channel gets its 353 lines and 366; one that does not exist (or is
-    secret) only 366. At most TARGMAX NAMES channels, 407 for the rest.
+    The 353 lines of each channel asked for, in order (none for one that
+    does not exist or is someone else's secret), then one 366 naming the
+    channels asked for (``366 <nick> #a,#b``, without those beyond
+    TARGMAX): RFC 2812 section 5.1's "reply
+    pair", as Hybrid and Solanum answer and as irctest's
+    ``testNamesMultipleChannels`` expects; for one channel this is the usual
+    353s + 366. At most TARGMAX NAMES channels, 407 for the rest.
     """
     if not msg.params or not msg.params[0]:
         ctx.reply.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    for name in _limit_targets(ctx, msg.params[0].split(",")):
+    names = _limit_targets(ctx, msg.params[0].split(","))
+    for name in names:
         chan = ctx.server.world.find_channel(name)
         if chan is not None and ("s" not in chan.modes or ctx.client in chan.members):
-            send_names(ctx.server, ctx.client, chan, ctx.reply)
-        else:
-            ctx.reply.numeric(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+            send_names(ctx.server, ctx.client, chan, ctx.reply, end=False)
+    ctx.reply.numeric(N.RPL_ENDOFNAMES, ",".join(names) or "*", "End of /NAMES list")
 
 
 @command("LIST")
@@ -314,12 +323,23 @@ def handle_kick(ctx: Context, msg: Message) -> None:
         # (an oper kicking from outside the channel gets the KICK line too)
         broadcast(server, chan, client, f":{client.source} KICK {chan.name} {target.nick} :{reason}",
                   reply)
-        server.world.part(target, chan)
+        if server.world.part(target, chan):
+            server.channel_gone(chan)
 
 
 @command("INVITE", min_params=2)
 def handle_invite(ctx: Context, msg: Message) -> None:
-    """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 442 443 482, 341)."""
+    """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 403 442 443 482, 341).
+
+    Any member may invite to a channel without ``+i``: the target is told,
+    nothing is recorded (as Ergo), so it gives no way past +k, +l or +b. On a
+    ``+i`` channel only its operators may invite (482 otherwise, as RFC 2812
+    and Ergo; InspIRCd asks for half-op), and the invitation is recorded on
+    the target (:meth:`ircd.state.Client.invite`: at most
+    :data:`ircd.state.MAX_INVITES`, oldest dropped, valid for this channel
+    only, used up by the next JOIN). It then passes +i, +k and +l once,
+    never a ban (:func:`join_channel`).
+    """
     server, client, reply = ctx.server, ctx.client, ctx.reply
     target = server.world.find_user(msg.params[0])
     if target is None:
@@ -331,10 +351,11 @@ def handle_invite(ctx: Context, msg: Message) -> None:
     if target in chan.members:
         reply.numeric(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
         return
-    if "i" in chan.modes and not chan.is_op(client):
-        reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-        return
-    target.invites.add(casefold(chan.name))
+    if "i" in chan.modes:
+        if not chan.is_op(client):
+            reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            return
+        target.invite(chan)
     reply.numeric(N.RPL_INVITING, target.nick, chan.name)
     event = Event(f":{client.source} INVITE {target.nick} {chan.name}", server.clock(),
                   account=client.account)

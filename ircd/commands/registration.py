@@ -487,15 +487,19 @@ def send_isupport(server, reply: Reply) -> None:
 
 
 def send_lusers(server, reply: Reply) -> None:
-    """251-255, 265, 266 (RFC 2812 section 3.4.2)."""
+    """251-255, 265, 266 (RFC 2812 section 3.4.2).
+
+    Users are the clients behind a connection: pseudo-users (echobot,
+    NickServ, ChanServ) are not counted, as Ergo does not count its services
+    (and as irctest's LUSERS tests expect); connections that have not
+    registered yet are "unknown" (253).
+    """
     world = server.world
-    users = len(world.users)
-    invisible = sum(1 for u in world.users.values() if "i" in u.modes)
-    # Counted from the world, as users see it: pseudo-users (echobot, services) are
-    # users; connections that have not registered yet are "unknown".
+    users = len(world.users) - world.pseudo_users
+    invisible = sum(1 for u in world.users.values() if "i" in u.modes and not u.is_pseudo)
     unknown = sum(1 for c in world.clients.values() if not c.registered)
     servers = len(server.cluster.nodes) if server.cluster is not None else 1
-    local = sum(1 for u in world.users.values() if server.is_local(u) or u.is_pseudo)
+    local = sum(1 for u in world.users.values() if server.is_local(u) and not u.is_pseudo)
     reply.numeric(N.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} "
                                      f"invisible on {servers} servers")
     opers = sum(1 for u in world.users.values() if u.oper is not None)

@@ -9,7 +9,10 @@ instead of the command table. The line is never run, and never relayed:
 - ``NICK``: ``432 ERR_ERRONEUSNICKNAME`` (RFC 2812 section 3.1.2);
 - ``JOIN``: ``403 ERR_NOSUCHCHANNEL`` for each invalid channel name, as for
   any other invalid name (nothing on the line is joined);
-- ``USER``: ``461 ERR_NEEDMOREPARAMS`` (``462`` once registered), as Ergo;
+- ``USER`` (a user name or realname that is not UTF-8): ``FAIL USER
+  INVALID_UTF8`` as for any other command (the spec's answer, which
+  irctest's ``utf8`` tests accept; ``462`` once registered); registration
+  waits for a valid USER;
 - ``SETNAME``: ``FAIL SETNAME INVALID_REALNAME`` (IRCv3 setname);
 - ``QUIT``: the client still leaves, with the plain reason ``Quit``;
 - anything else (PRIVMSG, NOTICE, TAGMSG, AWAY, TOPIC, PART, PASS, ...):
@@ -69,12 +72,8 @@ def refuse_invalid_utf8(server: Server, client: Client, msg: Message) -> Context
             if _invalid(name):
                 reply.numeric(N.ERR_NOSUCHCHANNEL, shown(name),
                               "No such channel (not valid UTF-8)")
-    elif command == "USER":
-        if client.registered or client.user:
-            reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
-        else:
-            reply.numeric(N.ERR_NEEDMOREPARAMS, "USER",
-                          "Not enough parameters (realname is not valid UTF-8)")
+    elif command == "USER" and (client.registered or client.user):
+        reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
     elif command == "SETNAME" and client.registered:
         reply.send("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid UTF-8",
                    trailing=True)

@@ -234,6 +234,10 @@ class PostgresHistoryDisk:
                 " AND (left(target, %s) = %s OR right(target, %s) = %s)",
                 (until, len(prefix), prefix, len(suffix), suffix))
 
+    def delete_target(self, target: str, until: float) -> None:
+        with self.db.connection() as conn:
+            conn.execute("DELETE FROM history WHERE target = %s AND t <= %s", (target, until))
+
     def close(self) -> None:
         """Nothing: the pool is closed by :meth:`Database.close`."""
 
