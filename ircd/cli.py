@@ -41,7 +41,7 @@ from ircd.serverbans import ServerBan, ServerBanStore
 from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.services import start_services
 from ircd.simple import EchoBot
-from ircd.storage import redact_url
+from ircd.storage import redact_text, redact_url
 from ircd.websocket import listen_websocket
 
 if TYPE_CHECKING:
@@ -209,8 +209,9 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
             _load(stores, now)
         except Exception as exc:
             db.close()
+            why = str(exc).splitlines()[0] if str(exc) else repr(exc)
             raise StartupError(f"cannot read the database {redact_url(config.database.url)}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else repr(exc)}") from None
+                               f"{redact_text(why, config.database.url)}") from None
         log.info("database: PostgreSQL %s", redact_url(config.database.url))
         return stores
     try:

@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool
 from ircd.chanstore import Changes, Record, decode_records, encode_record
 from ircd.history import Row
 from ircd.serverbans import ServerBan
-from ircd.storage import redact_url
+from ircd.storage import redact_text, redact_url
 from ircd.storage.migrations import MIGRATIONS, Migration
 
 log = logging.getLogger("ircd.storage")
@@ -118,7 +118,8 @@ class Database:
                     if applied:
                         log.info("database %s: applied migrations %s", shown, applied)
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"cannot use the database {shown}: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(
+                f"cannot use the database {shown}: {redact_text(_first_line(exc), url)}") from exc
         pool: ConnectionPool = ConnectionPool(
             url, min_size=1, max_size=max(1, max_size), open=False, timeout=POOL_TIMEOUT,
             check=ConnectionPool.check_connection, name="chatserver",
@@ -129,7 +130,8 @@ class Database:
             pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
         except Exception as exc:
             pool.close()
-            raise DatabaseUnavailable(f"cannot use the database {shown}: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(
+                f"cannot use the database {shown}: {redact_text(_first_line(exc), url)}") from exc
         return cls(url, pool)
 
     @contextmanager
