@@ -120,8 +120,9 @@ NOT_RELOADABLE = {
     "tls": ("enabled", "port", "cert", "key"),
     "metrics": ("enabled", "host", "port"),
     "websocket": ("enabled", "port", "host", "tls"),
-    "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
-    "database": ("url",),
+    "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers",
+                 "max_queued_jobs"),
+    "database": ("url", "timeout"),
     "cluster": ("url", "node_name", "node_timeout"),
 }
 """Settings that SIGHUP cannot change: listeners, the database and the hashing pool."""
@@ -196,7 +197,8 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
         from ircd.storage import postgres  # imported only when used: SQLite start-up stays as fast
 
         try:
-            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2)
+            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2,
+                                        timeout=config.database.timeout)
         except postgres.DatabaseUnavailable as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -269,7 +271,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     accounts, history, ban_store, channel_store = (
         stores.accounts, stores.history, stores.ban_store, stores.channel_store)
     bans, channel_records = stores.bans, stores.channel_records
-    scheduler = ExecutorScheduler(loop, a.hash_workers)
+    scheduler = ExecutorScheduler(loop, a.hash_workers, a.max_queued_jobs)
     core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
                   channel_store=channel_store, account_names=stores.account_names)
     core.load_serverbans(bans)

@@ -68,6 +68,7 @@ class AccountsSection:
     argon2_memory_cost: int = 19_456
     argon2_parallelism: int = 1
     hash_workers: int = 2
+    max_queued_jobs: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +191,11 @@ class DatabaseSection:
 
     ``url`` empty: SQLite in ``server.data_dir``. Otherwise
     ``postgresql://USER[:PW]@HOST[:PORT]/DBNAME`` (:mod:`ircd.storage.postgres`).
+    ``timeout`` is in seconds: the most one PostgreSQL operation may take.
     """
 
     url: str = ""
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +336,8 @@ def validate(config: Config, where: str = "<config>") -> None:
         ("accounts.argon2_memory_cost", config.accounts.argon2_memory_cost >= 8, "must be at least 8 (KiB)"),
         ("accounts.argon2_parallelism", config.accounts.argon2_parallelism >= 1, "must be at least 1"),
         ("accounts.hash_workers", config.accounts.hash_workers >= 1, "must be at least 1"),
+        ("accounts.max_queued_jobs", config.accounts.max_queued_jobs >= 1, "must be at least 1"),
+        ("database.timeout", 0.5 <= config.database.timeout <= 300, "must be 0.5..300 (seconds)"),
     ]
     lim = config.limits
     checks += [

@@ -7,7 +7,8 @@ The password is checked against the same account store as ``PASS`` login,
 off the event loop, and counts toward the same login throttling.
 
 Replies: 900 RPL_LOGGEDIN and 903 RPL_SASLSUCCESS; 904 ERR_SASLFAIL (wrong
-password, unknown account, malformed payload); 905 ERR_SASLTOOLONG (a chunk
+password, unknown account, malformed payload; after ``400 <nick> AUTHENTICATE
+:Account database unavailable, try again later`` when the check failed); 905 ERR_SASLTOOLONG (a chunk
 over 400 bytes, or more than 8 KiB in all); 906 ERR_SASLABORTED
 (``AUTHENTICATE *``); 907 ERR_SASLALREADY (already logged in); 908
 RPL_SASLMECHS with 904 for an unknown mechanism. Logging in after
@@ -112,7 +113,12 @@ def _plain(ctx: Context, payload: str) -> None:
         client.sasl = "done"
         reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
 
-    wait = check_password(server, client, authcid, password, ctx.reply, finish)
+    def unavailable(reply: Reply) -> None:
+        reply.numeric(N.ERR_UNKNOWNERROR, "AUTHENTICATE",
+                      "Account database unavailable, try again later")
+        reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+
+    wait = check_password(server, client, authcid, password, ctx.reply, finish, unavailable)
     if wait > 0:
         _fail(ctx, N.ERR_SASLFAIL,
               f"Too many failed login attempts; try again in {int(wait) + 1} seconds")
