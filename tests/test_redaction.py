@@ -17,7 +17,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ircd.storage import redact_text, redact_url
-from tests.support import ROOT, free_port
+from tests.engines import pg_url, postgres  # noqa: F401 - fixtures
+from tests.support import ROOT, RawClient, ServerProcess, free_port
 
 PASSWORDS = st.text(min_size=4, max_size=40).filter(lambda s: s.strip() == s and s)
 """Any text (the URL carries it percent-encoded); at least 4 characters so that it
@@ -139,3 +140,18 @@ def test_malformed_urls_with_passwords_are_refused_without_showing_them(tmp_path
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and key in done.stderr, done.stderr
         assert "SECRET" not in done.stderr + done.stdout, done.stderr
+
+
+def test_a_password_parameter_never_reaches_the_log_of_a_running_server(tmp_path, pg_url):  # noqa: F811
+    srv = ServerProcess(tmp_path / "data",
+                        extra_args=["--database", pg_url + "?password=SECRETpw1",
+                                    "--log-level", "debug"]).start()
+    try:
+        c = RawClient(srv.port)
+        c.register("alice", "apw")  # an account: the database is in use
+        c.close()
+    finally:
+        assert srv.stop() == 0
+    log = srv.log()
+    assert f"database: PostgreSQL {pg_url}?password=***" in log, log[-2000:]
+    assert "SECRET" not in log
