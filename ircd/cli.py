@@ -42,7 +42,7 @@ from ircd.serverbans import ServerBan, ServerBanStore
 from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.services import start_services
 from ircd.simple import EchoBot
-from ircd.storage import redact_url
+from ircd.storage import redact_text, redact_url
 from ircd.websocket import listen_websocket
 
 if TYPE_CHECKING:
@@ -121,8 +121,9 @@ NOT_RELOADABLE = {
     "tls": ("enabled", "port", "cert", "key"),
     "metrics": ("enabled", "host", "port"),
     "websocket": ("enabled", "port", "host", "tls"),
-    "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers"),
-    "database": ("url",),
+    "accounts": ("argon2_time_cost", "argon2_memory_cost", "argon2_parallelism", "hash_workers",
+                 "max_queued_jobs"),
+    "database": ("url", "timeout"),
     "limits": ("ipv6_prefix",),
     "cluster": ("url", "node_name", "node_timeout"),
 }
@@ -198,7 +199,8 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
         from ircd.storage import postgres  # imported only when used: SQLite start-up stays as fast
 
         try:
-            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2)
+            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2,
+                                        timeout=config.database.timeout)
         except postgres.DatabaseUnavailable as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -212,8 +214,9 @@ def open_stores(config: Config, data_dir: Path) -> Stores:
             _load(stores, now)
         except Exception as exc:
             db.close()
+            why = str(exc).splitlines()[0] if str(exc) else repr(exc)
             raise StartupError(f"cannot read the database {redact_url(config.database.url)}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else repr(exc)}") from None
+                               f"{redact_text(why, config.database.url)}") from None
         log.info("database: PostgreSQL %s", redact_url(config.database.url))
         return stores
     try:
@@ -282,7 +285,7 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr)
             stores.close()
             return 1
-    scheduler = ExecutorScheduler(loop, a.hash_workers)
+    scheduler = ExecutorScheduler(loop, a.hash_workers, a.max_queued_jobs)
     core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
                   channel_store=channel_store, account_names=stores.account_names,
                   cloak_key=cloak_key)

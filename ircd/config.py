@@ -75,6 +75,7 @@ class AccountsSection:
     hash_workers: int = 2
     registrations_per_ip: int = 3
     registrations_window: float = 3600.0
+    max_queued_jobs: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +201,11 @@ class DatabaseSection:
 
     ``url`` empty: SQLite in ``server.data_dir``. Otherwise
     ``postgresql://USER[:PW]@HOST[:PORT]/DBNAME`` (:mod:`ircd.storage.postgres`).
+    ``timeout`` is in seconds: the most one PostgreSQL operation may take.
     """
 
     url: str = ""
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +355,8 @@ def validate(config: Config, where: str = "<config>") -> None:
          "must be positive"),
         ("services.max_channels_per_account", config.services.max_channels_per_account >= 0,
          "must be 0 or more"),
+        ("accounts.max_queued_jobs", config.accounts.max_queued_jobs >= 1, "must be at least 1"),
+        ("database.timeout", 0.5 <= config.database.timeout <= 300, "must be 0.5..300 (seconds)"),
     ]
     lim = config.limits
     checks += [

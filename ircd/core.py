@@ -53,11 +53,22 @@ HISTORY_RETRY_MAX = 100_000
 """Most unwritten history messages kept for a retry after failed writes (the newest)."""
 
 
+BAN_RETRY_INTERVAL = 10.0
+"""Seconds between retries of server-ban saves and deletions that failed."""
+
+
+class WorkQueueFull(Exception):
+    """A blocking job was refused: too many jobs already wait for a worker thread
+    (``[accounts] max_queued_jobs``); given to the job's ``done`` instead of running it."""
+
+
 class Scheduler(Protocol):
     """Runs blocking work away from the event loop.
 
     ``run_blocking(fn, done)`` calls ``fn()`` in a worker and later, back on
     the loop, ``done(result, error)`` with either the result or the exception.
+    A scheduler with a bounded queue may refuse the job: ``done(None,
+    WorkQueueFull(...))`` then, without running ``fn``.
     """
 
     def run_blocking(self, fn: Callable[[], Any],
@@ -142,6 +153,10 @@ class Server:
         # REHASH and DIE call (set by ircd.cli: the SIGHUP reload, the SIGTERM stop).
         self.serverbans = BanList()
         self.ban_store = ban_store
+        # Ban saves (False) and deletions (True) that failed, by ban key: retried.
+        self._bans_unsaved: dict[tuple[str, str], tuple[ServerBan, bool]] = {}
+        self._bans_retrying = False
+        self._last_ban_retry = self.created
         self.rehash_hook: Callable[[], tuple[str, str]] | None = None  # (file, outcome)
         self.die_hook: Callable[[], None] | None = None
         # Registered channels (ChanServ, server.registered_channels), saved to channel_store.
@@ -389,7 +404,10 @@ class Server:
         A client silent for ``ping_interval`` seconds is sent ``PING``; if it
         stays silent ``ping_timeout`` more seconds it is disconnected with
         ``Ping timeout: N seconds``. An unregistered connection older than
-        ``registration_timeout`` is closed with ``Registration timeout``.
+        ``registration_timeout`` is closed with ``Registration timeout``,
+        also while its password check is still running (its outcome is then
+        dropped; a job not yet started is skipped). Server-ban writes that
+        failed are retried every :data:`BAN_RETRY_INTERVAL` seconds.
         """
         now = self.clock() if now is None else now
         s = self.config.server
@@ -402,6 +420,9 @@ class Server:
                 self.store_serverban(ban, delete=True)
         self.flush_history()
         self.chanreg.flush()
+        if self._bans_unsaved and now - self._last_ban_retry >= BAN_RETRY_INTERVAL:
+            self._last_ban_retry = now
+            self._retry_serverbans()
         if (self.accounts.shared and self.cluster is None
                 and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH):
             self._last_names_refresh = now
@@ -410,7 +431,7 @@ class Server:
             if client.kind != "irc":
                 continue
             if not client.registered:
-                if not client.pending and now - client.signon > s.registration_timeout:
+                if now - client.signon > s.registration_timeout:
                     self.quit(client, "Registration timeout", error="Registration timeout")
                 continue
             silent = now - client.last_seen
@@ -435,32 +456,77 @@ class Server:
                 self.serverbans.add(ban)
 
     def store_serverban(self, ban: ServerBan, delete: bool = False) -> None:
-        """Save (or delete) ``ban`` in the ban store, off the loop; errors are logged."""
+        """Save (or delete) ``ban`` in the ban store, off the loop; a failure is logged
+        and retried (:meth:`tick`) until it succeeds or a newer write of that ban does."""
         store = self.ban_store
         if store is None or not self.origin_here:
             return  # (in a cluster, the node the command came from writes it)
+        self._bans_unsaved.pop(ban.key, None)  # this write supersedes a failed one
 
         def done(_result: Any, error: BaseException | None) -> None:
             if error is not None:
-                log.error("storing the %s-line on %s failed: %r", ban.kind, ban.mask, error)
+                log.error("storing the %s-line on %s failed (retried later): %r",
+                          ban.kind, ban.mask, error)
+                self._bans_unsaved.setdefault(ban.key, (ban, delete))
 
         if delete:
             self.scheduler.run_blocking(lambda: store.delete(ban.kind, ban.mask), done)
         else:
             self.scheduler.run_blocking(lambda: store.save(ban), done)
 
+    def _retry_serverbans(self) -> None:
+        """Write the ban changes that failed, in one job (at most one in flight); the
+        ones not written (the first failure stops the job) stay for the next retry."""
+        store = self.ban_store
+        if store is None or self._bans_retrying:
+            return
+        batch = list(self._bans_unsaved.items())
+        self._bans_retrying = True
+        written: list[tuple[str, str]] = []
+
+        def write() -> None:
+            for key, (ban, delete) in batch:
+                if delete:
+                    store.delete(ban.kind, ban.mask)
+                else:
+                    store.save(ban)
+                written.append(key)
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            self._bans_retrying = False
+            for key, entry in batch[:len(written)]:
+                if self._bans_unsaved.get(key) is entry:
+                    del self._bans_unsaved[key]
+            if error is not None:
+                log.error("retrying %d server-ban writes failed: %r", len(batch) - len(written),
+                          error)
+
+        self.scheduler.run_blocking(write, done)
+
     def dline_for(self, ip: str) -> ServerBan | None:
         """The D-line banning address ``ip`` now, or None (checked when a connection opens)."""
         return self.serverbans.dline_for(ip, self.clock())
 
     def flush_history(self) -> None:
-        """Write the messages recorded since the last call, off the loop, in one batch."""
+        """Write the messages recorded since the last call, off the loop, in one batch.
+
+        At most one batch is in flight: while one is being written (a slow or
+        unanswering database), new messages wait in ``history.pending``, of which
+        the newest :data:`HISTORY_RETRY_MAX` are kept (older ones are dropped
+        from the write, logged; they stay in memory for CHATHISTORY).
+        """
         history = self.history
+        stats = self.stats
         if history is None or not (history.pending or history.erasing):
+            return
+        if stats.history_in_flight:
+            excess = len(history.pending) - HISTORY_RETRY_MAX
+            if excess > 0:
+                del history.pending[:excess]
+                log.error("history: %d messages not written (the database is behind)", excess)
             return
         items = history.take_pending()
         erase = history.take_erasures()   # forgotten channels (channel_gone)
-        stats = self.stats
         stats.history_in_flight += len(items)
 
         def done(_result: Any, error: BaseException | None) -> None:

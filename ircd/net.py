@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any
 
 from ircd.config import Config
-from ircd.core import Server
+from ircd.core import Server, WorkQueueFull
 from ircd.limits import ConnectionLimiter, TokenBucket
 from ircd.protocol.framing import LineDecoder, LineTooLong
 from ircd.simple import SimpleSession
@@ -49,16 +49,37 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class ExecutorScheduler:
-    """The core's :class:`~ircd.core.Scheduler`: a thread pool plus the event loop's timers."""
+    """The core's :class:`~ircd.core.Scheduler`: a thread pool plus the event loop's timers.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int) -> None:
+    ``workers`` threads run the blocking jobs; at most ``max_queued`` more jobs
+    wait for one (``[accounts] max_queued_jobs``). A job submitted beyond that
+    is not run: its ``done`` gets :class:`~ircd.core.WorkQueueFull` on the
+    loop's next iteration.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int,
+                 max_queued: int = 500) -> None:
         self.loop = loop
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ircd-work")
+        self.workers = workers
+        self.max_queued = max_queued
+        self.in_flight = 0  # jobs submitted and not yet done (running or waiting)
+        self.refused = 0    # jobs refused because the queue was full
 
     def run_blocking(self, fn, done) -> None:
+        if self.in_flight >= self.workers + self.max_queued:
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warning("%d jobs wait for a worker thread: refusing more (%d refused so far)",
+                            self.max_queued, self.refused)
+            error = WorkQueueFull(f"more than {self.max_queued} jobs wait for a worker thread")
+            self.loop.call_soon(done, None, error)
+            return
+        self.in_flight += 1
         future = self.loop.run_in_executor(self.executor, fn)
 
         def finished(fut: asyncio.Future) -> None:
+            self.in_flight -= 1
             if fut.cancelled():
                 done(None, asyncio.CancelledError())
             elif fut.exception() is not None:

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ircd.cluster.log import NodeInfo, Replication, pack, unpack
-from ircd.storage import redact_url
+from ircd.storage import redact_text, redact_url
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -136,12 +136,12 @@ class RedisLog:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise ClusterError(f"cannot reach the cluster's Redis at {redact_url(self.url)}: "
-                               f"{exc}") from None
+                               f"{redact_text(str(exc), self.url)}") from None
         try:
             await self._join()
         except (RedisError, OSError) as exc:
             raise ClusterError(f"joining the cluster at {redact_url(self.url)} failed: "
-                               f"{exc}") from None
+                               f"{redact_text(str(exc), self.url)}") from None
         for coro in (self._read_loop(), self._write_loop(), self._heartbeat_loop()):
             self._spawn(coro)
 

@@ -72,6 +72,23 @@ def _answer_later(server, client, delay: float, finish: Callable[[Reply], None])
     server.scheduler.call_later(delay, answer)
 
 
+class ClientGone(Exception):
+    """A job for a client that disconnected (e.g. its registration timed out) before a
+    worker thread took the job: it was skipped."""
+
+
+def unless_gone(client, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` for a worker thread, skipped (raising :class:`ClientGone`) if ``client``
+    has quit by the time a worker takes it, so a backlog of doomed logins drains at once."""
+
+    def job() -> Any:
+        if client.quitting:
+            raise ClientGone(client.nick)
+        return fn()
+
+    return job
+
+
 def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseException | None, Reply], None]) -> None:
     """Run ``fn`` off the loop with the client's input paused; then ``finish`` with a fresh reply."""
     client.pending = True
@@ -88,18 +105,21 @@ def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseExcep
         if client.resume is not None and not client.quitting:
             client.resume()
 
-    server.scheduler.run_blocking(fn, done)
+    server.scheduler.run_blocking(unless_gone(client, fn), done)
 
 
 def check_password(server, client, name: str, password: str, reply: Reply,
-                   finish: Finish) -> float:
+                   finish: Finish, unavailable: Callable[[Reply], None] | None = None) -> float:
     """Check ``password`` for account ``name`` on behalf of ``client``.
 
     Returns the seconds the client's address is still locked out for that
     account (> 0: nothing was checked and ``finish`` is not called).
     Otherwise ``finish(ok, reply)`` is called: at once with ``reply`` for an
     unknown account, or later, off-loop result in hand, with a fresh reply.
-    Failures and successes are recorded in ``server.login_throttle``.
+    Failures and successes are recorded in ``server.login_throttle``. If the
+    check itself failed (the database did not answer, the work queue was
+    full), nothing is recorded and ``unavailable(reply)`` is called instead
+    of ``finish`` (when given; otherwise ``finish(False, reply)``).
     """
     throttle = server.login_throttle
     account_cf = casefold(name)
@@ -116,7 +136,12 @@ def check_password(server, client, name: str, password: str, reply: Reply,
     def checked(ok: Any, error: BaseException | None, out: Reply) -> None:
         if error is not None:
             log.error("password check for %s failed: %r", name, error)
-        good = bool(ok) and error is None
+            if unavailable is not None:
+                unavailable(out)
+            else:
+                finish(False, out)
+            return
+        good = bool(ok)
         if good:
             throttle.success(client.ip, account_cf)
             server.account_names.setdefault(account_cf, name)

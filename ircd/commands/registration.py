@@ -29,7 +29,7 @@ import time
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
 from ircd.commands import monitor
-from ircd.commands.accountlogin import registration_throttled_text
+from ircd.commands.accountlogin import registration_throttled_text, unless_gone
 from ircd.commands.channels import join_channel
 from ircd.commands.oper import kline_on_nick_change, refused_by_kline
 from ircd.commands.registry import Context, command, take_label
@@ -367,7 +367,8 @@ def _start_login(server, client) -> None:
             client.resume()
 
     server.scheduler.run_blocking(
-        lambda: server.accounts.login_or_register(nick, password, create=reserved), done)
+        unless_gone(client, lambda: server.accounts.login_or_register(nick, password, create=reserved)),
+        done)
 
 
 def _finish_login(server, client, nick: str, result: LoginResult | None,

@@ -12,7 +12,8 @@ account creates the account with that password (a ``NOTICE``, then 900 and
 to wait).
 
 Replies: 900 RPL_LOGGEDIN and 903 RPL_SASLSUCCESS; 904 ERR_SASLFAIL (wrong
-password, unknown account, malformed payload); 905 ERR_SASLTOOLONG (a chunk
+password, unknown account, malformed payload; after ``400 <nick> AUTHENTICATE
+:Account database unavailable, try again later`` when the check failed); 905 ERR_SASLTOOLONG (a chunk
 over 400 bytes, or more than 8 KiB in all); 906 ERR_SASLABORTED
 (``AUTHENTICATE *``); 907 ERR_SASLALREADY (already logged in); 908
 RPL_SASLMECHS with 904 for an unknown mechanism. Logging in after
@@ -114,7 +115,9 @@ def _plain(ctx: Context, payload: str) -> None:
             reply.numeric(N.ERR_SASLFAIL, registration_throttled_text(wait))
             return
         if outcome == "error":
-            reply.numeric(N.ERR_SASLFAIL, "Account database unavailable, try again later")
+            reply.numeric(N.ERR_UNKNOWNERROR, "AUTHENTICATE",
+                          "Account database unavailable, try again later")
+            reply.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
             return
         if outcome not in ("logged-in", "created"):
             log.info("SASL failure for %s from %s", authcid, client.ip)

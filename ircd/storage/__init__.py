@@ -11,6 +11,7 @@ without importing a driver: checking and redacting a ``[database] url``.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit
 
 SCHEMES = ("postgresql", "postgres")
@@ -46,15 +47,92 @@ def check_database_url(url: str) -> None:
         raise BadDatabaseURL("a URL fragment (#...) is not allowed")
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A query parameter whose (percent-decoded) name ends in "password" (libpq's
+# ``password`` and ``sslpassword``, redis-py's ``password``); its value runs to
+# the next ``&name=`` (so an unencoded ``&`` inside it is hidden too) or the end.
+_QUERY_PARAM = re.compile(r"([?&#;])([^=&?#;]*)=(.*?)(?=&[A-Za-z_%][A-Za-z0-9_%]*=|\Z)", re.S)
+# ``password = value`` in a libpq key=value conninfo string; the value is a
+# word or a single-quoted string with backslash escapes (libpq, "Connection Strings").
+_CONNINFO_PASSWORD = re.compile(
+    r"""(?i)(\b\w*password\s*=\s*)('(?:\\.|[^'\\])*'?|\S*)""", re.S)
+REDACTED = "***"
+"""What a password is replaced with in logs and error messages."""
+
+
+def _is_password_key(key: str) -> bool:
+    return unquote(key).strip().lower().endswith("password")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    """``url`` (str) with every password in it replaced by ``***``, for logs and error messages.
+
+    Covers what libpq (PostgreSQL, "Connection Strings") and redis-py accept:
+    the userinfo password (``scheme://USER:PW@HOST``, ``redis://:PW@HOST``;
+    everything between the first ``:`` and the last ``@`` of the part after
+    ``scheme://``, so an unencoded ``@``, ``/``, ``?`` or ``#`` in the
+    password is hidden too), every query parameter whose percent-decoded name
+    ends in ``password`` in any case (``?password=``, ``?PassWord=``,
+    ``?pass%77ord=``, ``?sslpassword=``), and ``password=...`` in a
+    key=value conninfo string (``host=h password='a b'``). A ``passfile`` is
+    a path and is shown. Never raises; what is not a URL is treated the same way.
+    """
+    m = _SCHEME.match(url)
+    scheme, rest = (m.group(0), url[m.end():]) if m else ("", url)
+
+    def param(p: re.Match[str]) -> str:
+        if _is_password_key(p.group(2)):
+            return f"{p.group(1)}{p.group(2)}={REDACTED}"
+        return p.group(0)
+
+    if m:  # the query first: a password in it may hold an "@"
+        rest = _QUERY_PARAM.sub(param, rest)
+    head = ""
+    at = rest.rfind("@")
+    if at >= 0:
+        colon = rest.find(":", 0, at)
+        # (Without a scheme, only "user:pw@host" is taken for userinfo, not "a=b:c@d".)
+        if colon >= 0 and (m or not any(c in rest[:colon] for c in "= ")):
+            head, rest = f"{rest[:colon]}:{REDACTED}@", rest[at + 1:]
+    if m:
+        return scheme + head + rest
+    return head + _CONNINFO_PASSWORD.sub(lambda p: p.group(1) + REDACTED, rest)
+
+
+def _secrets_of(url: str) -> set[str]:
+    """The password strings in ``url`` (raw and percent-decoded), as :func:`redact_url` finds them."""
+    found: set[str] = set()
+    m = _SCHEME.match(url)
+    rest = url[m.end():] if m else url
+    at = rest.rfind("@")
+    if at >= 0 and (colon := rest.find(":", 0, at)) >= 0:
+        found.add(rest[colon + 1:at])
+    for p in _QUERY_PARAM.finditer(rest):
+        if _is_password_key(p.group(2)):
+            value = p.group(3)  # (as far as it might go: to a "#" or "&" too)
+            found |= {value, value.split("#")[0], value.split("&")[0]}
+    for p in _CONNINFO_PASSWORD.finditer(rest):
+        value = p.group(2)
+        found.add(value)
+        if value.startswith("'"):
+            found.add(re.sub(r"\\(.)", r"\1", value[1:].removesuffix("'")))
+    found |= {unquote(s) for s in found}
+    return {s for s in found if len(s) >= MIN_SCRUBBED}
+
+
+MIN_SCRUBBED = 3
+"""Shortest password :func:`redact_text` removes from a message (a shorter one would
+mangle ordinary words; such a password is weak anyway)."""
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message from a driver about ``url``) without the passwords of ``url``.
+
+    Each password of ``url`` (as :func:`redact_url` finds them, raw and
+    percent-decoded, at least :data:`MIN_SCRUBBED` characters) is replaced by
+    ``***`` wherever it appears: libpq quotes pieces of a malformed URL in its
+    messages (e.g. ``invalid percent-encoded token``). Never raises.
+    """
+    for secret in sorted(_secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
