@@ -15,7 +15,8 @@ from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import COMMANDS, Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
-from ircd.protocol.masks import mask_match
+from ircd.protocol.casemap import casefold
+from ircd.protocol.masks import compile_mask
 from ircd.protocol.message import Message
 from ircd.state import Channel, Client, prefix_of
 
@@ -92,11 +93,12 @@ def handle_who(ctx: Context, msg: Message) -> None:
             _who_line(ctx, exact, None, whox)
         else:
             everyone = mask in ("*", "0")
+            glob = compile_mask(mask)  # linear-time matching, see ircd.protocol.masks
             for user in world.users.values():
                 if "i" in user.modes and user is not client and not _shares_channel(client, user):
                     continue
-                if everyone or any(mask_match(mask, f) for f in (user.nick, user.host,
-                                                                 user.realname, user.source)):
+                if everyone or any(glob.match(casefold(f)) for f in (user.nick, user.host,
+                                                                     user.realname, user.source)):
                     _who_line(ctx, user, None, whox)
     ctx.reply.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
