@@ -15,6 +15,7 @@ names, sorted), and only when both users are logged in to accounts.
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -161,6 +162,10 @@ class HistoryStore:
         self.max_per_target = max_per_target
         self.retention_days = retention_days
         self.targets: dict[str, deque[Item]] = {}
+        # Index for CHATHISTORY TARGETS: casefolded account -> the "dm:" keys
+        # of its conversations, so a query never scans every target.
+        # Grows with self.targets (a target is never forgotten in memory).
+        self.dm_keys: dict[str, set[str]] = {}
         self.by_msgid: dict[str, Item] = {}
         self.pending: list[Item] = []
 
@@ -192,10 +197,17 @@ class HistoryStore:
 
     # -- on the loop -----------------------------------------------------------
 
+    def _index(self, key: str) -> None:
+        if key.startswith("dm:"):
+            _, x, y = key.split(":", 2)
+            self.dm_keys.setdefault(x, set()).add(key)
+            self.dm_keys.setdefault(y, set()).add(key)
+
     def _remember(self, item: Item) -> None:
         q = self.targets.get(item.target)
         if q is None:
             q = self.targets[item.target] = deque()
+            self._index(item.target)
         q.append(item)
         self.by_msgid[item.msgid] = item
         while len(q) > self.max_per_target:
@@ -227,6 +239,7 @@ class HistoryStore:
                 self.by_msgid.pop(old.msgid, None)
             kept = items[-self.max_per_target:]
             self.targets[target] = deque(kept)
+            self._index(target)
             self.by_msgid.update((item.msgid, item) for item in kept)
             added += sum(item.msgid in seen for item in kept)
         return added
@@ -273,15 +286,50 @@ class HistoryStore:
         keys = [round(x.t * 1000) for x in items]
         return bisect.bisect_left(keys, ms), bisect.bisect_right(keys, ms)
 
+    def conversations(self, account: str) -> dict[str, str]:
+        """The direct-message keys of ``account`` (any case), each mapped to the
+        other account's casefolded name: ``{"dm:alice:bob": "bob"}`` for
+        ``alice``. Cost: the number of that account's conversations."""
+        mine = casefold(account)
+        out = {}
+        for key in self.dm_keys.get(mine, ()):
+            _, x, y = key.split(":", 2)
+            out[key] = y if x == mine else x
+        return out
+
+    def latest_between(self, key: str, lo_ms: int, hi_ms: int) -> float | None:
+        """The time (unix seconds) of the latest message of ``key`` strictly between
+        ``lo_ms`` and ``hi_ms`` (whole milliseconds), or None.
+
+        A binary search over the target's messages (held in time order):
+        ``O(log n)`` probes for ``n`` messages, each ``O(n / 64)`` at worst
+        (a deque's indexing), so ``O(1)`` for a target with no message after
+        ``lo_ms``.
+        """
+        q = self.targets.get(key)
+        if not q or round(q[-1].t * 1000) <= lo_ms:
+            return None
+        i = bisect.bisect_left(q, hi_ms, key=lambda x: round(x.t * 1000))
+        if i == 0:
+            return None
+        t = q[i - 1].t
+        return t if round(t * 1000) > lo_ms else None
+
     def targets_between(self, keys: list[str], start: float, end: float,
                         limit: int) -> list[tuple[str, float]]:
         """``(key, latest t)`` for each key with a message strictly between the two
-        times (milliseconds), oldest first, at most ``limit``."""
+        times (unix seconds, compared in whole milliseconds), ordered by that
+        latest time, oldest first, at most ``limit`` (the ``limit`` whose latest
+        message is oldest).
+
+        IRCv3 draft/chathistory ``TARGETS``. Cost: one :meth:`latest_between`
+        per key plus ``O(k log limit)`` for the ``k`` keys found; never a scan
+        of other targets or of a target's messages.
+        """
         lo, hi = sorted((round(start * 1000), round(end * 1000)))
         found = []
         for key in keys:
-            inside = [x.t for x in self.targets.get(key, ()) if lo < round(x.t * 1000) < hi]
-            if inside:
-                found.append((key, max(inside)))
-        found.sort(key=lambda kv: kv[1])
-        return found[:limit]
+            t = self.latest_between(key, lo, hi)
+            if t is not None:
+                found.append((key, t))
+        return heapq.nsmallest(limit, found, key=lambda kv: kv[1])
