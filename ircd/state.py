@@ -27,6 +27,9 @@ CONNECTION_KINDS = ("irc", "simple")
 USERLEN = 10
 """Longest user name (the ``user`` of ``nick!user@host``), advertised as ISUPPORT USERLEN."""
 
+NAMELEN = 100
+"""Longest realname in bytes of UTF-8 (USER, SETNAME), advertised as ISUPPORT NAMELEN."""
+
 
 class Client:
     """One connection's user, registered or not.

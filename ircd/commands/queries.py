@@ -17,8 +17,8 @@ from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.masks import compile_mask
-from ircd.protocol.message import Message
-from ircd.state import Channel, Client, prefix_of
+from ircd.protocol.message import Message, truncate_utf8
+from ircd.state import NAMELEN, Channel, Client, prefix_of
 
 
 def _shares_channel(a: Client, b: Client) -> bool:
@@ -218,7 +218,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
     """
     client, server = ctx.client, ctx.server
     if msg.params and msg.params[0]:
-        client.away = msg.params[0][: server.config.server.awaylen]
+        client.away = truncate_utf8(msg.params[0], server.config.server.awaylen)  # bytes
         ctx.reply.numeric(N.RPL_NOWAWAY, "You have been marked as being away")
         line = f":{client.source} AWAY :{client.away}"
     else:
@@ -232,18 +232,20 @@ def handle_away(ctx: Context, msg: Message) -> None:
     event.send_to(monitor.interested(server, client, "away-notify"))
 
 
-REALNAME_MAX = 100
+REALNAME_MAX = NAMELEN
+"""Longest realname SETNAME accepts, in bytes of UTF-8 (ISUPPORT NAMELEN)."""
 
 
 @command("SETNAME", min_params=1)
 def handle_setname(ctx: Context, msg: Message) -> None:
     """``SETNAME :<realname>`` (IRCv3 setname): peers with ``setname`` see the change.
 
-    Too long or empty: ``FAIL SETNAME INVALID_REALNAME`` (standard replies).
+    Too long (over NAMELEN bytes of UTF-8) or empty: ``FAIL SETNAME INVALID_REALNAME``
+    (standard replies).
     """
     client, server = ctx.client, ctx.server
     name = msg.params[0]
-    if not name or len(name) > REALNAME_MAX:
+    if not name or len(name.encode()) > REALNAME_MAX:
         ctx.reply.send("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid",
                        trailing=True)
         return
