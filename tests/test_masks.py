@@ -80,6 +80,8 @@ _ADVERSARIAL = textwrap.dedent("""
         ("*?" * 130 + "*b*c", "a" * 499 + "c", False),
         ("*a?" * 80 + "*b", "ab" * 250, True),
         ("?" * 250 + "*" + "a*" * 60 + "c", "a" * 499 + "c", True),
+        ("*" + ("a" * 20 + "b*") * 10 + "c", "a" * 599 + "c", False),
+        ("*" + "a" * 250 + "*" + "a" * 250 + "b*c", "a" * 599 + "c", False),
     ]
     worst = 0.0
     for mask, name, matches in cases:
