@@ -312,7 +312,7 @@ class Server:
         if client.monitoring:
             monitor.forget(self, client)
         if client.registered:
-            Event(f":{client.source} QUIT :{reason}", self.clock(),
+            Event(fit_line(f":{client.source} QUIT :{reason}"), self.clock(),
                   account=client.account).send_to(self.world.peers(client))
             for chan in list(client.channels.values()):
                 self.world.part(client, chan)

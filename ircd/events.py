@@ -14,7 +14,7 @@ import os
 import time as _time
 
 from ircd.capabilities import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
-from ircd.protocol.message import MAX_LINE_BODY, escape_tag_value, fit_line
+from ircd.protocol.message import escape_tag_value
 
 _BOOT = os.urandom(4).hex()
 _COUNTER = itertools.count(1)
@@ -72,9 +72,8 @@ def parse_time(text: str) -> float | None:
 class Event:
     """A line from a user (or the server) to be relayed to many clients.
 
-    ``line`` is the line without tags and without CR LF, cut by
-    :func:`~ircd.protocol.message.fit_line` to 510 bytes (512 with CR LF) at
-    a character boundary if it is longer. ``t`` is unix seconds; ``msgid`` is set for PRIVMSG/NOTICE/TAGMSG; ``account`` is the
+    ``line`` is the line without tags and without CR LF. ``t`` is unix
+    seconds; ``msgid`` is set for PRIVMSG/NOTICE/TAGMSG; ``account`` is the
     sender's account; ``client_tags`` are the sender's ``+`` tags (raw values).
     """
 
@@ -82,16 +81,12 @@ class Event:
 
     def __init__(self, line: str, t: float, msgid: str | bool | None = None,
                  account: str | None = None, client_tags: dict[str, str] | None = None) -> None:
-        plain = (line + "\r\n").encode("utf-8")
-        if len(plain) > MAX_LINE_BODY + 2:  # never more than 512 bytes with CR LF
-            line = fit_line(line)
-            plain = (line + "\r\n").encode("utf-8")
         self.line = line
         self.t = t
         self._msgid = msgid  # True: make one when first needed
         self.account = account
         self.client_tags = client_tags
-        self.plain = plain
+        self.plain = (line + "\r\n").encode("utf-8")
         self._variants: dict[int, bytes] | None = None
 
     @property

@@ -24,7 +24,7 @@ from ircd.events import Event
 from ircd.listfilter import parse_list_filter
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_channel
-from ircd.protocol.message import Message, truncate_utf8
+from ircd.protocol.message import Message, fit_line, truncate_utf8
 from ircd.reply import Reply
 from ircd.state import Channel, Client, prefix_of
 
@@ -74,7 +74,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
     extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
                      t, account=client.account)
-    away = (Event(f":{client.source} AWAY :{client.away}", t, account=client.account)
+    away = (Event(fit_line(f":{client.source} AWAY :{client.away}"), t, account=client.account)
             if client.away is not None else None)
     for member in chan.members:
         event = extended if "extended-join" in member.caps else basic
@@ -98,7 +98,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
 
 def broadcast(server, chan: Channel, client: Client, line: str, reply: Reply) -> None:
     """Send ``line`` from ``client`` to every member of ``chan``, the client through ``reply``."""
-    event = Event(line, server.clock(), account=client.account)
+    event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
     event.send_to(chan.members, exclude=client)
     reply.raw(event.str_for(client.tagmask))
 

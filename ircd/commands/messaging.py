@@ -91,8 +91,6 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             line = (f":{client.source} {verb} {status}{chan.name} :{text}" if text is not None
                     else f":{client.source} TAGMSG {status}{chan.name}")
             event = Event(line, now, True, client.account, client_tags)
-            if text is not None and event.line is not line:  # cut to 512 bytes: keep what was sent
-                text = event.line.partition(" :")[2]
             recipients: Iterable[Client]
             if tagmsg:
                 recipients = [m for m in members if m.tagmask & 1]
@@ -116,8 +114,6 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
             event = Event(line, now, True, client.account, client_tags)
-            if text is not None and event.line is not line:  # cut to 512 bytes: keep what was sent
-                text = event.line.partition(" :")[2]
             # To yourself with echo-message: the delivery and then the echo, two lines
             # (Ergo, InspIRCd); only the echo, part of the reply, carries a label.
             if not tagmsg or user.tagmask & 1:
@@ -140,9 +136,7 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
     with valid UTF-8 and no CR or NUL, to an online user who has no tag
     capabilities and is not away, when the message is not recorded in the
     history (not both users logged in): the case that costs one parse and
-    dispatch per delivery, so it is worth a path of its own. A line that
-    would exceed 512 bytes with the sender's source takes the general path
-    (which cuts it, :class:`~ircd.events.Event`). It writes the
+    dispatch per delivery, so it is worth a path of its own. It writes the
     same bytes as :func:`_relay` would (``tests/test_fast_path.py`` checks
     this) and returns True; for anything else it does nothing and returns
     False.
@@ -170,13 +164,10 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
         return False
     if client.account and user.account and server.history is not None:
         return False
-    data = b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
-                     raw[sep:], b"\r\n"))
-    if len(data) > MAX_LINE_BODY + 2:
-        return False  # too long with the source: the general path cuts it to 512 bytes
     client.last_active = client.last_seen
     server.stats.messages_relayed += 1  # a local user's line: cluster mode never comes here
-    user.write(data)
+    user.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
+                         raw[sep:], b"\r\n")))
     return True
 
 

@@ -17,7 +17,7 @@ from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.masks import compile_mask
-from ircd.protocol.message import Message, truncate_utf8
+from ircd.protocol.message import Message, fit_line, truncate_utf8
 from ircd.state import NAMELEN, Channel, Client, prefix_of
 
 
@@ -228,7 +228,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
         client.away = None
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
         line = f":{client.source} AWAY"
-    event = Event(line, server.clock(), account=client.account)
+    event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
     event.send_to(monitor.interested(server, client, "away-notify"))
 
 

@@ -46,11 +46,12 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 def fit_line(line: str, limit: int = MAX_LINE_BODY) -> str:
     """``line`` (str, without tags and CR LF) cut to at most ``limit`` bytes of UTF-8.
 
-    Every line the server sends goes through this (relayed events and
-    replies): with CR LF it is at most 512 bytes, whatever the lengths of the
-    sender's nick, user and host. A line over the limit loses the end of its
-    last parameter, at a character boundary (the trailing text of a TOPIC,
-    KICK, PART, QUIT, AWAY, PRIVMSG...). Returns ``line`` itself when it fits.
+    Replies, ERROR, and the relayed TOPIC, KICK, PART, QUIT, MODE, AWAY,
+    KILL and WALLOPS lines go through this: with CR LF they are at most 512
+    bytes, whatever the lengths of the sender's nick, user and host (PRIVMSG
+    and NOTICE are relayed whole). A line over the limit loses the end of its
+    last parameter, at a character boundary. Returns ``line`` itself when it
+    fits.
     """
     if len(line) <= limit // 4:
         return line
