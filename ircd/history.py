@@ -203,6 +203,18 @@ class HistoryStore:
             self.dm_keys.setdefault(x, set()).add(key)
             self.dm_keys.setdefault(y, set()).add(key)
 
+    def _unindex(self, key: str) -> None:
+        """Forget ``key`` in the conversations index (call it wherever a target
+        leaves :attr:`targets`)."""
+        if key.startswith("dm:"):
+            _, x, y = key.split(":", 2)
+            for account in (x, y):
+                keys = self.dm_keys.get(account)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.dm_keys[account]
+
     def _remember(self, item: Item) -> None:
         q = self.targets.get(item.target)
         if q is None:
@@ -292,9 +304,15 @@ class HistoryStore:
         ``alice``. Cost: the number of that account's conversations."""
         mine = casefold(account)
         out = {}
+        gone = []
         for key in self.dm_keys.get(mine, ()):
+            if key not in self.targets:  # dropped from memory without _unindex
+                gone.append(key)
+                continue
             _, x, y = key.split(":", 2)
             out[key] = y if x == mine else x
+        for key in gone:
+            self._unindex(key)
         return out
 
     def latest_between(self, key: str, lo_ms: int, hi_ms: int) -> float | None:

@@ -41,3 +41,12 @@ def test_conversations_are_indexed_per_account_when_added_and_when_loaded(tmp_pa
     assert loaded.load(now=10.0) == 3
     assert loaded.conversations("carol") == {"dm:bob:carol": "bob"}
     loaded.close()
+
+
+def test_conversations_index_forgets_targets_no_longer_held(tmp_path):
+    h = HistoryStore(tmp_path / "h.sqlite3")
+    key = dm_key("alice", "bob")
+    h.add(_item(key, 1.0, 1))
+    del h.targets[key]  # as a bound on the targets held in memory does
+    assert h.conversations("alice") == {} and h.dm_keys == {}
+    h.close()
