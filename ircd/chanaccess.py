@@ -22,7 +22,8 @@ completed by :func:`normalize_list_mask`. Every list entry is a
 
 from __future__ import annotations
 
-from ircd.protocol.masks import mask_match, normalize_ban_mask
+from ircd.protocol.casemap import casefold
+from ircd.protocol.masks import compile_mask, normalize_ban_mask
 from ircd.state import Channel, Client
 
 LIST_MODES = "beI"
@@ -67,12 +68,15 @@ def normalize_list_mask(mask: str) -> str:
 
 
 def _any_plain(entries: list[Entry], client: Client) -> bool:
-    return any(extban_type(mask) is None and mask_match(mask, client.source)
+    # One linear-time glob match per entry (ircd.protocol.masks), source folded once.
+    source = casefold(client.source)
+    return any(extban_type(mask) is None and compile_mask(mask).match(source)
                for mask, _, _ in entries)
 
 
 def _any_extban(entries: list[Entry], kind: str, client: Client) -> bool:
-    return any(extban_type(mask) == kind and mask_match(mask[2:], client.source)
+    source = casefold(client.source)
+    return any(extban_type(mask) == kind and compile_mask(mask[2:]).match(source)
                for mask, _, _ in entries)
 
 

@@ -35,10 +35,10 @@ from ircd.listfilter import ELIST
 from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES, casefold
-from ircd.protocol.message import Message, MessageParseError, is_valid_utf8, parse_line
+from ircd.protocol.message import Message, MessageParseError, fit_line, is_valid_utf8, parse_line
 from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
-from ircd.state import USERLEN, Channel, Client, World
+from ircd.state import NAMELEN, USERLEN, Channel, Client, World
 from ircd.whowas import WhowasEntry, WhowasLog
 
 log = logging.getLogger("ircd")
@@ -213,7 +213,7 @@ class Server:
             "USERLEN": str(USERLEN),
             "UTF8ONLY": "",
             "MONITOR": str(monitor.MONITOR_LIMIT),
-            "NAMELEN": "100",
+            "NAMELEN": str(NAMELEN),
             "WHOX": "",
         }
         self.capabilities = dict(CAPABILITIES)
@@ -320,7 +320,7 @@ class Server:
 
     def notice(self, client: Client, text: str) -> None:
         """Write a server NOTICE to ``client``."""
-        client.write(f":{self.name} NOTICE {client.nick} :{text}\r\n".encode())
+        client.write((fit_line(f":{self.name} NOTICE {client.nick} :{text}") + "\r\n").encode())
 
     def quit(self, client: Client, reason: str, *, error: str | None = None) -> None:
         """Remove ``client`` from the world and tell everyone who shares a channel.
@@ -353,7 +353,7 @@ class Server:
         if client.monitoring:
             monitor.forget(self, client)
         if client.registered:
-            Event(f":{client.source} QUIT :{reason}", self.clock(),
+            Event(fit_line(f":{client.source} QUIT :{reason}"), self.clock(),
                   account=client.account).send_to(self.world.peers(client))
             for chan in list(client.channels.values()):
                 if self.world.part(client, chan):

@@ -15,6 +15,7 @@ names, sorted), and only when both users are logged in to accounts.
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -213,6 +214,10 @@ class HistoryStore:
         self.retention_days = retention_days
         # target -> its messages, the target with the most recent message last
         self.targets: dict[str, deque[Item]] = {}
+        # Index for CHATHISTORY TARGETS: casefolded account -> the "dm:" keys
+        # of its conversations, so a query never scans every target.
+        # Grows with self.targets (a target is never forgotten in memory).
+        self.dm_keys: dict[str, set[str]] = {}
         self.by_msgid: dict[str, Item] = {}
         self.pending: list[Item] = []
         self.forgotten: dict[str, float] = {}  # dropped account (casefolded) -> when
@@ -271,10 +276,29 @@ class HistoryStore:
 
     # -- on the loop -----------------------------------------------------------
 
+    def _index(self, key: str) -> None:
+        if key.startswith("dm:"):
+            _, x, y = key.split(":", 2)
+            self.dm_keys.setdefault(x, set()).add(key)
+            self.dm_keys.setdefault(y, set()).add(key)
+
+    def _unindex(self, key: str) -> None:
+        """Forget ``key`` in the conversations index (call it wherever a target
+        leaves :attr:`targets`)."""
+        if key.startswith("dm:"):
+            _, x, y = key.split(":", 2)
+            for account in (x, y):
+                keys = self.dm_keys.get(account)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.dm_keys[account]
+
     def _remember(self, item: Item) -> None:
         q = self.targets.pop(item.target, None)   # re-inserted last: the most recent
         if q is None:
             q = deque()
+            self._index(item.target)
         self.targets[item.target] = q
         q.append(item)
         self.by_msgid[item.msgid] = item
@@ -291,6 +315,7 @@ class HistoryStore:
             self.evicted = True
             target, q = next(iter(self.targets.items()))
             del self.targets[target]
+            self._unindex(target)
             dropped.append(target)
             for old in q:
                 self.by_msgid.pop(old.msgid, None)
@@ -301,6 +326,7 @@ class HistoryStore:
         (unix seconds): from memory and the unwritten messages at once, from the
         database with the next :meth:`write` (:meth:`take_erasures`)."""
         q = self.targets.pop(target, None)
+        self._unindex(target)
         for old in q or ():
             self.by_msgid.pop(old.msgid, None)
         unwritten = any(i.target == target for i in self.pending)
@@ -362,6 +388,7 @@ class HistoryStore:
                 self.by_msgid.pop(old.msgid, None)
             kept = items[-self.max_per_target:]
             self.targets[target] = deque(kept)
+            self._index(target)
             self.by_msgid.update((item.msgid, item) for item in kept)
             added += sum(item.msgid in seen for item in kept)
         if new:
@@ -391,6 +418,7 @@ class HistoryStore:
         self.forgotten = {k: t for k, t in self.forgotten.items() if now - t < FORGET_KEEP}
         self.forgotten[cf] = now
         for key in [k for k in self.targets if cf in (dm_accounts(k) or ())]:
+            self._unindex(key)
             for item in self.targets.pop(key):
                 self.by_msgid.pop(item.msgid, None)
         self.pending = [i for i in self.pending if not self._forgotten_item(i)]
@@ -443,15 +471,56 @@ class HistoryStore:
         keys = [round(x.t * 1000) for x in items]
         return bisect.bisect_left(keys, ms), bisect.bisect_right(keys, ms)
 
+    def conversations(self, account: str) -> dict[str, str]:
+        """The direct-message keys of ``account`` (any case), each mapped to the
+        other account's casefolded name: ``{"dm:alice:bob": "bob"}`` for
+        ``alice``. Cost: the number of that account's conversations."""
+        mine = casefold(account)
+        out = {}
+        gone = []
+        for key in self.dm_keys.get(mine, ()):
+            if key not in self.targets:  # dropped from memory without _unindex
+                gone.append(key)
+                continue
+            _, x, y = key.split(":", 2)
+            out[key] = y if x == mine else x
+        for key in gone:
+            self._unindex(key)
+        return out
+
+    def latest_between(self, key: str, lo_ms: int, hi_ms: int) -> float | None:
+        """The time (unix seconds) of the latest message of ``key`` strictly between
+        ``lo_ms`` and ``hi_ms`` (whole milliseconds), or None.
+
+        A binary search over the target's messages (held in time order):
+        ``O(log n)`` probes for ``n`` messages, each ``O(n / 64)`` at worst
+        (a deque's indexing), so ``O(1)`` for a target with no message after
+        ``lo_ms``.
+        """
+        q = self.targets.get(key)
+        if not q or round(q[-1].t * 1000) <= lo_ms:
+            return None
+        i = bisect.bisect_left(q, hi_ms, key=lambda x: round(x.t * 1000))
+        if i == 0:
+            return None
+        t = q[i - 1].t
+        return t if round(t * 1000) > lo_ms else None
+
     def targets_between(self, keys: list[str], start: float, end: float,
                         limit: int) -> list[tuple[str, float]]:
         """``(key, latest t)`` for each key with a message strictly between the two
-        times (milliseconds), oldest first, at most ``limit``."""
+        times (unix seconds, compared in whole milliseconds), ordered by that
+        latest time, oldest first, at most ``limit`` (the ``limit`` whose latest
+        message is oldest).
+
+        IRCv3 draft/chathistory ``TARGETS``. Cost: one :meth:`latest_between`
+        per key plus ``O(k log limit)`` for the ``k`` keys found; never a scan
+        of other targets or of a target's messages.
+        """
         lo, hi = sorted((round(start * 1000), round(end * 1000)))
         found = []
         for key in keys:
-            inside = [x.t for x in self.targets.get(key, ()) if lo < round(x.t * 1000) < hi]
-            if inside:
-                found.append((key, max(inside)))
-        found.sort(key=lambda kv: kv[1])
-        return found[:limit]
+            t = self.latest_between(key, lo, hi)
+            if t is not None:
+                found.append((key, t))
+        return heapq.nsmallest(limit, found, key=lambda kv: kv[1])

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ircd.protocol.casemap import casefold
-from ircd.protocol.masks import mask_match
+from ircd.protocol.masks import Glob, compile_mask
 from ircd.state import Channel
 
 ELIST = "CMNTU"
@@ -34,8 +34,11 @@ class ListFilter:
     """A parsed LIST parameter.
 
     ``names`` are casefolded channel names, ``masks``/``negative`` globs over
-    channel names. ``users`` holds ``(op, n)`` with ``op`` ``">"`` or ``"<"``;
-    ``created`` and ``topic`` hold ``(op, minutes)``.
+    channel names (``globs``/``negative_globs`` the same, compiled once per
+    LIST). ``users`` holds ``(op, n)`` with ``op`` ``">"`` or ``"<"``;
+    ``created`` and ``topic`` hold ``(op, minutes)``. :meth:`matches` costs
+    one linear-time glob match per mask (:class:`ircd.protocol.masks.Glob`)
+    and one set lookup for the names.
     """
 
     names: list[str] = field(default_factory=list)
@@ -44,13 +47,17 @@ class ListFilter:
     users: list[tuple[str, int]] = field(default_factory=list)
     created: list[tuple[str, int]] = field(default_factory=list)
     topic: list[tuple[str, int]] = field(default_factory=list)
+    globs: list[Glob] = field(default_factory=list, repr=False, compare=False)
+    negative_globs: list[Glob] = field(default_factory=list, repr=False, compare=False)
+    name_set: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def matches(self, chan: Channel, now: float) -> bool:
         """True if ``chan`` passes every item; ``now`` is unix seconds."""
-        if (self.names or self.masks) and casefold(chan.name) not in self.names and not any(
-                mask_match(m, chan.name) for m in self.masks):
+        folded = casefold(chan.name)
+        if (self.names or self.masks) and folded not in self.name_set and not any(
+                g.match(folded) for g in self.globs):
             return False
-        if any(mask_match(m, chan.name) for m in self.negative):
+        if any(g.match(folded) for g in self.negative_globs):
             return False
         count = len(chan.members)
         if not all(_compare(count, op, n) for op, n in self.users):
@@ -90,8 +97,11 @@ def parse_list_filter(arg: str) -> ListFilter:
             target.append((item[1], n))
         elif head == "!" and len(item) > 1:
             result.negative.append(item[1:])
+            result.negative_globs.append(compile_mask(item[1:]))
         elif "*" in item or "?" in item:
             result.masks.append(item)
+            result.globs.append(compile_mask(item))
         else:
             result.names.append(casefold(item))
+            result.name_set.add(casefold(item))
     return result

@@ -34,6 +34,7 @@ from ircd.config import Config
 from ircd.core import Server, WorkQueueFull
 from ircd.limits import ConnectionLimiter, TokenBucket
 from ircd.protocol.framing import LineDecoder, LineTooLong
+from ircd.protocol.message import fit_line
 from ircd.simple import SimpleSession
 
 log = logging.getLogger("ircd.net")
@@ -445,7 +446,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         if self.simple is None:
-            self.out.append(f"ERROR :{reason}\r\n".encode())
+            self.out.append((fit_line(f"ERROR :{reason}") + "\r\n").encode())  # 512 bytes at most
         self.flush()
         self.closed = True
         if self.timer is not None:

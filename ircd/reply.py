@@ -9,7 +9,7 @@ later wrap a command's whole answer (IRCv3 labeled-response), as Ergo's
 
 from __future__ import annotations
 
-from ircd.protocol.message import format_line
+from ircd.protocol.message import fit_line, format_line
 
 
 def _middle(param: str) -> str:
@@ -38,21 +38,23 @@ class Reply:
         """Add ``:<server> <code> <nick> <params...> :<last>``.
 
         The last parameter is always sent as a trailing parameter, as servers
-        do for human-readable text (RFC 2812 section 2.3.1).
+        do for human-readable text (RFC 2812 section 2.3.1). A line over 510
+        bytes loses the end of that text (:func:`~ircd.protocol.message.fit_line`).
         """
         *middle, last = (self.client.nick, *params)
-        self.lines.append(format_line(code, [*map(_middle, middle), last],
-                                      source=self.server_name, trailing=True))
+        self.lines.append(fit_line(format_line(code, [*map(_middle, middle), last],
+                                               source=self.server_name, trailing=True)))
 
     def send(self, command: str, *params: str, source: str | None = None,
              trailing: bool = False) -> None:
-        """Add a non-numeric line; ``source`` defaults to the server name."""
+        """Add a non-numeric line; ``source`` defaults to the server name; cut to
+        510 bytes like :meth:`numeric`."""
         if params:
             *middle, last = params
             params = (*map(_middle, middle), last)
-        self.lines.append(
+        self.lines.append(fit_line(
             format_line(command, params, source=source or self.server_name, trailing=trailing)
-        )
+        ))
 
     def raw(self, line: str) -> None:
         """Add a ready-made line (without CR LF)."""

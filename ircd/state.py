@@ -30,6 +30,9 @@ USERLEN = 10
 MAX_INVITES = 16
 """Pending invitations kept per user (``Client.invites``); a newer one drops the oldest."""
 
+NAMELEN = 100
+"""Longest realname in bytes of UTF-8 (USER, SETNAME), advertised as ISUPPORT NAMELEN."""
+
 
 class Client:
     """One connection's user, registered or not.

@@ -47,7 +47,6 @@ events out, bytes to write from ``data_to_send``); this module only routes:
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import ipaddress
 import logging
 import ssl
@@ -64,6 +63,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from ircd.net import TLS_HANDSHAKE_TIMEOUT, Connection, Node
+from ircd.protocol.masks import Glob
 
 log = logging.getLogger("ircd.websocket")
 _protocol_log = logging.getLogger("ircd.websocket.protocol")
@@ -128,8 +128,10 @@ def _select_subprotocol(_protocol: ServerProtocol,
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
     """Whether a handshake with ``Origin: origin`` (``None``: no header) may connect.
 
-    ``allowed`` holds origins or ``fnmatch`` globs (``"https://*.example.org"``),
-    compared case-insensitively. Empty: every origin, and no origin, is allowed;
+    ``allowed`` holds origins or globs (``"https://*.example.org"``: ``*`` and
+    ``?`` only, :class:`ircd.protocol.masks.Glob`, linear time; ``[`` is an
+    ordinary character, as in ``http://[::1]:8080``), compared
+    case-insensitively. Empty: every origin, and no origin, is allowed;
     otherwise a missing or unlisted origin is refused (as Ergo does).
     """
     if not allowed:
@@ -137,7 +139,7 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
     if origin is None:
         return False
     origin = origin.lower()
-    return any(fnmatch.fnmatchcase(origin, pattern.lower()) for pattern in allowed)
+    return any(Glob(pattern.lower()).match(origin) for pattern in allowed)
 
 
 def client_address(peer_ip: str, forwarded_for: str | None, proxies: Sequence[str]) -> str:

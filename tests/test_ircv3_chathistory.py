@@ -268,6 +268,62 @@ def test_targets_lists_channels_and_conversations_with_their_latest_time(clients
     assert [untagged(x) for x in inner] == [f":{SERVER} CHATHISTORY TARGETS #tg2 {ts(l2[0])}"]
 
 
+def test_targets_are_ordered_by_latest_time_use_the_latest_and_keep_the_limits(clients):
+    # #to1 gets the first and a later message, so ordering by the first
+    # message, by the earliest time or by when a target was first seen all
+    # differ from ordering by the latest message.
+    register_account(clients.port, "toalice", "pw-a")
+    register_account(clients.port, "tobob", "pw-b")
+    alice = clients("toalice", READER, password="pw-a")
+    bob = clients("tobob", READER, password="pw-b")
+    chans = [f"#to{i}" for i in range(1, 7)]
+    for chan in chans:
+        join(chan, alice, bob)
+    start = "timestamp=" + _iso(datetime.now(UTC) - timedelta(seconds=5))
+    first = post(bob, "#to1", ["to1 first"], alice)
+    to2 = post(bob, "#to2", ["to2"], alice)
+    dm = post(bob, "toalice", ["private"], alice)
+    latest1 = post(bob, "#to1", ["to1 latest"], alice)
+    to3 = post(bob, "#to3", ["to3"], alice)
+    end = ts(to3[-1], 1000)
+    expected = [
+        f":{SERVER} CHATHISTORY TARGETS #to2 {ts(to2[0])}",
+        f":{SERVER} CHATHISTORY TARGETS tobob {ts(dm[0])}",
+        f":{SERVER} CHATHISTORY TARGETS #to1 {ts(latest1[0])}",
+        f":{SERVER} CHATHISTORY TARGETS #to3 {ts(to3[0])}",
+    ]
+    assert ts(first[0]) != ts(latest1[0])
+    inner = batch(query(alice, f"TARGETS {start} {end} 5"), "", kind="draft/chathistory-targets")
+    assert [untagged(x) for x in inner] == expected
+    # The client's limit: the targets whose latest messages are the oldest.
+    inner = batch(query(alice, f"TARGETS {start} {end} 2"), "", kind="draft/chathistory-targets")
+    assert [untagged(x) for x in inner] == expected[:2]
+    # The server's limit (ISUPPORT CHATHISTORY=5) caps a larger request.
+    more = post(bob, "#to4", ["to4"], alice) + post(bob, "#to5", ["to5"], alice)
+    end = ts(more[-1], 1000)
+    inner = batch(query(alice, f"TARGETS {start} {end} 100"), "",
+                  kind="draft/chathistory-targets")
+    assert len(inner) == LIMIT
+    assert [untagged(x) for x in inner] == [*expected, f":{SERVER} CHATHISTORY TARGETS #to4 "
+                                            f"{ts(more[0])}"]
+    # A window ending before #to1's latest message gives its latest one inside.
+    inner = batch(query(alice, f"TARGETS {start} {ts(latest1[0])} 5"), "",
+                  kind="draft/chathistory-targets")
+    assert [untagged(x) for x in inner] == [
+        f":{SERVER} CHATHISTORY TARGETS #to1 {ts(first[0])}",
+        f":{SERVER} CHATHISTORY TARGETS #to2 {ts(to2[0])}",
+        f":{SERVER} CHATHISTORY TARGETS tobob {ts(dm[0])}",
+    ]
+    # Bob, in the same channels, gets the same first target; a third account
+    # sees neither the channels it is not in nor the others' conversation.
+    inner = batch(query(bob, f"TARGETS {start} {end} 1"), "", kind="draft/chathistory-targets")
+    assert [untagged(x) for x in inner] == [expected[0]]
+    register_account(clients.port, "tocarol", "pw-c")
+    carol = clients("tocarol", READER, password="pw-c")
+    assert batch(query(carol, f"TARGETS {start} {end} 5"), "",
+                 kind="draft/chathistory-targets") == []
+
+
 def test_direct_message_history_between_accounts(clients):
     register_account(clients.port, "dmalice", "pw-a")
     register_account(clients.port, "dmbob", "pw-b")

@@ -24,7 +24,7 @@ from ircd.events import Event
 from ircd.listfilter import parse_list_filter
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_channel
-from ircd.protocol.message import Message
+from ircd.protocol.message import Message, fit_line, truncate_utf8
 from ircd.reply import Reply
 from ircd.state import Channel, Client, prefix_of
 
@@ -76,7 +76,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
     extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
                      t, account=client.account)
-    away = (Event(f":{client.source} AWAY :{client.away}", t, account=client.account)
+    away = (Event(fit_line(f":{client.source} AWAY :{client.away}"), t, account=client.account)
             if client.away is not None else None)
     for member in chan.members:
         event = extended if "extended-join" in member.caps else basic
@@ -100,7 +100,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
 
 def broadcast(server, chan: Channel, client: Client, line: str, reply: Reply) -> None:
     """Send ``line`` from ``client`` to every member of ``chan``, the client through ``reply``."""
-    event = Event(line, server.clock(), account=client.account)
+    event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
     event.send_to(chan.members, exclude=client)
     reply.raw(event.str_for(client.tagmask))
 
@@ -176,7 +176,7 @@ def handle_topic(ctx: Context, msg: Message) -> None:
     if chan.registration is not None and ctx.server.chanreg.topic_locked(chan, client):
         reply.numeric(N.ERR_CHANOPRIVSNEEDED, chan.name, "The topic is locked (ChanServ TOPICLOCK)")
         return
-    chan.topic = msg.params[1][: ctx.server.config.server.topiclen]
+    chan.topic = truncate_utf8(msg.params[1], ctx.server.config.server.topiclen)  # bytes
     chan.topic_by = client.source
     chan.topic_at = ctx.server.clock()
     broadcast(ctx.server, chan, client, f":{client.source} TOPIC {chan.name} :{chan.topic}", reply)
@@ -305,7 +305,7 @@ def handle_kick(ctx: Context, msg: Message) -> None:
             return
     assert chan is not None
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
-    reason = reason[: server.config.server.kicklen]
+    reason = truncate_utf8(reason, server.config.server.kicklen)  # bytes
     for nick in _limit_targets(ctx, msg.params[1].split(",")):
         if not override and client not in chan.members:  # kicked themselves on the way
             reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")

@@ -94,14 +94,11 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
             _fail(ctx, "INVALID_PARAMS", sub, "Invalid parameters")
             return
         client = ctx.client
+        # Only the client's channels and its own conversations (an index), never
+        # every stored target.
         keys: dict[str, str] = {casefold(c.name): c.name for c in client.channels.values()}
         if client.account:
-            mine = casefold(client.account)
-            for dm in list(history.targets):
-                if dm.startswith("dm:"):
-                    _, x, y = dm.split(":", 2)
-                    if mine in (x, y):
-                        keys[dm] = y if x == mine else x
+            keys.update(history.conversations(client.account))
         start, end = float(a[1]), float(b[1])
         found = history.targets_between(list(keys), start, end, min(int(p[3]), limit_max))
         ref = new_batch_id()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ircd.commands.registry import Context, command
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
-from ircd.protocol.message import Message
+from ircd.protocol.message import Message, fit_line
 from ircd.state import Client
 
 MONITOR_LIMIT = 100
@@ -24,7 +24,7 @@ MONITOR_LIMIT = 100
 
 def _send(server, watchers, code: str, text: str) -> None:
     for w in watchers:
-        w.write(f":{server.name} {code} {w.nick} :{text}\r\n".encode())
+        w.write((fit_line(f":{server.name} {code} {w.nick} :{text}") + "\r\n").encode())
 
 
 def notify_online(server, client: Client) -> None:

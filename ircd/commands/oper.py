@@ -24,7 +24,7 @@ from passlib.hash import argon2
 from ircd.commands.registry import Context, command, take_label
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
-from ircd.protocol.message import Message
+from ircd.protocol.message import Message, fit_line, truncate_utf8
 from ircd.reply import Reply
 from ircd.serverbans import (
     DLINE,
@@ -212,8 +212,9 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     if target.is_pseudo:  # echobot, NickServ, ChanServ
         ctx.reply.numeric(N.ERR_CANTKILLSERVER, "You cannot kill a service")
         return
-    reason = (msg.params[1] if len(msg.params) > 1 and msg.params[1] else client.nick)[:REASON_MAX]
-    target.write(f":{client.source} KILL {target.nick} :{reason}\r\n".encode())
+    reason = truncate_utf8(msg.params[1] if len(msg.params) > 1 and msg.params[1] else client.nick,
+                           REASON_MAX)
+    target.write((fit_line(f":{client.source} KILL {target.nick} :{reason}") + "\r\n").encode())
     quit_reason = f"Killed ({client.nick} ({reason}))"
     log.warning("KILL %s by %s (oper %s): %s", target.nick, client.source,
                 client.oper[0] if client.oper else "?", reason)
@@ -229,7 +230,7 @@ def handle_wallops(ctx: Context, msg: Message) -> None:
     if not msg.params[0]:
         ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "WALLOPS", "Not enough parameters")
         return
-    line = f":{client.source} WALLOPS :{msg.params[0]}"
+    line = fit_line(f":{client.source} WALLOPS :{msg.params[0]}")
     data = (line + "\r\n").encode()
     for user in server.world.users.values():
         if "w" in user.modes:
@@ -288,7 +289,7 @@ def _ban_args(ctx: Context, msg: Message) -> tuple[int, str, str] | None:
         ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
         return None
     reason = params[1] if len(params) > 1 and params[1] else "No reason"
-    return duration or 0, params[0], reason[:REASON_MAX]
+    return duration or 0, params[0], truncate_utf8(reason, REASON_MAX)
 
 
 @command("KLINE", min_params=1)

@@ -15,9 +15,10 @@ from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import COMMANDS, Context, command
 from ircd.events import Event
 from ircd.protocol import numerics as N
-from ircd.protocol.masks import mask_match
-from ircd.protocol.message import Message
-from ircd.state import Channel, Client, prefix_of
+from ircd.protocol.casemap import casefold
+from ircd.protocol.masks import compile_mask
+from ircd.protocol.message import Message, fit_line, truncate_utf8
+from ircd.state import NAMELEN, Channel, Client, prefix_of
 
 
 def _shares_channel(a: Client, b: Client) -> bool:
@@ -92,11 +93,12 @@ def handle_who(ctx: Context, msg: Message) -> None:
             _who_line(ctx, exact, None, whox)
         else:
             everyone = mask in ("*", "0")
+            glob = compile_mask(mask)  # linear-time matching, see ircd.protocol.masks
             for user in world.users.values():
                 if "i" in user.modes and user is not client and not _shares_channel(client, user):
                     continue
-                if everyone or any(mask_match(mask, f) for f in (user.nick, user.host,
-                                                                 user.realname, user.source)):
+                if everyone or any(glob.match(casefold(f)) for f in (user.nick, user.host,
+                                                                     user.realname, user.source)):
                     _who_line(ctx, user, None, whox)
     ctx.reply.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
@@ -217,7 +219,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
     """
     client, server = ctx.client, ctx.server
     if msg.params and msg.params[0]:
-        client.away = msg.params[0][: server.config.server.awaylen]
+        client.away = truncate_utf8(msg.params[0], server.config.server.awaylen)  # bytes
         ctx.reply.numeric(N.RPL_NOWAWAY, "You have been marked as being away")
         line = f":{client.source} AWAY :{client.away}"
     else:
@@ -227,22 +229,24 @@ def handle_away(ctx: Context, msg: Message) -> None:
         client.away = None
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
         line = f":{client.source} AWAY"
-    event = Event(line, server.clock(), account=client.account)
+    event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
     event.send_to(monitor.interested(server, client, "away-notify"))
 
 
-REALNAME_MAX = 100
+REALNAME_MAX = NAMELEN
+"""Longest realname SETNAME accepts, in bytes of UTF-8 (ISUPPORT NAMELEN)."""
 
 
 @command("SETNAME", min_params=1)
 def handle_setname(ctx: Context, msg: Message) -> None:
     """``SETNAME :<realname>`` (IRCv3 setname): peers with ``setname`` see the change.
 
-    Too long or empty: ``FAIL SETNAME INVALID_REALNAME`` (standard replies).
+    Too long (over NAMELEN bytes of UTF-8) or empty: ``FAIL SETNAME INVALID_REALNAME``
+    (standard replies).
     """
     client, server = ctx.client, ctx.server
     name = msg.params[0]
-    if not name or len(name) > REALNAME_MAX:
+    if not name or len(name.encode()) > REALNAME_MAX:
         ctx.reply.send("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid",
                        trailing=True)
         return

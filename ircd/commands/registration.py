@@ -36,9 +36,9 @@ from ircd.commands.registry import Context, command, take_label
 from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
-from ircd.protocol.message import Message
+from ircd.protocol.message import Message, truncate_utf8
 from ircd.reply import Reply
-from ircd.state import USERLEN
+from ircd.state import NAMELEN, USERLEN
 
 log = logging.getLogger("ircd.registration")
 
@@ -196,7 +196,7 @@ def handle_user(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return
     client.user = _clean_username(msg.params[0], client.nick if client.nick != "*" else "")
-    client.realname = msg.params[3][:100]
+    client.realname = truncate_utf8(msg.params[3], NAMELEN)  # bytes, a whole character
     client.update_source()
     try_register(ctx.server, client, ctx.reply)
 

@@ -24,6 +24,40 @@ MAX_TAGS = 4096
 """Bytes allowed for the tag section, ``@`` and trailing space included."""
 
 
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` (str) whose UTF-8 encoding is at most
+    ``max_bytes`` bytes; never splits a character (a 4-byte emoji is kept
+    whole or dropped whole). ``max_bytes`` <= 0 gives ``""``.
+
+    The lengths the server advertises in ISUPPORT (``TOPICLEN``, ``AWAYLEN``,
+    ``KICKLEN``, ``NAMELEN``) count bytes, as the 512-byte line limit does
+    (Modern IRC "Message format"). Linear in ``len(text)``; never raises for
+    text decoded from UTF-8.
+    """
+    if len(text) <= max_bytes // 4:  # every character is at most 4 bytes
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    # The cut may fall inside a character only at its end: drop that part.
+    return data[:max(0, max_bytes)].decode("utf-8", "ignore")
+
+
+def fit_line(line: str, limit: int = MAX_LINE_BODY) -> str:
+    """``line`` (str, without tags and CR LF) cut to at most ``limit`` bytes of UTF-8.
+
+    Replies, ERROR, and the relayed TOPIC, KICK, PART, QUIT, MODE, AWAY,
+    KILL and WALLOPS lines go through this: with CR LF they are at most 512
+    bytes, whatever the lengths of the sender's nick, user and host (PRIVMSG
+    and NOTICE are relayed whole). A line over the limit loses the end of its
+    last parameter, at a character boundary. Returns ``line`` itself when it
+    fits.
+    """
+    if len(line) <= limit // 4:
+        return line
+    return truncate_utf8(line, limit)
+
+
 class MessageParseError(ValueError):
     """A line that cannot be parsed as an IRC message.
 
