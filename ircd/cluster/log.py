@@ -324,7 +324,9 @@ class Replication:
         if command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
             return (msg, None) if command in REPLICATED else (None, msg)
         targets = msg.params[0].split(",")
-        private = [t for t in targets if self._private_target(t, command, msg.params[1])]
+        names = (services.nickserv.client.nick_cf, services.chanserv.client.nick_cf)
+        private = [t for t in targets if casefold(t.lstrip("@+")) in names
+                   and self._private_target(t, command, msg.params[1])]
         if not private:
             return msg, None
         if len(private) == len(targets):
