@@ -14,7 +14,7 @@ import random
 import pytest
 
 from ircd.accounts import AccountStore
-from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, command_of, entry_time
+from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, entry_time
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore, Item, log_position
@@ -122,12 +122,6 @@ def world_of(server: Server) -> dict:
                           [b[0] for b in ch.bans])
                      for cf, ch in w.channels.items()},
     }
-
-
-def test_command_of_skips_tags_and_source():
-    assert command_of(b"@label=1;+x=y :n!u@h privmsg #a :hi") == b"PRIVMSG"
-    assert command_of(b"JOIN #a") == b"JOIN"
-    assert command_of(b"") == b""
 
 
 def test_a_message_reaches_members_on_every_node_exactly_once(net):

@@ -8,8 +8,9 @@ entries, in log order, on every node alike (state-machine replication, as
 RobustIRC does with Raft; here the log is one Redis stream, see
 :mod:`ircd.cluster.redis`):
 
-- ``L`` entries carry one raw IRC line of a registered user (PRIVMSG, JOIN,
-  MODE...). Every node runs the ordinary handler (:mod:`ircd.commands`) on
+- ``L`` entries carry one IRC line of a registered user (PRIVMSG, JOIN,
+  MODE...), as the sender's node parsed it and re-serialised it
+  (:func:`canonical_line`; never a secret: see :meth:`Replication.route`). Every node runs the ordinary handler (:mod:`ircd.commands`) on
   its replica; the handlers are deterministic because, while an entry is
   applied, the server's clock reads the entry's timestamp and message ids
   derive from the entry id. Only the node the sender is on sends it the
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
 from ircd.commands.registry import dispatch, take_label
+from ircd.commands.utf8only import refuse_invalid_utf8
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message, MessageParseError, format_line, is_valid_utf8, parse_line
@@ -133,14 +135,42 @@ def _noop_close(reason: str) -> None:
     """The ``close`` of a user on another node: that node closes its connection."""
 
 
-def command_of(line: bytes) -> bytes:
-    """The upper-cased command word of a raw IRC line (tags and source skipped), or b""."""
-    rest = line
-    if rest[:1] == b"@":
-        rest = rest.partition(b" ")[2].lstrip(b" ")
-    if rest[:1] == b":":
-        rest = rest.partition(b" ")[2].lstrip(b" ")
-    return rest.partition(b" ")[0].upper()
+@dataclass(slots=True)
+class Parsed:
+    """A received line, parsed once (:func:`parse_received`): what decides where it
+    runs and what runs are this one object.
+
+    ``msg`` is None for a line that is not run (``too_long``: it gets 417
+    ERR_INPUTTOOLONG; otherwise an empty or prefix-only line, ignored). ``valid``
+    is False for a line that was not UTF-8: ``msg`` then comes from a
+    ``surrogateescape`` decode and gets the UTF8ONLY refusal, never run.
+    """
+
+    msg: Message | None
+    valid: bool = True
+    too_long: bool = False
+
+
+def parse_received(line: bytes) -> Parsed:
+    """Parse one received line (bytes, no CR LF) exactly as
+    :meth:`ircd.core.Server.handle_line` does (limits checked, CR and NUL removed,
+    command upper-cased; RFC 1459 section 2.3.1, IRCv3 message-tags, utf8-only).
+    Never raises."""
+    valid = is_valid_utf8(line)
+    try:
+        msg = parse_line(line) if valid else parse_line(line, errors="surrogateescape")
+    except MessageParseError as exc:
+        return Parsed(None, valid, exc.reason in ("too-long", "tags-too-long"))
+    return Parsed(msg, valid)
+
+
+def canonical_line(msg: Message) -> bytes:
+    """The bytes that go into the log for ``msg`` (a parsed, valid UTF-8 line):
+    its tags, command and parameters re-serialised (:func:`format_line`), without the
+    client's ``:source`` (the server never uses it). ``parse_line`` of the result
+    gives ``msg`` back (without its source), so every node runs what the sender's
+    node parsed, whatever spaces, NULs, CRs or casing the client sent."""
+    return format_line(msg.command, msg.params, tags=msg.tags or None).encode("utf-8")
 
 
 def encode_line(origin: int, seq: int, sender: str, line: bytes) -> bytes:
@@ -218,8 +248,12 @@ class Replication:
     def handle_line(self, client: Client, line: bytes | object) -> None:
         """:meth:`ircd.core.Server.handle_line` in cluster mode.
 
-        A registered user's valid line whose command is in :data:`REPLICATED`
-        is appended to the log and answered when this node applies it; up to
+        A registered user's line is parsed once (:func:`parse_received`); that
+        :class:`Message` decides where it runs (:meth:`route`) and is what runs.
+        A valid line whose command is in :data:`REPLICATED` is appended to the
+        log in its canonical form (:func:`canonical_line`: what was parsed, so
+        every node runs identical input) and answered when this node applies
+        it; up to
         :data:`MAX_IN_FLIGHT` such lines of one client may be in the log at
         once (then its input pauses). Any other line runs at once on the
         replica, but only after the client's lines in flight were applied, so
@@ -233,25 +267,96 @@ class Replication:
         self._handle(client, line)
 
     def _handle(self, client: Client, line: bytes | object) -> None:
-        server = self.server
-        if (not client.registered or not isinstance(line, bytes)
-                or command_of(line).decode("ascii", "replace") not in REPLICATED
-                or not is_valid_utf8(line)):
+        if isinstance(line, Parsed):  # decided already: it runs here
             self._run_here(client, line)
             return
-        client.last_seen = server.clock()
-        try:
-            msg = parse_line(line)
-        except MessageParseError:
-            self._run_here(client, line)  # 417 or ignored, as on one node
+        if not client.registered or not isinstance(line, bytes):
+            self._run_here(client, line)  # registration, or LineTooLong (417)
             return
-        client.in_flight += 1
-        self.submit(client, msg.command, line, self._replier(client, msg.command))
-        if client.in_flight >= MAX_IN_FLIGHT:
-            client.pending = True
+        server = self.server
+        client.last_seen = server.clock()
+        parsed = parse_received(line)
+        msg = parsed.msg
+        if msg is None or not parsed.valid:
+            self._run_here(client, parsed)  # 417, ignored, or refused (UTF8ONLY)
+            return
+        shared, local = self.route(msg)
+        if local is not None:
+            self._run_here(client, Parsed(local))
+        if shared is not None:
+            client.in_flight += 1
+            self.submit(client, shared.command, canonical_line(shared),
+                        self._replier(client, shared.command))
+            if client.in_flight >= MAX_IN_FLIGHT:
+                client.pending = True
+
+    def route(self, msg: Message) -> tuple[Message | None, Message | None]:
+        """Where a registered user's parsed line runs: ``(shared, local)``.
+
+        ``shared`` goes through the log (every node runs it), ``local`` runs on
+        this node only; either may be None. The decision is made on the very
+        :class:`Message` that then runs (never on the raw bytes): a command in
+        :data:`REPLICATED` is shared, any other is local. Two exceptions keep
+        secrets out of the log:
+
+        - a PRIVMSG or NOTICE to a service whose commands run on the sender's
+          node only (NickServ: ``REGISTER <password>``...), and a NOTICE to any
+          service (services ignore notices), run here; when the line also names
+          other targets it is split, the service targets running here (without
+          a ``label``: the shared part answers it) and the others going through
+          the log;
+        - ``CS``/``CHANSERV`` and PRIVMSG to ChanServ with a word that is not
+          one of ChanServ's commands (``CS IDENTIFY pw`` typed to the wrong
+          service) run here: their only effect is "Unknown command".
+
+        Whatever runs here changes nothing in the world by itself; NickServ's
+        results (an account created, a login) enter the log as ``acct`` and
+        ``user`` entries.
+        """
+        command = msg.command
+        services = self.server.services
+        if services is None:
+            return (msg, None) if command in REPLICATED else (None, msg)
+        if command in ("CS", "CHANSERV"):
+            words = " ".join(msg.params).split()
+            known = bool(words) and words[0].upper() in services.chanserv.commands
+            return (msg, None) if known else (None, msg)
+        if command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
+            return (msg, None) if command in REPLICATED else (None, msg)
+        targets = msg.params[0].split(",")
+        names = (services.nickserv.client.nick_cf, services.chanserv.client.nick_cf)
+        private = [t for t in targets if casefold(t.lstrip("@+")) in names
+                   and self._private_target(t, command, msg.params[1])]
+        if not private:
+            return msg, None
+        if len(private) == len(targets):
+            return None, msg
+        rest = [t for t in targets if t not in private]
+        tags = {k: v for k, v in msg.tags.items() if k != "label"}
+        return (Message(command, [",".join(rest), *msg.params[1:]], msg.source, msg.tags),
+                Message(command, [",".join(private), *msg.params[1:]], msg.source, tags))
+
+    def _private_target(self, target: str, command: str, text: str) -> bool:
+        """True if ``target`` of a PRIVMSG/NOTICE carrying ``text`` is a service that
+        must hear it on this node only (see :meth:`route`)."""
+        name = target.lstrip("@+") or target
+        services = self.server.services
+        folded = casefold(name)
+        for service in (services.nickserv, services.chanserv):
+            if service.client.nick_cf != folded:
+                continue
+            if command == "NOTICE" or not service.replicated:
+                return True
+            words = text.split()
+            return not words or words[0].upper() not in service.commands
+        return False
 
     def _run_here(self, client: Client, line: bytes | object) -> None:
-        """Run a line on this node now, or once the client's lines in flight are applied."""
+        """Run a line on this node now, or once the client's lines in flight are applied.
+
+        ``line`` is raw (bytes, or ``LineTooLong``) for an unregistered client, or
+        a :class:`Parsed` line (parsed once, in :meth:`_handle`).
+        """
         if client.in_flight:
             if client.deferred is None:
                 client.deferred = []
@@ -259,7 +364,18 @@ class Replication:
             client.pending = True  # the connection keeps the lines after it
             return
         server = self.server
-        type(server).handle_line(server, client, line)
+        if not isinstance(line, Parsed):
+            type(server).handle_line(server, client, line)
+            return
+        msg = line.msg
+        if msg is None:
+            if line.too_long:
+                server.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        reply = (dispatch(server, client, msg) if line.valid
+                 else refuse_invalid_utf8(server, client, msg))
+        if reply.lines and not client.quitting:
+            client.write(reply.to_bytes())
 
     def _replier(self, client: Client, command: str) -> Done:
         def done(reply: Reply | None) -> None:
@@ -313,7 +429,20 @@ class Replication:
                               seq)
 
     def submit_message(self, client: Client, msg: Message, done: Done | None = None) -> None:
-        """Run ``msg`` for ``client`` through the log (echobot's answers, SEND)."""
+        """Run ``msg`` for ``client`` through the log (echobot's answers, SEND).
+
+        A message to NickServ runs here instead, and never enters the log
+        (:meth:`route`); ``done`` then gets its reply at once.
+        """
+        if msg.command in ("PRIVMSG", "NOTICE"):
+            shared, local = self.route(msg)
+            if local is not None:
+                reply = dispatch(self.server, client, local)
+                if shared is None:
+                    if done is not None:
+                        done(reply)
+                    return
+                msg = shared
         line = format_line(msg.command, msg.params, trailing=True).encode("utf-8")
         self.submit(client, msg.command, line, done or (lambda _reply: None))
 

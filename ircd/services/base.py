@@ -35,8 +35,10 @@ class Service:
     replicated = False
     """Cluster mode: True if the service's commands are deterministic on the replica
     (ChanServ: channel registrations), so every node runs them as it applies the
-    message; False if they use the database (NickServ), so only the sender's node runs
-    them, after the message is applied, and what they change goes through the log."""
+    message; False if they use the database or carry passwords (NickServ), so a
+    message to the service never enters the log: only the sender's node runs it
+    (:meth:`ircd.cluster.log.Replication.route`), as a single server does, and what it
+    changes (an account, a login) goes through the log as ``acct`` and ``user`` entries."""
 
     def __init__(self, core) -> None:
         self.core = core
@@ -61,7 +63,10 @@ class Service:
             if sender is None or sender.source != msg.source or sender.kind == "service":
                 continue
             core = self.core
-            if core.cluster is not None and not self.replicated:
+            if core.cluster is not None and not self.replicated and core.applying:
+                # (A message to NickServ runs on its sender's node only and never comes
+                # from the log, see ircd.cluster.log Replication.route; should one come,
+                # only the sender's node answers, after the entry.)
                 if core.is_local(sender):  # every node has this service: the sender's answers
                     core.scheduler.call_soon(
                         lambda s=sender, t=msg.params[1]: self._answer(s, t))
