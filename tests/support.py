@@ -100,12 +100,17 @@ class ServerProcess:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._own_port = port is None   # chosen here: may be chosen again (see start)
         self.port = port or free_port()
-        self.config_path = self.data_dir.parent / f"config-{self.port}.toml"
-        self.config_path.write_text(config_text)
-        self.stderr_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.config_text = config_text
+        self._place_files()
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
+
+    def _place_files(self) -> None:
+        self.config_path = self.data_dir.parent / f"config-{self.port}.toml"
+        self.config_path.write_text(self.config_text)
+        self.stderr_path = self.data_dir.parent / f"server-{self.port}.log"
 
     @property
     def argv(self) -> list[str]:
@@ -118,11 +123,28 @@ class ServerProcess:
         ]
 
     def start(self) -> ServerProcess:
+        """Start the server and wait until its port accepts connections.
+
+        A port chosen by :func:`free_port` can be taken by another process
+        (a parallel test worker) before the server binds it: then, and only
+        for a port chosen here, it starts again on another free port (at
+        most three tries). Raises ``RuntimeError`` if the server exits early.
+        """
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._log = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log, env=env)
-        wait_for_port(self.port, self.proc)
-        return self
+        for attempt in range(3):
+            self._log = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log,
+                                         env=env)
+            try:
+                wait_for_port(self.port, self.proc)
+                return self
+            except RuntimeError:
+                self._log.close()
+                if not (self._own_port and attempt < 2 and "cannot listen on" in self.log()):
+                    raise
+            self.port = free_port()
+            self._place_files()
+        raise AssertionError("unreachable")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait; returns the exit code (kills after ``timeout`` seconds)."""
