@@ -267,6 +267,26 @@ class RawClient:
             self.sock.close()
 
 
+DECISIVE = ("001", "433", "464")
+"""The numerics that decide a login: RPL_WELCOME, ERR_NICKNAMEINUSE, ERR_PASSWDMISMATCH."""
+
+
+def start_login(port: int, nick: str, password: str | None,
+                source: str | None = None) -> RawClient:
+    """Connect (from ``source``, if given) and send PASS (if any), NICK and USER without waiting."""
+    c = RawClient(port, source=source)
+    if password is not None:
+        c.send(f"PASS {password}")
+    c.send(f"NICK {nick}")
+    c.send(f"USER {nick} 0 * :{nick} real name")
+    return c
+
+
+def outcome(c: RawClient, timeout: float = 15.0) -> str:
+    """The first of 001 / 433 / 464 the server sends (``timeout`` in seconds)."""
+    return command_of(c.expect(lambda line: command_of(line) in DECISIVE, timeout))
+
+
 def _command_of(line: str) -> str:
     parts = line.split(" ")
     i = 0
