@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,8 +172,13 @@ class RawClient:
 
     ``send(bytes | str)`` writes exactly what it is given (str gets CR LF
     appended); ``expect(pred)`` reads lines until one satisfies ``pred`` or
-    ``timeout`` seconds pass (raising ``TimeoutError`` with what was seen).
+    ``timeout`` seconds pass (raising ``TimeoutError`` with what was seen),
+    skipping the lines before it; ``expect_next(*patterns)`` asserts the
+    next lines exactly, skipping nothing; ``expect_only(*patterns)`` also
+    asserts that nothing else follows (a PING round trip).
     """
+
+    _syncs = 0   # PING tokens used by expect_only (per instance once used)
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
                  source: str | None = None) -> None:
@@ -223,6 +229,62 @@ class RawClient:
             seen.append(line)
             if pred(line):
                 return line
+
+    def expect_next(self, *patterns: str | re.Pattern[str] | Callable[[str], bool],
+                    timeout: float | None = None) -> list[str]:
+        """Assert that the next ``len(patterns)`` lines match ``patterns``, in order.
+
+        Unlike :meth:`expect`, nothing is skipped: a duplicate, extra or error
+        line fails the assertion. A ``str`` pattern must equal the line (str,
+        without CR LF); a compiled regex must ``fullmatch`` it; a callable
+        must return true for it. The only lines passed over are the server's
+        ``PING`` (answered with ``PONG``), which may come at any time.
+        Returns the matched lines. Raises ``AssertionError`` on the first
+        mismatch (naming what came instead), ``TimeoutError`` when a line does
+        not come within ``timeout`` seconds in all, ``ConnectionError`` when
+        the server closes the connection first.
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        got: list[str] = []
+        for i, pattern in enumerate(patterns):
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    line = self.readline(max(left, 0.001))
+                except TimeoutError:
+                    raise TimeoutError(f"line {i} never came; matched so far: {got!r}") from None
+                if line is None:
+                    raise ConnectionError(f"closed by server before line {i}; matched: {got!r}")
+                if line.startswith("PING "):
+                    self.send("PONG " + line[5:])
+                    continue
+                break
+            if isinstance(pattern, str):
+                ok = line == pattern
+            elif isinstance(pattern, re.Pattern):
+                ok = pattern.fullmatch(line) is not None
+            else:
+                ok = bool(pattern(line))
+            assert ok, f"line {i}: expected {pattern!r}, got {line!r} (matched before: {got!r})"
+            got.append(line)
+        return got
+
+    def expect_only(self, *patterns: str | re.Pattern[str] | Callable[[str], bool],
+                    timeout: float | None = None) -> list[str]:
+        """:meth:`expect_next` ``patterns``, then nothing else before a PING round trip.
+
+        Sends ``PING :<token>`` and requires the next line after the
+        ``patterns`` to be its ``PONG``: the server answers one connection's
+        commands in order, so any further reply to the earlier commands (a
+        duplicate, an extra error) would come before it. Returns the lines
+        matched by ``patterns``.
+        """
+        self._syncs += 1
+        token = f"only-{self._syncs}"
+        self.send(f"PING :{token}")
+        got = self.expect_next(*patterns, lambda line: _command_of(line) == "PONG"
+                               and line.endswith(f" :{token}"), timeout=timeout)
+        return got[:-1]
 
     def expect_numeric(self, numeric: str, timeout: float | None = None) -> str:
         """Read until a line whose command is ``numeric`` (e.g. ``"001"``)."""
