@@ -537,3 +537,56 @@ def test_slow_reader_is_disconnected_for_sendq_and_others_are_unaffected(server_
         for c in (fast, slow, flood):
             c.close()
     assert srv.alive()
+
+
+def _kernel_send_buffer_max() -> int:
+    """Linux's largest TCP send buffer (``net.ipv4.tcp_wmem``'s maximum), bytes; 4 MiB if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
+def test_slow_reader_is_dropped_when_its_sendq_is_full_not_later(server_factory):
+    """Quantitative: the bytes the server produced for a reader that never reads,
+    up to its ``SendQ exceeded``, are at least its sendq and at most sendq plus
+    what the kernel can hold (the server's send buffer, at most tcp_wmem's
+    maximum, and the reader's small receive buffer) plus one batch of input."""
+    sendq, rcvbuf, batch = 65536, 4096, 20
+    srv = server_factory(config_text=config_with(
+        server={"sendq": sendq},
+        limits={"flood_burst": 100_000, "flood_rate": 100_000.0, "flood_backlog": 100_000},
+    ))
+    fast = guest(srv.port, "fast")
+    slow = guest(srv.port, "slow", rcvbuf=rcvbuf)   # registers, then never reads again
+    flood = guest(srv.port, "flood")
+    fast.expect(":flood!flood@127.0.0.1 JOIN #general")
+    slow_quit = ":slow!slow@127.0.0.1 QUIT :SendQ exceeded"
+    filler = "f" * 480
+    prefix = ":flood!flood@127.0.0.1 PRIVMSG #general :"
+    line_bytes = len(f"{prefix}00000 {filler}\r\n")
+    kernel = _kernel_send_buffer_max() + 4 * rcvbuf    # the kernel doubles SO_RCVBUF
+    ceiling = sendq + kernel + batch * line_bytes
+    sent = 0
+    try:
+        # Small batches, each relayed to fast before the next, so the server's
+        # queue for slow grows by at most one batch between two checks.
+        while slow_quit not in fast.lines and sent * line_bytes < 2 * ceiling:
+            flood.send("".join(f"PRIVMSG #general :{i:05d} {filler}\r\n"
+                               for i in range(sent, sent + batch)).encode())
+            sent += batch
+            fast.expect(f"{prefix}{sent - 1:05d} {filler}")
+        assert slow_quit in fast.lines, f"slow was not dropped after {sent * line_bytes} bytes"
+        before = fast.lines[:fast.lines.index(slow_quit)]
+        produced = sum(1 for line in before if line.startswith(prefix)) * line_bytes
+        assert sendq <= produced <= ceiling, (produced, sendq, kernel)
+        # slow gets what was queued (an in-order prefix), then the ERROR.
+        rest = slow.drain(2.0)
+        assert rest and rest[-1] == "ERROR :SendQ exceeded", rest[-3:]
+        fast.send("ISON slow flood")
+        fast.expect_only(f":{SERVER} 303 fast :flood")
+    finally:
+        for c in (fast, slow, flood):
+            c.close()
+    assert srv.alive()
