@@ -63,21 +63,22 @@ def config_with(**sections: dict[str, object]) -> str:
     return text
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (127.0.0.1, or ::1) that is free right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
-    """Block until 127.0.0.1:port accepts connections; raise if the process dies first."""
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0,
+                  host: str = "127.0.0.1") -> None:
+    """Block until host:port accepts connections; raise if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
@@ -89,7 +90,8 @@ class ServerProcess:
 
     ``port`` is the IRC port; ``data_dir`` the temporary data directory;
     ``stderr_path`` the log file. ``extra_args`` are appended to the command
-    line; ``config_text`` is written to a config.toml passed with ``--config``.
+    line; ``config_text`` is written to a config.toml passed with ``--config``;
+    ``host`` is the address it listens on (``--host``: 127.0.0.1, or ::1).
     """
 
     def __init__(
@@ -98,11 +100,13 @@ class ServerProcess:
         config_text: str = FAST_HASH_TOML,
         extra_args: Iterable[str] = (),
         port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._own_port = port is None   # chosen here: may be chosen again (see start)
-        self.port = port or free_port()
+        self.port = port or free_port(host)
         self.config_text = config_text
         self._place_files()
         self.extra_args = list(extra_args)
@@ -117,7 +121,7 @@ class ServerProcess:
     def argv(self) -> list[str]:
         return [
             sys.executable, "-m", "ircd", str(self.port),
-            "--host", "127.0.0.1",
+            "--host", self.host,
             "--data-dir", str(self.data_dir),
             "--config", str(self.config_path),
             *self.extra_args,
@@ -137,13 +141,13 @@ class ServerProcess:
             self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log,
                                          env=env)
             try:
-                wait_for_port(self.port, self.proc)
+                wait_for_port(self.port, self.proc, host=self.host)
                 return self
             except RuntimeError:
                 self._log.close()
                 if not (self._own_port and attempt < 2 and "cannot listen on" in self.log()):
                     raise
-            self.port = free_port()
+            self.port = free_port(self.host)
             self._place_files()
         raise AssertionError("unreachable")
 
