@@ -106,6 +106,15 @@ def test_privmsg_errors_are_answered_once_each(room):
     alice.expect_only(f"{S} 401 alice nobody :No such nick/channel")
     bob.expect_only(f"{src('alice')} PRIVMSG bob :hey")
     carol.expect_only()
+    # An empty item in the target list: one 411 for it, the others are served once.
+    alice.send("PRIVMSG ,bob, :again")
+    alice.expect_only(f"{S} 411 alice :No recipient given (PRIVMSG)",
+                      f"{S} 411 alice :No recipient given (PRIVMSG)")
+    bob.expect_only(f"{src('alice')} PRIVMSG bob :again")
+    alice.send("NOTICE bob,,#room :quiet")            # NOTICE is never answered
+    alice.expect_only()
+    bob.expect_only(f"{src('alice')} NOTICE bob :quiet", f"{src('alice')} NOTICE #room :quiet")
+    carol.expect_only(f"{src('alice')} NOTICE #room :quiet")
     still_chat(alice=alice, bob=bob, carol=carol)
 
 
