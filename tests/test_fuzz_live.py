@@ -411,6 +411,29 @@ def test_fuzz_findings_no_input_makes_a_handler_fail(chat):
     assert handler_failures(srv.log()) == []
 
 
+def test_fuzz_findings_a_sasl_payload_that_is_not_ascii_gets_904(chat):
+    """Found by the command fuzz: base64 of a str with non-ASCII characters raised
+    ValueError in the handler (400) instead of failing the exchange (IRCv3 SASL 3.1)."""
+    srv, alice, bob = chat
+    c = RawClient(srv.port)
+    c.send("CAP LS 302")
+    c.send("CAP REQ :sasl")
+    c.expect(lambda line: command_of(line) == "CAP" and " ACK " in line)
+    c.send("AUTHENTICATE PLAIN")
+    c.expect_only(f":{SERVER} AUTHENTICATE +")
+    c.send("AUTHENTICATE caf\u00e9")
+    c.expect_only(f":{SERVER} 904 * :SASL authentication failed")
+    c.send("AUTHENTICATE PLAIN")                   # a new exchange may start
+    c.expect_only(f":{SERVER} AUTHENTICATE +")
+    c.send("AUTHENTICATE *")
+    c.expect_only(f":{SERVER} 906 * :SASL authentication aborted")
+    c.send("CAP END")
+    c.register("carol")
+    c.send("PRIVMSG bob :after sasl")
+    bob.expect("after sasl")
+    assert handler_failures(srv.log()) == []
+
+
 def test_fuzz_findings_cr_and_nul_are_never_relayed_to_other_clients(chat):
     srv, alice, bob = chat
     carol = register(srv.port, "carol", caps="message-tags")
