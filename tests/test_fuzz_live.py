@@ -631,7 +631,9 @@ class CommandFuzzer(threading.Thread):
         sock.connect(("127.0.0.1", self.port))
         if self.rng.random() < 0.7:   # usually register first, to reach the commands of users
             nick = f"fz{self.index}x{len(self.outcomes)}"
-            sock.sendall(f"NICK {nick}\r\nUSER {nick} 0 * :fuzz\r\nJOIN #general,#fuzz\r\n".encode())
+            real = "a" * 200 if self.known else "fuzz"   # a long name for the known freezers
+            sock.sendall(f"NICK {nick}\r\nUSER {nick} 0 * :{real}\r\nJOIN #general,#fuzz\r\n"
+                         .encode())
         return sock, sock.getsockname()[1]
 
     def _run(self) -> None:
