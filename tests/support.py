@@ -286,8 +286,8 @@ class RawClient:
         self._syncs += 1
         token = f"only-{self._syncs}"
         self.send(f"PING :{token}")
-        got = self.expect_next(*patterns, lambda line: _command_of(line) == "PONG"
-                               and line.endswith(f" :{token}"), timeout=timeout)
+        pong = re.compile(rf"(?:@\S+ )?:\S+ PONG \S+ :{token}")   # nothing more before it
+        got = self.expect_next(*patterns, pong, timeout=timeout)
         return got[:-1]
 
     def expect_numeric(self, numeric: str, timeout: float | None = None) -> str:
