@@ -65,6 +65,8 @@ OURS_CONFIG: dict[str, dict[str, Any]] = {
         "flood_rate": 1e9,
         "flood_backlog": 1_000_000,
     },
+    # The storm registers many accounts from one address (127.0.0.1).
+    "accounts": {"registrations_per_ip": 1_000_000},
 }
 """Our server's config.toml in the benchmark, as a dict (table -> key -> value).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ircv3util import Clients
 from tests.support import ServerProcess
 
 
@@ -32,3 +33,12 @@ def server_factory(tmp_path):
     for srv in started:
         if srv.alive():
             srv.stop()
+
+
+@pytest.fixture
+def clients(srv):
+    """A :class:`tests.ircv3util.Clients` on the module's ``srv`` fixture (usually
+    ``srv = module_server(...)``); every client it opened is closed afterwards."""
+    opened = Clients(srv.port)
+    yield opened
+    opened.close_all()

@@ -44,6 +44,12 @@ login_failures_per_account = 100000
 login_delay_max = 0.0
 """
 
+QUIET_SERVICES_TOML = QUIET_TOML.replace("[services]\nenabled = false", "[services]\nenabled = true")
+"""QUIET_TOML with NickServ and ChanServ online."""
+
+H = "127.0.0.1"
+"""The host part of every test client's prefix (they all connect from loopback)."""
+
 _tokens = itertools.count(1)
 
 
@@ -201,3 +207,17 @@ __all__ = [
     "command_of", "connect", "join", "module_server", "register_account", "split_tags",
     "tags_of", "untagged",
 ]
+
+
+# -- shared small helpers ----------------------------------------------------------------------
+
+def src(nick: str) -> str:
+    """``nick!nick@127.0.0.1``: the prefix of a client registered by :func:`connect` as ``nick``."""
+    return f"{nick}!{nick}@{H}"
+
+
+def still_chats(a: Client, b: Client) -> None:
+    """``a`` and ``b`` can still exchange a message: nothing was broken."""
+    a.send(f"PRIVMSG {b.nick} :still here")
+    a.sync()
+    assert any(line.endswith(f"PRIVMSG {b.nick} :still here") for line in b.sync())

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,21 +66,22 @@ def config_with(**sections: dict[str, object]) -> str:
     return text
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (127.0.0.1, or ::1) that is free right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
-    """Block until 127.0.0.1:port accepts connections; raise if the process dies first."""
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0,
+                  host: str = "127.0.0.1") -> None:
+    """Block until host:port accepts connections; raise if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
@@ -91,7 +93,8 @@ class ServerProcess:
 
     ``port`` is the IRC port; ``data_dir`` the temporary data directory;
     ``stderr_path`` the log file. ``extra_args`` are appended to the command
-    line; ``config_text`` is written to a config.toml passed with ``--config``.
+    line; ``config_text`` is written to a config.toml passed with ``--config``;
+    ``host`` is the address it listens on (``--host``: 127.0.0.1, or ::1).
     """
 
     def __init__(
@@ -100,32 +103,56 @@ class ServerProcess:
         config_text: str = FAST_HASH_TOML,
         extra_args: Iterable[str] = (),
         port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.config_path = self.data_dir.parent / f"config-{self.port}.toml"
-        self.config_path.write_text(config_text)
-        self.stderr_path = self.data_dir.parent / f"server-{self.port}.log"
+        self._own_port = port is None   # chosen here: may be chosen again (see start)
+        self.port = port or free_port(host)
+        self.config_text = config_text
+        self._place_files()
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
+
+    def _place_files(self) -> None:
+        self.config_path = self.data_dir.parent / f"config-{self.port}.toml"
+        self.config_path.write_text(self.config_text)
+        self.stderr_path = self.data_dir.parent / f"server-{self.port}.log"
 
     @property
     def argv(self) -> list[str]:
         return [
             sys.executable, "-m", "ircd", str(self.port),
-            "--host", "127.0.0.1",
+            "--host", self.host,
             "--data-dir", str(self.data_dir),
             "--config", str(self.config_path),
             *self.extra_args,
         ]
 
     def start(self) -> ServerProcess:
+        """Start the server and wait until its port accepts connections.
+
+        A port chosen by :func:`free_port` can be taken by another process
+        (a parallel test worker) before the server binds it: then, and only
+        for a port chosen here, it starts again on another free port (at
+        most three tries). Raises ``RuntimeError`` if the server exits early.
+        """
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._log = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log, env=env)
-        wait_for_port(self.port, self.proc)
-        return self
+        for attempt in range(3):
+            self._log = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=self._log,
+                                         env=env)
+            try:
+                wait_for_port(self.port, self.proc, host=self.host)
+                return self
+            except RuntimeError:
+                self._log.close()
+                if not (self._own_port and attempt < 2 and "cannot listen on" in self.log()):
+                    raise
+            self.port = free_port(self.host)
+            self._place_files()
+        raise AssertionError("unreachable")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait; returns the exit code (kills after ``timeout`` seconds)."""
@@ -152,8 +179,13 @@ class RawClient:
 
     ``send(bytes | str)`` writes exactly what it is given (str gets CR LF
     appended); ``expect(pred)`` reads lines until one satisfies ``pred`` or
-    ``timeout`` seconds pass (raising ``TimeoutError`` with what was seen).
+    ``timeout`` seconds pass (raising ``TimeoutError`` with what was seen),
+    skipping the lines before it; ``expect_next(*patterns)`` asserts the
+    next lines exactly, skipping nothing; ``expect_only(*patterns)`` also
+    asserts that nothing else follows (a PING round trip).
     """
+
+    _syncs = 0   # PING tokens used by expect_only (per instance once used)
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
                  source: str | None = None) -> None:
@@ -205,6 +237,62 @@ class RawClient:
             if pred(line):
                 return line
 
+    def expect_next(self, *patterns: str | re.Pattern[str] | Callable[[str], bool],
+                    timeout: float | None = None) -> list[str]:
+        """Assert that the next ``len(patterns)`` lines match ``patterns``, in order.
+
+        Unlike :meth:`expect`, nothing is skipped: a duplicate, extra or error
+        line fails the assertion. A ``str`` pattern must equal the line (str,
+        without CR LF); a compiled regex must ``fullmatch`` it; a callable
+        must return true for it. The only lines passed over are the server's
+        ``PING`` (answered with ``PONG``), which may come at any time.
+        Returns the matched lines. Raises ``AssertionError`` on the first
+        mismatch (naming what came instead), ``TimeoutError`` when a line does
+        not come within ``timeout`` seconds in all, ``ConnectionError`` when
+        the server closes the connection first.
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        got: list[str] = []
+        for i, pattern in enumerate(patterns):
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    line = self.readline(max(left, 0.001))
+                except TimeoutError:
+                    raise TimeoutError(f"line {i} never came; matched so far: {got!r}") from None
+                if line is None:
+                    raise ConnectionError(f"closed by server before line {i}; matched: {got!r}")
+                if line.startswith("PING "):
+                    self.send("PONG " + line[5:])
+                    continue
+                break
+            if isinstance(pattern, str):
+                ok = line == pattern
+            elif isinstance(pattern, re.Pattern):
+                ok = pattern.fullmatch(line) is not None
+            else:
+                ok = bool(pattern(line))
+            assert ok, f"line {i}: expected {pattern!r}, got {line!r} (matched before: {got!r})"
+            got.append(line)
+        return got
+
+    def expect_only(self, *patterns: str | re.Pattern[str] | Callable[[str], bool],
+                    timeout: float | None = None) -> list[str]:
+        """:meth:`expect_next` ``patterns``, then nothing else before a PING round trip.
+
+        Sends ``PING :<token>`` and requires the next line after the
+        ``patterns`` to be its ``PONG``: the server answers one connection's
+        commands in order, so any further reply to the earlier commands (a
+        duplicate, an extra error) would come before it. Returns the lines
+        matched by ``patterns``.
+        """
+        self._syncs += 1
+        token = f"only-{self._syncs}"
+        self.send(f"PING :{token}")
+        pong = re.compile(rf"(?:@\S+ )?:\S+ PONG \S+ :{token}")   # nothing more before it
+        got = self.expect_next(*patterns, pong, timeout=timeout)
+        return got[:-1]
+
     def expect_numeric(self, numeric: str, timeout: float | None = None) -> str:
         """Read until a line whose command is ``numeric`` (e.g. ``"001"``)."""
         return self.expect(lambda line: _command_of(line) == numeric, timeout)
@@ -246,6 +334,26 @@ class RawClient:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+DECISIVE = ("001", "433", "464")
+"""The numerics that decide a login: RPL_WELCOME, ERR_NICKNAMEINUSE, ERR_PASSWDMISMATCH."""
+
+
+def start_login(port: int, nick: str, password: str | None,
+                source: str | None = None) -> RawClient:
+    """Connect (from ``source``, if given) and send PASS (if any), NICK and USER without waiting."""
+    c = RawClient(port, source=source)
+    if password is not None:
+        c.send(f"PASS {password}")
+    c.send(f"NICK {nick}")
+    c.send(f"USER {nick} 0 * :{nick} real name")
+    return c
+
+
+def outcome(c: RawClient, timeout: float = 15.0) -> str:
+    """The first of 001 / 433 / 464 the server sends (``timeout`` in seconds)."""
+    return command_of(c.expect(lambda line: command_of(line) in DECISIVE, timeout))
 
 
 def _command_of(line: str) -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ircv3util import SERVER, Client, Clients, command_of, connect, join, module_server
+from tests.ircv3util import (
+    SERVER,
+    command_of,
+    connect,
+    join,
+    module_server,
+    still_chats,
+)
 from tests.support import FAST_HASH_TOML
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,19 +29,6 @@ autojoin = []
 flood_burst = 100000
 flood_rate = 100000.0
 """)
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
-
-
-def still_chats(a: Client, b: Client) -> None:
-    a.send(f"PRIVMSG {b.nick} :still here")
-    a.sync()
-    assert any(line.endswith(f"PRIVMSG {b.nick} :still here") for line in b.sync())
 
 
 def test_capability_is_advertised_without_value_and_can_be_requested(clients):

@@ -16,7 +16,7 @@ import pytest
 from ircd.chanreg import ChannelRegistry, Registration
 from ircd.chanstore import SQLiteChannelStore
 from ircd.state import Channel
-from tests.ircv3util import SERVER, Client, command_of, connect
+from tests.ircv3util import SERVER, Client, command_of, connect, still_chats
 from tests.support import SERVICES_TOML, ServerProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,12 +46,6 @@ def names(c: Client, chan: str) -> list[str]:
     c.send(f"NAMES {chan}")
     lines = c.sync()
     return [n for x in lines if command_of(x) == "353" for n in x.split(" :", 1)[1].split()]
-
-
-def still_chats(a: Client, b: Client) -> None:
-    a.send(f"PRIVMSG {b.nick} :still here")
-    a.sync()
-    assert any(line.endswith(f"PRIVMSG {b.nick} :still here") for line in b.sync())
 
 
 @pytest.fixture

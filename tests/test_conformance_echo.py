@@ -13,23 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ircv3util import SERVER, Clients, join, module_server, tags_of, untagged
+from tests.ircv3util import SERVER, H, join, module_server, src, tags_of, untagged
 
 pytestmark = pytest.mark.timeout(30)
 
 srv = module_server()
-H = "127.0.0.1"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
-
-
-def src(nick: str) -> str:
-    return f"{nick}!{nick}@{H}"
 
 
 # -- USER with an empty realname ---------------------------------------------------------------

@@ -13,29 +13,11 @@ import time
 
 import pytest
 
-from tests.support import RawClient, command_of, config_with
+from tests.support import RawClient, command_of, config_with, outcome, start_login
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVER = "irc.chatserver.local"
-DECISIVE = ("001", "433", "464")
-
-
-def start_login(port: int, nick: str, password: str | None) -> RawClient:
-    """Connect and send PASS (if any), NICK and USER without waiting."""
-    c = RawClient(port)
-    if password is not None:
-        c.send(f"PASS {password}")
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :{nick} real name")
-    return c
-
-
-def outcome(c: RawClient, timeout: float = 10.0) -> str:
-    """The first of 001 / 433 / 464 the server sends."""
-    return command_of(c.expect(lambda line: command_of(line) in DECISIVE, timeout))
-
-
 def login(port: int, nick: str, password: str | None) -> tuple[RawClient, str]:
     c = start_login(port, nick, password)
     return c, outcome(c)

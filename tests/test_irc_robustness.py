@@ -374,8 +374,7 @@ def test_commands_before_registration_get_451(room):
         for line in ("PRIVMSG #general :sneaky", "JOIN #general", "JOIN :", "WHO #general",
                      "NAMES #general", "FROBNICATE x"):
             c.send(line)
-            reply = c.expect(lambda line: command_of(line).isdigit())
-            assert reply == f":{SERVER} 451 * :You have not registered", (line, reply)
+            c.expect_only(f":{SERVER} 451 * :You have not registered")
         # It may still register afterwards.
         c.register("latecomer")
         c.join_burst()
@@ -387,28 +386,23 @@ def test_commands_before_registration_get_451(room):
 
 def test_unknown_command_gets_421(room, x):
     x.send("FROBNICATE the widget")
-    reply = x.expect(lambda line: command_of(line).isdigit())
-    assert reply == f":{SERVER} 421 xavier FROBNICATE :Unknown command"
+    x.expect_only(f":{SERVER} 421 xavier FROBNICATE :Unknown command")
     x.send("frobnicate lower case")
-    reply = x.expect(lambda line: command_of(line).isdigit())
-    assert reply == f":{SERVER} 421 xavier FROBNICATE :Unknown command"
+    x.expect_only(f":{SERVER} 421 xavier FROBNICATE :Unknown command")
     room.check()
 
 
 def test_user_twice_gets_462(room, x):
     x.send("USER again 0 * :Again")
-    reply = x.expect(lambda line: command_of(line).isdigit())
-    assert reply == f":{SERVER} 462 xavier :You may not reregister"
+    x.expect_only(f":{SERVER} 462 xavier :You may not reregister")
     x.send("PASS again")
-    reply = x.expect(lambda line: command_of(line).isdigit())
-    assert reply == f":{SERVER} 462 xavier :You may not reregister"
+    x.expect_only(f":{SERVER} 462 xavier :You may not reregister")
     # Before registration too: the second USER is refused, the first one stands.
     c = ByteClient(room.srv.port)
     try:
         c.send("USER first 0 * :First")
         c.send("USER second 0 * :Second")
-        reply = c.expect(lambda line: command_of(line).isdigit())
-        assert reply == f":{SERVER} 462 * :You may not reregister"
+        c.expect_only(f":{SERVER} 462 * :You may not reregister")
         c.send("NICK twice")
         c.expect_numeric("001")
         c.join_burst()
@@ -426,8 +420,7 @@ def test_ping_gets_pong_with_the_token(room, x):
     x.send("PING bare")
     assert x.expect(lambda line: "PONG" in line) == f":{SERVER} PONG {SERVER} :bare"
     x.send("PING")
-    reply = x.expect(lambda line: command_of(line).isdigit())
-    assert reply == f":{SERVER} 409 xavier :No origin specified"
+    x.expect_only(f":{SERVER} 409 xavier :No origin specified")
     c = ByteClient(room.srv.port)
     try:  # PING works before registration (clients use it to measure lag)
         c.send("PING :early")
@@ -540,6 +533,59 @@ def test_slow_reader_is_disconnected_for_sendq_and_others_are_unaffected(server_
             fast.expect(":fresh!fresh@127.0.0.1 PRIVMSG #general :hello after the storm")
         finally:
             fresh.close()
+    finally:
+        for c in (fast, slow, flood):
+            c.close()
+    assert srv.alive()
+
+
+def _kernel_send_buffer_max() -> int:
+    """Linux's largest TCP send buffer (``net.ipv4.tcp_wmem``'s maximum), bytes; 4 MiB if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
+def test_slow_reader_is_dropped_when_its_sendq_is_full_not_later(server_factory):
+    """Quantitative: the bytes the server produced for a reader that never reads,
+    up to its ``SendQ exceeded``, are at least its sendq and at most sendq plus
+    what the kernel can hold (the server's send buffer, at most tcp_wmem's
+    maximum, and the reader's small receive buffer) plus one batch of input."""
+    sendq, rcvbuf, batch = 65536, 4096, 20
+    srv = server_factory(config_text=config_with(
+        server={"sendq": sendq},
+        limits={"flood_burst": 100_000, "flood_rate": 100_000.0, "flood_backlog": 100_000},
+    ))
+    fast = guest(srv.port, "fast")
+    slow = guest(srv.port, "slow", rcvbuf=rcvbuf)   # registers, then never reads again
+    flood = guest(srv.port, "flood")
+    fast.expect(":flood!flood@127.0.0.1 JOIN #general")
+    slow_quit = ":slow!slow@127.0.0.1 QUIT :SendQ exceeded"
+    filler = "f" * 480
+    prefix = ":flood!flood@127.0.0.1 PRIVMSG #general :"
+    line_bytes = len(f"{prefix}00000 {filler}\r\n")
+    kernel = _kernel_send_buffer_max() + 4 * rcvbuf    # the kernel doubles SO_RCVBUF
+    ceiling = sendq + kernel + batch * line_bytes
+    sent = 0
+    try:
+        # Small batches, each relayed to fast before the next, so the server's
+        # queue for slow grows by at most one batch between two checks.
+        while slow_quit not in fast.lines and sent * line_bytes < 2 * ceiling:
+            flood.send("".join(f"PRIVMSG #general :{i:05d} {filler}\r\n"
+                               for i in range(sent, sent + batch)).encode())
+            sent += batch
+            fast.expect(f"{prefix}{sent - 1:05d} {filler}")
+        assert slow_quit in fast.lines, f"slow was not dropped after {sent * line_bytes} bytes"
+        before = fast.lines[:fast.lines.index(slow_quit)]
+        produced = sum(1 for line in before if line.startswith(prefix)) * line_bytes
+        assert sendq <= produced <= ceiling, (produced, sendq, kernel)
+        # slow gets what was queued (an in-order prefix), then the ERROR.
+        rest = slow.drain(2.0)
+        assert rest and rest[-1] == "ERROR :SendQ exceeded", rest[-3:]
+        fast.send("ISON slow flood")
+        fast.expect_only(f":{SERVER} 303 fast :flood")
     finally:
         for c in (fast, slow, flood):
             c.close()

@@ -16,7 +16,7 @@ import pytest
 from tests.ircv3util import (
     SERVER,
     Client,
-    Clients,
+    H,
     check_msgid,
     check_time,
     command_of,
@@ -24,6 +24,7 @@ from tests.ircv3util import (
     module_server,
     register_account,
     split_tags,
+    src,
     tags_of,
     untagged,
 )
@@ -40,18 +41,6 @@ DOCUMENTED = {
     "message-tags", "multi-prefix", "sasl=PLAIN", "server-time", "setname",
     "userhost-in-names", "znc.in/self-message",
 }
-H = "127.0.0.1"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
-
-
-def src(nick: str) -> str:
-    return f"{nick}!{nick}@{H}"
 
 
 def plain_lines(lines: list[str]) -> list[str]:

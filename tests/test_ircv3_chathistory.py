@@ -20,7 +20,6 @@ from tests.ircv3util import (
     QUIET_TOML,
     SERVER,
     Client,
-    Clients,
     check_msgid,
     check_time,
     command_of,
@@ -29,6 +28,7 @@ from tests.ircv3util import (
     module_server,
     register_account,
     split_tags,
+    src,
     tags_of,
     untagged,
 )
@@ -38,19 +38,7 @@ pytestmark = pytest.mark.timeout(30)
 
 LIMIT = 5
 srv = module_server(QUIET_TOML + f"\n[history]\nchathistory_limit = {LIMIT}\n")
-H = "127.0.0.1"
 READER = ["batch", "server-time", "message-tags", "draft/chathistory"]
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
-
-
-def src(nick: str) -> str:
-    return f"{nick}!{nick}@{H}"
 
 
 def post(sender: Client, target: str, texts: list[str], watcher: Client,

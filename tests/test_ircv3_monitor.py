@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ircv3util import SERVER, Clients, command_of, module_server, register_account
+from tests.ircv3util import SERVER, H, command_of, module_server, register_account
 
 pytestmark = pytest.mark.timeout(30)
 
 srv = module_server()
-H = "127.0.0.1"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
 
 
 def on(watcher: str, *sources: str) -> str:

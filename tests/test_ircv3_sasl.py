@@ -19,7 +19,7 @@ from tests.ircv3util import (
     QUIET_TOML,
     SERVER,
     Client,
-    Clients,
+    H,
     command_of,
     module_server,
     register_account,
@@ -31,15 +31,7 @@ from tests.support import FAST_HASH_TOML, ServerProcess
 pytestmark = pytest.mark.timeout(30)
 
 srv = module_server()
-H = "127.0.0.1"
 FAIL_904 = "SASL authentication failed"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
 
 
 def b64(account: str, password: str, authzid: str = "") -> str:

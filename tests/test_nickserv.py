@@ -9,32 +9,23 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ircv3util import SERVER, Client, Clients, command_of, connect, join, module_server
+from tests.ircv3util import (
+    QUIET_SERVICES_TOML,
+    SERVER,
+    Client,
+    command_of,
+    connect,
+    join,
+    module_server,
+    still_chats,
+)
 from tests.support import SERVICES_TOML
 
 pytestmark = pytest.mark.timeout(60)
 
-QUIET_SERVICES_TOML = SERVICES_TOML + """
-[server]
-autojoin = []
-
-[limits]
-flood_burst = 100000
-flood_rate = 100000.0
-login_failures_per_ip = 100000
-login_failures_per_account = 100000
-login_delay_max = 0.0
-"""
 
 srv = module_server(QUIET_SERVICES_TOML)
 NS = f":NickServ!NickServ@{SERVER} NOTICE"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
 
 
 def ns(c: Client, text: str) -> list[str]:
@@ -46,13 +37,6 @@ def ns(c: Client, text: str) -> list[str]:
 def notices(lines: list[str]) -> list[str]:
     """The texts of NickServ's NOTICEs among ``lines``."""
     return [line.split(" :", 1)[1] for line in lines if line.startswith(NS)]
-
-
-def still_chats(a: Client, b: Client) -> None:
-    """``a`` and ``b`` can still exchange a message: nothing was broken."""
-    a.send(f"PRIVMSG {b.nick} :still here")
-    a.sync()
-    assert any(line.endswith(f"PRIVMSG {b.nick} :still here") for line in b.sync())
 
 
 def whois_account(c: Client, nick: str) -> str | None:

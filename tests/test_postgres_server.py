@@ -29,33 +29,19 @@ from tests.support import (
     command_of,
     config_with,
     free_port,
+    outcome,
+    start_login,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVER = "irc.chatserver.local"
-DECISIVE = ("001", "433", "464")
 
 
 def pg_server(tmp_path, url: str, name: str, config_text: str = FAST_HASH_TOML) -> ServerProcess:
     """A server on database ``url`` with its own data directory ``tmp_path/name``."""
     return ServerProcess(tmp_path / name, config_text=config_text,
                          extra_args=["--database", url]).start()
-
-
-def start_login(port: int, nick: str, password: str | None,
-                source: str | None = None) -> RawClient:
-    c = RawClient(port, source=source)
-    if password is not None:
-        c.send(f"PASS {password}")
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :{nick} real name")
-    return c
-
-
-def outcome(c: RawClient, timeout: float = 15.0) -> str:
-    """The first of 001 / 433 / 464 the server sends."""
-    return command_of(c.expect(lambda line: command_of(line) in DECISIVE, timeout))
 
 
 def chats(a: Client, b: Client, text: str) -> None:

@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ircv3util import SERVER, Client, Clients, command_of, join, module_server, untagged
+from tests.ircv3util import (
+    SERVER,
+    Client,
+    H,
+    command_of,
+    join,
+    module_server,
+    src,
+    untagged,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 srv = module_server()
-H = "127.0.0.1"
 FAIL_TEXT = "Message rejected, contains invalid UTF-8"
-
-
-@pytest.fixture
-def clients(srv):
-    opened = Clients(srv.port)
-    yield opened
-    opened.close_all()
-
-
-def src(nick: str) -> str:
-    return f"{nick}!{nick}@{H}"
 
 
 def still_chat(a: Client, b: Client, channel: str) -> None:

@@ -63,6 +63,10 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
     now = server.clock()
     echo = "echo-message" in client.caps
     for target in targets:
+        if not target:   # an empty item of the list ("bob,,carol", "bob,"): no recipient
+            if errors:
+                reply.numeric(N.ERR_NORECIPIENT, f"No recipient given ({verb})")
+            continue
         status = ""
         name = target
         if name[0] in "@+":

@@ -97,7 +97,7 @@ def _plain(ctx: Context, payload: str) -> None:
     server, client = ctx.server, ctx.client
     try:
         fields = base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):   # ValueError: non-ASCII text
         _fail(ctx)
         return
     if len(fields) != 3 or not fields[1] or not fields[2]:
