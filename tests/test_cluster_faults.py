@@ -793,7 +793,8 @@ def chathistory(c: Client, target: str) -> list[tuple[str, str]]:
 
 
 def test_accounts_and_history_survive_restarting_every_node(cluster, redis):  # noqa: F811
-    net = cluster(2, **QUIET)
+    # (#hist is registered: an unregistered channel's history ends with the channel)
+    net = cluster(2, limits=LIMITS, server={"autojoin": [], "registered_channels": ["#hist"]})
     alice = irc(net, 0, "alice", password="alice-pw")
     assert any(command_of(x) == "900" for x in alice.lines), alice.lines
     bob = irc(net, 1, "bob")
