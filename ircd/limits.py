@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ircd.config import AccountsSection, ConnectionClass, LimitsSection
 
@@ -199,6 +200,23 @@ class ConnectionLimiter:
             self.per_ip.pop(key, None)
 
 
+MAX_TRACKED = 100_000
+"""Most addresses (or (account, address) pairs) each throttle table holds; past it the
+entry made longest ago is forgotten (:func:`bounded_setdefault`), so an attacker with
+very many addresses costs bounded memory (expired entries also go with ``prune``)."""
+
+
+def bounded_setdefault(table: dict, key: object, make: type = deque) -> Any:
+    """``table.setdefault(key, make())``, first dropping the oldest entry (dicts keep
+    insertion order) when ``table`` already holds :data:`MAX_TRACKED` entries."""
+    value = table.get(key)
+    if value is None:
+        if len(table) >= MAX_TRACKED:
+            del table[next(iter(table))]
+        value = table[key] = make()
+    return value
+
+
 class LoginThrottle:
     """Failed logins per (account, address) and per address, within ``window`` seconds.
 
@@ -235,7 +253,7 @@ class LoginThrottle:
         return max(0.0, until - now)
 
     def _recent(self, table: dict, key, now: float) -> deque[float]:
-        q = table.setdefault(key, deque())
+        q = bounded_setdefault(table, key)
         while q and now - q[0] > self.window:
             q.popleft()
         return q
@@ -249,10 +267,15 @@ class LoginThrottle:
         by_ip.append(now)
         by_acct.append(now)
         if len(by_ip) >= self.per_ip:
-            self._locked[ip] = now + self.lockout
+            self._lock(ip, now + self.lockout)
         if len(by_acct) >= self.per_account:
-            self._locked[(account_cf, ip)] = now + self.lockout
+            self._lock((account_cf, ip), now + self.lockout)
         return min(self.delay_max, 0.5 * len(by_acct))
+
+    def _lock(self, key: object, until: float) -> None:
+        if key not in self._locked and len(self._locked) >= MAX_TRACKED:
+            del self._locked[next(iter(self._locked))]
+        self._locked[key] = until
 
     def success(self, ip: str, account_cf: str) -> None:
         """A right password: forget this address's failures for the account."""
@@ -294,7 +317,7 @@ class RegistrationThrottle:
         self.ipv6_prefix = limits.ipv6_prefix
 
     def _recent(self, ip: str, now: float) -> deque[float]:
-        q = self._made.setdefault(address_key(ip, self.ipv6_prefix), deque())
+        q = bounded_setdefault(self._made, address_key(ip, self.ipv6_prefix))
         while q and now - q[0] >= self.window:
             q.popleft()
         return q

@@ -26,6 +26,7 @@ import logging
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -167,7 +168,7 @@ class Connection(asyncio.Protocol):
         """Turn on TCP_NODELAY and record the peer's address (``ip``, ``peer`` as ``ip:port``)."""
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):  # (a socket closed meanwhile)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
@@ -181,8 +182,11 @@ class Connection(asyncio.Protocol):
         released once, which ``connection_lost`` does), or the reason it is
         refused (``"D-Lined (<reason>)"``, ``"Server full"``, ``"Too many
         connections from your IP"``), counting nothing. Every listener calls it
-        when a connection is accepted.
+        when a connection is accepted (a TLS listener, :class:`TLSListener`,
+        before the handshake; then this returns ``None`` at once).
         """
+        if self.admitted:
+            return None
         dline = self.core.dline_for(self.ip)  # DLINE: refused before registration
         if dline is not None:
             log.warning("refused %s: D-lined (%s)", self.peer, dline.mask)
@@ -193,6 +197,12 @@ class Connection(asyncio.Protocol):
             return refused
         self.admitted = True
         return None
+
+    def release_admission(self) -> None:
+        """Stop counting this connection against the limits (once; later calls do nothing)."""
+        if self.admitted:
+            self.admitted = False
+            self.node.limiter.release(self.ip)
 
     def admit(self) -> None:
         """Count the connection from ``self.ip`` against the limits and create its
@@ -259,9 +269,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         node = self.node
         node.connections.discard(self)
-        if self.admitted:
-            self.admitted = False
-            node.limiter.release(self.ip)
+        self.release_admission()
         if self.timer is not None:
             self.timer.cancel()
         if self.login_timer is not None:
@@ -468,6 +476,87 @@ def make_tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+class TLSListener:
+    """A TLS listener that counts each connection from its accept, before its handshake.
+
+    asyncio's own TLS server hands a connection to its protocol only once the
+    handshake is done, so connections stuck in their handshake would count
+    against no limit. Here the node accepts each TCP connection itself
+    (``loop.sock_accept``), checks the D-lines and counts it
+    (:meth:`Connection.admission_refusal`), closes a refused one at once (no
+    plaintext answer can reach a TLS client), and only then runs the
+    handshake (``loop.connect_accepted_socket``) within
+    :data:`TLS_HANDSHAKE_TIMEOUT` seconds; a failed or late handshake
+    releases the count. ``make`` builds the protocol (a :class:`Connection`
+    or a WebSocket connection), which gets ``connection_made`` with the TLS
+    transport. Open with :meth:`open`; :meth:`close` stops accepting.
+    """
+
+    def __init__(self, node: Node, make: Callable[[], Connection], ctx: ssl.SSLContext,
+                 socks: list[socket.socket]) -> None:
+        self.node = node
+        self.make = make
+        self.ctx = ctx
+        self.sockets = socks
+        self._accepting = [node.loop.create_task(self._accept_loop(s)) for s in socks]
+
+    @classmethod
+    async def open(cls, node: Node, host: str, port: int, make: Callable[[], Connection],
+                   ctx: ssl.SSLContext) -> TLSListener:
+        """Bind and listen on every address of ``host:port``; raises ``OSError``."""
+        infos = await node.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                            flags=socket.AI_PASSIVE)
+        socks: list[socket.socket] = []
+        try:
+            for family, kind, proto, _name, addr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(4096)
+                sock.setblocking(False)
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        return cls(node, make, ctx, socks)
+
+    async def _accept_loop(self, listening: socket.socket) -> None:
+        loop = self.node.loop
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(listening)
+            except OSError as exc:  # e.g. out of file descriptors: try again shortly
+                log.warning("accept on the TLS listener failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn = self.make()
+            conn.ip = addr[0] if addr else "unknown"
+            conn.peer = f"{conn.ip}:{addr[1]}" if addr else "?"
+            if conn.admission_refusal() is not None:
+                sock.close()
+                continue
+            self.node.spawn(self._handshake(sock, conn))
+
+    async def _handshake(self, sock: socket.socket, conn: Connection) -> None:
+        try:
+            await self.node.loop.connect_accepted_socket(
+                lambda: conn, sock, ssl=self.ctx, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, ConnectionError, RuntimeError) as exc:
+            log.info("TLS handshake with %s failed: %s", conn.peer, exc or type(exc).__name__)
+            conn.release_admission()
+            sock.close()
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets (connections stay)."""
+        for task in self._accepting:
+            task.cancel()
+        for sock in self.sockets:
+            sock.close()
+
+
 class Node:
     """The running server process: the core, its listeners, limits and timers."""
 
@@ -477,8 +566,29 @@ class Node:
         self.flusher = Flusher(loop)
         self.limiter = ConnectionLimiter(core.config.limits, core.config.server.sendq)
         self.connections: set[Connection] = set()
-        self.listeners: list[asyncio.base_events.Server] = []
+        self.listeners: list[Any] = []  # asyncio Servers and TLSListeners: close()
         self._ticker: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()  # TLS handshakes in progress (TLSListener)
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a task kept until it is done (cancelled at shutdown)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def serve(self, host: str, port: int, make: Callable[[], Connection],
+                    tls: ssl.SSLContext | None) -> Any:
+        """Listen on ``host:port`` with protocol factory ``make``: an asyncio server,
+        or a :class:`TLSListener` (counted from the accept) with ``tls``. Raises
+        ``OSError``; the listener is added to :attr:`listeners` and returned."""
+        srv: Any
+        if tls is None:
+            srv = await self.loop.create_server(make, host, port, reuse_address=True,
+                                                backlog=4096)
+        else:
+            srv = await TLSListener.open(self, host, port, make, tls)
+        self.listeners.append(srv)
+        return srv
 
     async def listen(self, host: str, port: int, dialect: str = "auto",
                      tls: ssl.SSLContext | None = None) -> None:
@@ -487,11 +597,7 @@ class Node:
         ``dialect`` is ``"auto"`` for the IRC port, ``"simple"`` for the
         dedicated SEND/SEND-OK listener; ``tls`` makes it a TLS listener.
         """
-        srv = await self.loop.create_server(
-            lambda: Connection(self, dialect), host, port, reuse_address=True, backlog=4096,
-            ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
-        )
-        self.listeners.append(srv)
+        srv = await self.serve(host, port, lambda: Connection(self, dialect), tls)
         kind = "SEND/SEND-OK dialect" if dialect == "simple" else ("IRC over TLS" if tls else "IRC")
         for sock in srv.sockets:
             log.info("listening on %s:%s (%s)", *sock.getsockname()[:2], kind)
@@ -515,6 +621,8 @@ class Node:
         """Tell every client, stop listening, and let output drain (at most 2 s)."""
         if self._ticker is not None:
             self._ticker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         for srv in self.listeners:
             srv.close()
         self.core.shutdown(reason)

@@ -62,7 +62,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from ircd.net import TLS_HANDSHAKE_TIMEOUT, Connection, Node
+from ircd.net import Connection, Node
 from ircd.protocol.masks import Glob
 
 log = logging.getLogger("ircd.websocket")
@@ -378,9 +378,7 @@ class WebSocketConnection(Connection):
             self.handshake_timer = None
         if not self.upgraded:
             self.closed = True
-            if self.admitted:
-                self.admitted = False
-                self.node.limiter.release(self.ip)
+            self.release_admission()
             return
         super().connection_lost(exc)
 
@@ -523,11 +521,7 @@ async def listen_websocket(node: Node, host: str, port: int,
     ``node.listeners`` so that shutdown closes it.
     """
     files = WebClientFiles.load()
-    srv = await node.loop.create_server(
-        lambda: WebSocketConnection(node, files), host, port, reuse_address=True,
-        backlog=4096, ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
-    )
-    node.listeners.append(srv)
+    srv = await node.serve(host, port, lambda: WebSocketConnection(node, files), tls)
     kind = "IRC over WebSocket and the web client" + (", TLS" if tls else "")
     for sock in srv.sockets:
         log.info("listening on %s:%s (%s)", *sock.getsockname()[:2], kind)

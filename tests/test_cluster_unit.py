@@ -419,3 +419,23 @@ def test_history_merge_adds_only_the_missing_messages_in_log_order_and_keeps_the
     assert set(store.by_msgid) == {item(n).msgid for n in (2, 3, 4, 5)}
     assert store.merge(rows) == 0          # m0 is still too old; the rest is held
     store.close()
+
+
+def test_at_most_max_in_flight_lines_of_a_client_wait_in_the_log_then_its_input_pauses(net):
+    from ircd.cluster.log import MAX_IN_FLIGHT
+
+    n1, n2 = net.node(1, "n1"), net.node(2, "n2")
+    a, b = user(net, n1, "a"), user(net, n2, "b")
+    for conn in (a, b):
+        conn.send("JOIN #x")
+        net.pump()
+    a.take()
+    b.take()
+    a.send(*[f"PRIVMSG #x :m{i}" for i in range(MAX_IN_FLIGHT - 1)])
+    assert a.client.in_flight == MAX_IN_FLIGHT - 1 and not a.client.pending
+    a.send("PRIVMSG #x :last")
+    assert a.client.in_flight == MAX_IN_FLIGHT and a.client.pending   # the edge stops reading
+    net.pump()
+    assert a.client.in_flight == 0 and not a.client.pending
+    texts = [m.params[-1] for m in b.take() if m.command == "PRIVMSG"]
+    assert texts == [f"m{i}" for i in range(MAX_IN_FLIGHT - 1)] + ["last"]

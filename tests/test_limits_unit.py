@@ -263,3 +263,20 @@ def test_max_per_ip_counts_an_ipv6_64_as_one_address():
     narrow = ConnectionLimiter(LimitsSection(max_per_ip=1, exempt=[], ipv6_prefix=128), 65536)
     assert narrow.admit("2001:db8::1") is None
     assert narrow.admit("2001:db8::2") is None
+
+
+def test_throttle_tables_hold_at_most_max_tracked_addresses_oldest_forgotten():
+    import ircd.limits as limits_module
+
+    throttle = LoginThrottle(LimitsSection(login_failures_per_ip=1, login_failures_per_account=1))
+    cap = limits_module.MAX_TRACKED
+    for i in range(cap + 500):
+        throttle.failure(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "acct", 0.0)
+    assert len(throttle._fail_ip) == cap
+    assert len(throttle._fail_acct) == cap
+    assert len(throttle._locked) == cap
+    # The newest are kept (locked out), the oldest forgotten.
+    newest = cap + 499
+    assert throttle.locked_for(f"10.{newest >> 16 & 255}.{newest >> 8 & 255}.{newest & 255}",
+                               "acct", 1.0) > 0
+    assert throttle.locked_for("10.0.0.0", "acct", 1.0) == 0

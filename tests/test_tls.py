@@ -239,3 +239,61 @@ def test_missing_or_unusable_certificate_exits_2_with_one_line_naming_the_file(
             problems[case] = (result.returncode, result.stderr.strip()[-500:])
     assert problems == {}
     assert not (tmp_path / "data" / "chatserver.sqlite3").exists()   # stopped before the database
+
+
+def _held(sock: socket.socket, wait: float) -> bool:
+    """True if the server keeps ``sock`` open (no close or reset) for ``wait`` seconds."""
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) != b""   # a TLS server says nothing before the ClientHello
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+def test_connections_in_their_handshake_count_against_the_limits_and_dlines(
+        server_factory, cert_files):
+    """A TLS listener counts a connection from its accept, before any handshake: with
+    ``max_per_ip = 3`` the 4th silent connection from one address is closed at once, a
+    finished handshake is counted once, and a D-lined address never gets a handshake."""
+    from tests.opersupport import become_oper, opers_config
+
+    cert, key = cert_files
+    tls_port = free_port()
+    srv = server_factory(
+        config_text=opers_config(limits={"max_per_ip": 3, "exempt": ["127.0.0.1"]}),
+        extra_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-port", str(tls_port)])
+    wait_for_port(tls_port, srv.proc)
+    silent = [socket.create_connection(("127.0.0.1", tls_port), source_address=("127.0.0.2", 0))
+              for _ in range(3)]
+    extra = socket.create_connection(("127.0.0.1", tls_port), source_address=("127.0.0.2", 0))
+    assert not _held(extra, 2.0), "a 4th connection in its handshake was not refused"
+    assert all(_held(s, 0.2) for s in silent)
+    for s in silent:
+        s.close()
+    time.sleep(0.3)
+    users = [TLSClient(tls_port, cert) for _ in range(3)]   # (127.0.0.1 is exempt)
+    # A finished handshake is counted once: 3 TLS users from 127.0.0.2, not a 4th.
+    ctx = client_context(cert)
+    done = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", tls_port), source_address=("127.0.0.2", 0))
+        done.append(ctx.wrap_socket(s, server_hostname="localhost"))
+    fourth = socket.create_connection(("127.0.0.1", tls_port), source_address=("127.0.0.2", 0))
+    assert not _held(fourth, 2.0)
+    for s in done:
+        s.close()
+
+    oper = users[0]
+    oper.register("tlsoper")
+    become_oper(oper)
+    oper.send("DLINE 127.0.0.3 :no")
+    oper.expect("NOTICE")
+    banned = socket.create_connection(("127.0.0.1", tls_port), source_address=("127.0.0.3", 0))
+    assert not _held(banned, 2.0), "a D-lined address was let into its TLS handshake"
+    other = TLSClient(tls_port, cert)
+    other.register("stillin")
+    other.send("PRIVMSG tlsoper :fine")
+    oper.expect("PRIVMSG tlsoper :fine")
+    assert srv.alive()

@@ -114,9 +114,12 @@ def check_password(server, client, name: str, password: str, reply: Reply,
 
     Returns the seconds the client's address is still locked out for that
     account (> 0: nothing was checked and ``finish`` is not called).
-    Otherwise ``finish(ok, reply)`` is called: at once with ``reply`` for an
-    unknown account, or later, off-loop result in hand, with a fresh reply.
-    Failures and successes are recorded in ``server.login_throttle``. If the
+    Otherwise ``finish(ok, reply)`` is called later with a fresh reply: after
+    the password check off the loop, and for a failure (an unknown account or
+    a wrong password alike) only after the login throttle's delay (0.5 s per
+    recent failure, ``limits.login_delay_max`` at most), the client's later
+    lines waiting. Failures and successes are recorded in
+    ``server.login_throttle``. If the
     check itself failed (the database did not answer, the work queue was
     full), nothing is recorded and ``unavailable(reply)`` is called instead
     of ``finish`` (when given; otherwise ``finish(False, reply)``).
@@ -129,8 +132,8 @@ def check_password(server, client, name: str, password: str, reply: Reply,
     if account_cf not in server.account_names and not server.accounts.shared:
         # (A shared database, PostgreSQL, may hold accounts another server created
         # since this one's cache was filled: ask it.)
-        throttle.failure(client.ip, account_cf, server.clock())
-        finish(False, reply)
+        delay = throttle.failure(client.ip, account_cf, server.clock())
+        _answer_later(server, client, delay, lambda later: finish(False, later))
         return 0.0
 
     def checked(ok: Any, error: BaseException | None, out: Reply) -> None:
@@ -145,10 +148,11 @@ def check_password(server, client, name: str, password: str, reply: Reply,
         if good:
             throttle.success(client.ip, account_cf)
             server.account_names.setdefault(account_cf, name)
-        else:
-            throttle.failure(client.ip, account_cf, server.clock())
-            log.info("login failure for %s from %s", name, client.ip)
-        finish(good, out)
+            finish(True, out)
+            return
+        delay = throttle.failure(client.ip, account_cf, server.clock())
+        log.info("login failure for %s from %s", name, client.ip)
+        _answer_later(server, client, delay, lambda later: finish(False, later))
 
     _run(server, client, lambda: server.accounts.verify(name, password), checked)
     return 0.0
