@@ -258,14 +258,46 @@ class LoginThrottle:
             q.popleft()
         return q
 
-    def failure(self, ip: str, account_cf: str, now: float) -> float:
-        """Record a wrong password; return the delay (seconds) before answering it."""
+    def begin(self, ip: str, account_cf: str, now: float) -> float:
+        """Start a password check for ``account_cf`` from ``ip``: the seconds to wait
+        (> 0: refused, nothing counted), or 0 and the attempt is counted as a
+        failure until :meth:`success` or :meth:`abandon` says otherwise.
+
+        Counting the attempt before the check (which runs off the loop) means
+        checks in flight at once cannot get more guesses at one account past
+        the limit than sequential ones: with ``per_account`` attempts
+        unanswered, the next is refused until one of them is settled. (The
+        per-address count still counts answers only, so that a bouncer logging
+        many accounts in at once is not held up; its overshoot is bounded by
+        ``max_per_ip`` connections.)
+        """
+        wait = self.locked_for(ip, account_cf, now)
+        if wait > 0:
+            return wait
+        key = address_key(ip, self.ipv6_prefix)
+        by_acct = self._recent(self._fail_acct, (account_cf, key), now)
+        if len(by_acct) >= self.per_account:
+            return 1.0  # the limit is reached by attempts still being checked
+        by_acct.append(now)
+        return 0.0
+
+    def abandon(self, ip: str, account_cf: str) -> None:
+        """An attempt counted by :meth:`begin` was not checked after all (the database
+        failed): it no longer counts."""
+        q = self._fail_acct.get((account_cf, address_key(ip, self.ipv6_prefix)))
+        if q:
+            q.pop()
+
+    def failure(self, ip: str, account_cf: str, now: float, begun: bool = False) -> float:
+        """Record a wrong password (``begun``: the attempt counted by :meth:`begin`);
+        return the delay (seconds) before answering it."""
         ip = address_key(ip, self.ipv6_prefix)
         self.failures_total += 1
         by_ip = self._recent(self._fail_ip, ip, now)
         by_acct = self._recent(self._fail_acct, (account_cf, ip), now)
         by_ip.append(now)
-        by_acct.append(now)
+        if not begun or not by_acct:
+            by_acct.append(now)
         if len(by_ip) >= self.per_ip:
             self._lock(ip, now + self.lockout)
         if len(by_acct) >= self.per_account:
@@ -277,8 +309,9 @@ class LoginThrottle:
             del self._locked[next(iter(self._locked))]
         self._locked[key] = until
 
-    def success(self, ip: str, account_cf: str) -> None:
-        """A right password: forget this address's failures for the account."""
+    def success(self, ip: str, account_cf: str, begun: bool = False) -> None:
+        """A right password: forget this address's failures for the account (and
+        the attempt :meth:`begin` counted; ``begun`` is for symmetry)."""
         ip = address_key(ip, self.ipv6_prefix)
         self._fail_acct.pop((account_cf, ip), None)
 

@@ -52,7 +52,7 @@ def registration_throttled_text(wait: float) -> str:
             f"{int(wait) + 1} seconds")
 
 
-def _answer_later(server, client, delay: float, finish: Callable[[Reply], None]) -> None:
+def answer_later(server, client, delay: float, finish: Callable[[Reply], None]) -> None:
     """Answer ``client`` after ``delay`` seconds (a wrong password's throttle delay),
     its later lines waiting; ``finish`` fills a fresh reply then."""
     client.pending = True
@@ -126,18 +126,19 @@ def check_password(server, client, name: str, password: str, reply: Reply,
     """
     throttle = server.login_throttle
     account_cf = casefold(name)
-    wait = throttle.locked_for(client.ip, account_cf, server.clock())
+    wait = throttle.begin(client.ip, account_cf, server.clock())
     if wait > 0:
         return wait
     if account_cf not in server.account_names and not server.accounts.shared:
         # (A shared database, PostgreSQL, may hold accounts another server created
         # since this one's cache was filled: ask it.)
-        delay = throttle.failure(client.ip, account_cf, server.clock())
-        _answer_later(server, client, delay, lambda later: finish(False, later))
+        delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
+        answer_later(server, client, delay, lambda later: finish(False, later))
         return 0.0
 
     def checked(ok: Any, error: BaseException | None, out: Reply) -> None:
         if error is not None:
+            throttle.abandon(client.ip, account_cf)
             log.error("password check for %s failed: %r", name, error)
             if unavailable is not None:
                 unavailable(out)
@@ -146,13 +147,13 @@ def check_password(server, client, name: str, password: str, reply: Reply,
             return
         good = bool(ok)
         if good:
-            throttle.success(client.ip, account_cf)
+            throttle.success(client.ip, account_cf, begun=True)
             server.account_names.setdefault(account_cf, name)
             finish(True, out)
             return
-        delay = throttle.failure(client.ip, account_cf, server.clock())
+        delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
         log.info("login failure for %s from %s", name, client.ip)
-        _answer_later(server, client, delay, lambda later: finish(False, later))
+        answer_later(server, client, delay, lambda later: finish(False, later))
 
     _run(server, client, lambda: server.accounts.verify(name, password), checked)
     return 0.0
@@ -216,15 +217,16 @@ def login_or_create(server, client, name: str, password: str, reply: Reply,
     """
     throttle, regs = server.login_throttle, server.registration_throttle
     account_cf = casefold(name)
-    wait = throttle.locked_for(client.ip, account_cf, server.clock())
-    if wait > 0:
-        return wait
     known = account_cf in server.account_names
     if not known and not is_valid_nick(name, server.config.server.nicklen):
         finish("invalid", reply)
         return 0.0
+    wait = throttle.begin(client.ip, account_cf, server.clock())
+    if wait > 0:
+        return wait
     reserved = not known and regs.reserve(client.ip, server.clock()) == 0
     if not known and not reserved and not server.accounts.shared:
+        throttle.abandon(client.ip, account_cf)
         log.info("account %s not registered from %s: registration throttle", name, client.ip)
         finish("throttled", reply)
         return 0.0
@@ -233,23 +235,26 @@ def login_or_create(server, client, name: str, password: str, reply: Reply,
         if reserved and result is not LoginResult.CREATED:
             regs.refund(client.ip, server.clock())
         if error is not None or result is None:
+            throttle.abandon(client.ip, account_cf)
             log.error("login of %s failed: %r", name, error)
             finish("error", out)
         elif result is LoginResult.CREATED:
+            throttle.success(client.ip, account_cf, begun=True)
             server.account_names[account_cf] = name
             server.account_name_changed(name, True)
             log.info("account %s registered from %s", name, client.ip)
             finish("created", out)
         elif result is LoginResult.LOGGED_IN:
-            throttle.success(client.ip, account_cf)
+            throttle.success(client.ip, account_cf, begun=True)
             server.account_names.setdefault(account_cf, name)
             finish("logged-in", out)
         elif result is LoginResult.NO_ACCOUNT:
+            throttle.abandon(client.ip, account_cf)
             finish("throttled", out)
         else:
-            delay = throttle.failure(client.ip, account_cf, server.clock())
+            delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
             log.info("login failure for %s from %s", name, client.ip)
-            _answer_later(server, client, delay, lambda later: finish("bad-password", later))
+            answer_later(server, client, delay, lambda later: finish("bad-password", later))
 
     _run(server, client,
          lambda: server.accounts.login_or_register(name, password, create=reserved), checked)

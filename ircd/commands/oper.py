@@ -104,7 +104,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.RPL_YOUREOPER, "You are already an IRC operator")
         return
     throttle = server.login_throttle
-    wait = throttle.locked_for(client.ip, _throttle_key(name), server.clock())
+    wait = throttle.begin(client.ip, _throttle_key(name), server.clock())
     if wait > 0:
         log.warning("OPER %s from %s refused: throttled", name, client.ip)
         ctx.reply.numeric(N.ERR_PASSWDMISMATCH,
@@ -136,6 +136,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
         if client.quitting:
             return
         if error is not None:
+            throttle.abandon(client.ip, _throttle_key(name))
             log.error("OPER password check for %s failed: %r", name, error)
             reply = Reply(server.name, client)
             reply.numeric(N.ERR_UNKNOWNERROR, "OPER", "Password check failed, try again later")
@@ -145,7 +146,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
                     why or "wrong password")
             return
         else:
-            throttle.success(client.ip, _throttle_key(name))
+            throttle.success(client.ip, _throttle_key(name), begun=True)
             client.oper = oper
             client.modes.add("o")
             server.user_changed(client)
@@ -168,7 +169,8 @@ def _send(client: Client, reply: Reply) -> None:
 
 def _failed(server, client: Client, name: str, code: str, text: str, why: str) -> None:
     """Count a failed OPER, log it, and answer ``code`` after the throttle's delay."""
-    delay = server.login_throttle.failure(client.ip, _throttle_key(name), server.clock())
+    delay = server.login_throttle.failure(client.ip, _throttle_key(name), server.clock(),
+                                          begun=True)   # (counted by begin in handle_oper)
     log.warning("OPER %s failed from %s (%s, user %s): %s", name, client.ip, client.nick,
                 client.user, why)
     client.pending = True

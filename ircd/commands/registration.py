@@ -269,13 +269,13 @@ def try_register(server, client, reply: Reply) -> None:
             _refuse(server, client, reply, "Password required: this server has no guests",
                     "Password required")
         return
-    wait = server.login_throttle.locked_for(client.ip, client.nick_cf, server.clock())
+    wait = server.login_throttle.begin(client.ip, client.nick_cf, server.clock())
     if wait > 0:
         _refuse(server, client, reply,
                 f"Too many failed login attempts; try again in {int(wait) + 1} seconds",
                 "Login throttled")
         return
-    _start_login(server, client)
+    _start_login(server, client)   # (the attempt counts as a failure until it succeeds)
 
 
 SERVER_PASSWORD_KEY = ":server"
@@ -374,6 +374,9 @@ def _start_login(server, client) -> None:
 def _finish_login(server, client, nick: str, result: LoginResult | None,
                   error: BaseException | None, seconds: float) -> None:
     reply = Reply(server.name, client)
+    throttle = server.login_throttle
+    if error is not None or result is None or result is LoginResult.NO_ACCOUNT:
+        throttle.abandon(client.ip, casefold(nick))   # no password was checked
     if error is not None or result is None:
         log.error("account check for %s failed: %r", nick, error)
         reply.numeric(N.ERR_UNKNOWNERROR, "PASS", "Account database unavailable, try again later")
@@ -388,9 +391,8 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         server.quit(client, "Registration throttled",
                     error=f"Closing Link: {client.host} (Registration throttled)")
         return
-    throttle = server.login_throttle
     if result is LoginResult.BAD_PASSWORD:
-        delay = throttle.failure(client.ip, casefold(nick), server.clock())
+        delay = throttle.failure(client.ip, casefold(nick), server.clock(), begun=True)
         client.pending = True  # nothing more from this connection until the answer
         log.info("wrong password for %s from %s", nick, client.ip)
 
@@ -401,7 +403,7 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
 
         server.scheduler.call_later(delay, answer)
         return
-    throttle.success(client.ip, casefold(nick))
+    throttle.success(client.ip, casefold(nick), begun=True)
     if casefold(nick) != client.nick_cf:
         # The client changed NICK while the check ran: check the new nick instead.
         try_register(server, client, reply)

@@ -28,6 +28,7 @@ from typing import Any
 
 from ircd.commands.accountlogin import (
     acceptable_password,
+    answer_later,
     check_password,
     create_account,
     log_in,
@@ -192,19 +193,21 @@ class NickServ(Service):
         core = self.core
         throttle = core.login_throttle
         account_cf = casefold(account)
-        wait = throttle.locked_for(client.ip, account_cf, core.clock())
+        wait = throttle.begin(client.ip, account_cf, core.clock())
         if wait > 0:
             self.notice(reply, f"Too many failed attempts; try again in {int(wait) + 1} seconds.")
             return
 
         def finish(ok: Any, error: BaseException | None, out: Reply) -> None:
             if error is not None:
+                throttle.abandon(client.ip, account_cf)
                 self.notice(out, "The account database is unavailable; try again later.")
             elif not ok:
-                throttle.failure(client.ip, account_cf, core.clock())
-                self.notice(out, "Invalid password.")
+                delay = throttle.failure(client.ip, account_cf, core.clock(), begun=True)
+                answer_later(core, client, delay,
+                             lambda later: self.notice(later, "Invalid password."))
             else:
-                throttle.success(client.ip, account_cf)
+                throttle.success(client.ip, account_cf, begun=True)
                 done(out)
 
         run_account_change(core, client, fn, finish)
