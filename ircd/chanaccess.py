@@ -23,7 +23,7 @@ completed by :func:`normalize_list_mask`. Every list entry is a
 from __future__ import annotations
 
 from ircd.protocol.casemap import casefold
-from ircd.protocol.masks import compile_mask, normalize_ban_mask
+from ircd.protocol.masks import Glob, compile_mask, normalize_ban_mask
 from ircd.state import Channel, Client
 
 LIST_MODES = "beI"
@@ -67,27 +67,38 @@ def normalize_list_mask(mask: str) -> str:
     return f"{kind}:{normalize_ban_mask(rest)}"
 
 
-def _any_plain(entries: list[Entry], client: Client) -> bool:
+def _glob(chan: Channel, mask: str) -> Glob:
+    """``mask`` compiled, from ``chan.globs`` (compiled once while it is listed; the
+    cache is emptied when it holds more than the lists can, so it stays bounded)."""
+    glob = chan.globs.get(mask)
+    if glob is None:
+        if len(chan.globs) >= 3 * MAX_LIST_ENTRIES:
+            chan.globs.clear()
+        glob = chan.globs[mask] = compile_mask(mask)
+    return glob
+
+
+def _any_plain(chan: Channel, entries: list[Entry], client: Client) -> bool:
     # One linear-time glob match per entry (ircd.protocol.masks), source folded once.
     source = casefold(client.source)
-    return any(extban_type(mask) is None and compile_mask(mask).match(source)
+    return any(extban_type(mask) is None and _glob(chan, mask).match(source)
                for mask, _, _ in entries)
 
 
-def _any_extban(entries: list[Entry], kind: str, client: Client) -> bool:
+def _any_extban(chan: Channel, entries: list[Entry], kind: str, client: Client) -> bool:
     source = casefold(client.source)
-    return any(extban_type(mask) == kind and compile_mask(mask[2:]).match(source)
+    return any(extban_type(mask) == kind and _glob(chan, mask[2:]).match(source)
                for mask, _, _ in entries)
 
 
 def is_exempt(chan: Channel, client: Client) -> bool:
     """True if a plain ``+e`` mask of ``chan`` matches ``client``'s ``nick!user@host``."""
-    return bool(chan.excepts) and _any_plain(chan.excepts, client)
+    return bool(chan.excepts) and _any_plain(chan, chan.excepts, client)
 
 
 def is_banned(chan: Channel, client: Client) -> bool:
     """True if a plain ``+b`` mask matches ``client`` and no ``+e`` mask does."""
-    return bool(chan.bans) and _any_plain(chan.bans, client) and not is_exempt(chan, client)
+    return bool(chan.bans) and _any_plain(chan, chan.bans, client) and not is_exempt(chan, client)
 
 
 def is_muted(chan: Channel, client: Client) -> bool:
@@ -96,14 +107,14 @@ def is_muted(chan: Channel, client: Client) -> bool:
     Whether voice or operator status lifts the mute is the caller's rule
     (it does for PRIVMSG, as in InspIRCd and Ergo).
     """
-    if not chan.bans or not _any_extban(chan.bans, MUTE, client):
+    if not chan.bans or not _any_extban(chan, chan.bans, MUTE, client):
         return False
-    return not (is_exempt(chan, client) or _any_extban(chan.excepts, MUTE, client))
+    return not (is_exempt(chan, client) or _any_extban(chan, chan.excepts, MUTE, client))
 
 
 def is_invite_excepted(chan: Channel, client: Client) -> bool:
     """True if a ``+I`` mask of ``chan`` matches ``client`` (it may pass ``+i``)."""
-    return bool(chan.invex) and _any_plain(chan.invex, client)
+    return bool(chan.invex) and _any_plain(chan, chan.invex, client)
 
 
 def list_for(chan: Channel, letter: str) -> list[Entry]:

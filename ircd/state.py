@@ -174,6 +174,9 @@ class Channel:
     # Set while the channel is registered (ircd.chanreg.Registration): then it is
     # kept while empty and across restarts.
     registration: Any = None
+    # The list masks compiled (ircd.chanaccess), so a JOIN or message does not
+    # compile every +b/+e/+I mask again; at most about the three lists' entries.
+    globs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")

@@ -80,3 +80,23 @@ def test_invite_exception_matches_plain_masks():
     chan = _chan(I=["*!*@10.0.0.1"])
     assert is_invite_excepted(chan, bob) and not is_invite_excepted(chan, amy)
     assert not is_invite_excepted(_chan(), bob)
+
+
+def test_list_masks_are_compiled_once_per_channel_and_the_cache_is_bounded():
+    from ircd import chanaccess
+    from ircd.state import Channel, Client
+
+    chan = Channel("#c", 0.0)
+    chan.bans = [(f"?????{i:03d}" + "?z" * 200, "op", 0.0) for i in range(100)]
+    user = Client(1, lambda b: None, lambda r: None, "127.0.0.1", "irc", 0.0)
+    user.set_nick("someone")
+    user.user, user.host = "u", "h"
+    user.update_source()
+    assert not chanaccess.is_banned(chan, user)
+    compiled = dict(chan.globs)
+    assert len(compiled) == 100
+    assert not chanaccess.is_banned(chan, user)
+    assert all(chan.globs[m] is g for m, g in compiled.items())   # reused, not recompiled
+    for i in range(3 * chanaccess.MAX_LIST_ENTRIES + 50):
+        chanaccess._glob(chan, f"x{i}!*@*")
+    assert len(chan.globs) <= 3 * chanaccess.MAX_LIST_ENTRIES

@@ -59,7 +59,7 @@ def test_sixty_parallel_guesses_get_at_most_five_checks(server_factory):
     owner.send("QUIT")
     owner.closed_by_server()
     socks = []
-    for i in range(60):
+    for _ in range(60):
         s = socket.create_connection(("127.0.0.1", srv.port), source_address=("127.0.0.2", 0))
         socks.append(s)
     for i, s in enumerate(socks):

@@ -48,7 +48,7 @@ class Glob:
     ``O(m)`` (``O(m * ceil(m / 64))`` with ``?``). Never raises.
     """
 
-    __slots__ = ("mask", "_literal", "_prefix", "_suffix", "_middle", "_min_len",
+    __slots__ = ("mask", "_literal", "_prefix", "_suffix", "_middle", "_min_len", "_stars_any",
                  "_chars", "_other", "_stars", "_start", "_accept")
 
     def __init__(self, mask: str) -> None:
@@ -60,6 +60,7 @@ class Glob:
         self._literal: str | None = None
         self._chars: dict[str, int] | None = None
         self._min_len = len(pattern) - pattern.count("*")
+        self._stars_any = "*" in pattern
         if "?" not in pattern:
             pieces = pattern.split("*")
             if len(pieces) == 1:
@@ -96,7 +97,8 @@ class Glob:
         if self._literal is not None:
             return name == self._literal
         if (len(name) < self._min_len or not name.startswith(self._prefix)
-                or not name.endswith(self._suffix)):
+                or not name.endswith(self._suffix)
+                or (not self._stars_any and len(name) != self._min_len)):
             return False
         chars = self._chars
         if chars is None:
