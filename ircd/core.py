@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -156,6 +157,14 @@ class Server:
         # Ban saves (False) and deletions (True) that failed, by ban key: retried.
         self._bans_unsaved: dict[tuple[str, str], tuple[ServerBan, bool]] = {}
         self._bans_retrying = False
+        # The latest change of each ban not yet known written: key -> (ban, delete).
+        # Every write job writes the latest change under one lock, so two changes
+        # of one ban (KLINE, then UNKLINE) cannot land in the wrong order, whatever
+        # order the worker threads run them in.
+        self._bans_latest: dict[tuple[str, str], tuple[int, ServerBan, bool]] = {}
+        self._bans_written: dict[tuple[str, str], int] = {}  # key -> last change written
+        self._bans_seq = 0
+        self._bans_lock = threading.Lock()
         self._last_ban_retry = self.created
         self.rehash_hook: Callable[[], tuple[str, str]] | None = None  # (file, outcome)
         self.die_hook: Callable[[], None] | None = None
@@ -462,17 +471,34 @@ class Server:
         if store is None or not self.origin_here:
             return  # (in a cluster, the node the command came from writes it)
         self._bans_unsaved.pop(ban.key, None)  # this write supersedes a failed one
+        key = ban.key
+        self._bans_seq += 1
+        seq = self._bans_seq
+        latest, written, lock = self._bans_latest, self._bans_written, self._bans_lock
+        latest[key] = (seq, ban, delete)
+
+        def write() -> None:
+            with lock:  # (worker thread) the latest change of this ban, once, in order
+                if written.get(key, 0) >= seq:
+                    return  # a job of a newer change wrote it already
+                now_seq, now_ban, now_delete = latest[key]
+                if now_delete:
+                    store.delete(now_ban.kind, now_ban.mask)
+                else:
+                    store.save(now_ban)
+                written[key] = now_seq
 
         def done(_result: Any, error: BaseException | None) -> None:
+            entry = latest.get(key)
+            if entry is not None and entry[0] <= written.get(key, 0):
+                del latest[key]
             if error is not None:
                 log.error("storing the %s-line on %s failed (retried later): %r",
                           ban.kind, ban.mask, error)
-                self._bans_unsaved.setdefault(ban.key, (ban, delete))
+                if entry is not None:
+                    self._bans_unsaved.setdefault(key, (entry[1], entry[2]))
 
-        if delete:
-            self.scheduler.run_blocking(lambda: store.delete(ban.kind, ban.mask), done)
-        else:
-            self.scheduler.run_blocking(lambda: store.save(ban), done)
+        self.scheduler.run_blocking(write, done)
 
     def _retry_serverbans(self) -> None:
         """Write the ban changes that failed, in one job (at most one in flight); the

@@ -178,3 +178,38 @@ def test_core_timed_kline_expires_with_the_clock_and_is_deleted_from_the_store(t
     core.tick(clock.now + 61)                # the periodic prune removes it from the store
     assert store.load() == []
     assert len(core.serverbans) == 0
+
+
+class _ReversedScheduler(ImmediateScheduler):
+    """Holds the blocking jobs and runs them, later, last first (as two worker threads
+    may): the order of the store's writes must not depend on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list = []
+
+    def run_blocking(self, fn, done) -> None:
+        self.held.append((fn, done))
+
+    def run_held_reversed(self) -> None:
+        held, self.held = self.held, []
+        for fn, done in reversed(held):
+            super().run_blocking(fn, done)
+
+
+def test_a_kline_then_its_unkline_end_unbanned_in_the_store_whatever_order_the_jobs_run(tmp_path):
+    store = SqliteServerBanStore(tmp_path / "db")
+    config = Config(opers=[OperBlock(name="ops", password=oper_hash("pw"))])
+    scheduler = _ReversedScheduler()
+    core = Server(config, AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+                  scheduler, ban_store=store)
+    out: list[bytes] = []
+    oper = core.new_client(out.append, lambda reason: None, "127.0.0.1")
+    for line in (b"NICK boss", b"USER boss 0 * :b", b"OPER ops pw"):
+        core.handle_line(oper, line)
+        scheduler.run_held_reversed()   # (the OPER check)
+    core.handle_line(oper, b"KLINE gone@* :lifted at once")
+    core.handle_line(oper, b"KLINE kept@* :stays")
+    core.handle_line(oper, b"UNKLINE gone@*")
+    scheduler.run_held_reversed()       # the delete runs first, then the saves
+    assert [b.mask for b in store.load()] == ["*!kept@*"]
