@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from ircd.limits import TokenBucket
@@ -248,9 +247,17 @@ def test_200_never_upgrading_websocket_connections_are_limited_and_memory_stays_
         ws = ws_client(host, srv.ws_port)
         ws.register(f"ws{i}")
         users.append(ws)
-    with pytest.raises(InvalidStatus) as info:
-        ws_client(host, srv.ws_port)
-    assert info.value.response.status_code == 503
+    # (Read on a raw socket: the refusal is sent at the accept, and a client library
+    # still writing its request may see the close as a broken pipe instead.)
+    extra = raw_ws_socket(host, srv.ws_port)
+    refusal = b""
+    while b"\r\n" not in refusal:
+        chunk = extra.recv(4096)
+        if not chunk:
+            break
+        refusal += chunk
+    extra.close()
+    assert refusal.startswith(b"HTTP/1.1 503 Service Unavailable"), refusal
     users[0].send("PRIVMSG alice :counted once")
     alice.expect("PRIVMSG alice :counted once")
     for ws in users:
