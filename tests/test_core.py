@@ -439,11 +439,16 @@ def test_privmsg_to_several_targets_reaches_each(trio):
 
 
 def test_privmsg_to_too_many_targets_gets_407_for_the_extra(trio):
-    alice, bob, _ = trio
-    alice.send("PRIVMSG bob,bob,bob,bob,carol :x")
+    alice, bob, carol = trio
+    alice.send("PRIVMSG bob,carol,ghost1,ghost2,ghost3 :x")
     msgs = alice.take()
-    assert [(m.command, m.params[1]) for m in msgs] == [("407", "carol")]
-    assert len(bob.take()) == 4
+    assert [(m.command, m.params[1]) for m in msgs] == [
+        ("407", "ghost3"), ("401", "ghost1"), ("401", "ghost2")]
+    assert len(bob.take()) == 1 and len(carol.take()) == 1
+    # A target named twice (in any case) counts, and is sent to, once.
+    alice.send("PRIVMSG bob,BOB,bob,bob,carol :y")
+    assert alice.take() == []
+    assert len(bob.take()) == 1 and len(carol.take()) == 1
 
 
 def test_privmsg_to_offline_nick_gets_401(trio):

@@ -157,15 +157,12 @@ def handle_topic(ctx: Context, msg: Message) -> None:
     """``TOPIC <chan> [:<topic>]`` (RFC 2812 section 3.2.4; 403, 442, 482 under +t)."""
     client, reply = ctx.client, ctx.reply
     chan = ctx.server.world.find_channel(msg.params[0])
-    if chan is None:
+    if chan is None or hidden_from(chan, client):
         reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     member = client in chan.members
     if len(msg.params) == 1:
-        if not member and "s" in chan.modes:
-            reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        else:
-            send_topic(chan, reply)
+        send_topic(chan, reply)
         return
     if not member:
         reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
@@ -272,10 +269,19 @@ def handle_list(ctx: Context, msg: Message) -> None:
 
 # -- KICK / INVITE ---------------------------------------------------------
 
+def hidden_from(chan: Channel, client) -> bool:
+    """True if ``chan`` is secret (``+s``) and ``client`` is neither a member nor a
+    server operator: then every command answers as if it did not exist (403), so
+    MODE, TOPIC, PART, KICK and INVITE do not tell outsiders it exists, its modes or
+    its ban list (as Ergo and InspIRCd)."""
+    return "s" in chan.modes and client not in chan.members and client.oper is None
+
+
 def joined_channel(ctx: Context, name: str) -> Channel | None:
-    """The channel ``name`` if the client is on it; otherwise answer 403 or 442 and return None."""
+    """The channel ``name`` if the client is on it; otherwise answer 403 (also for a
+    secret channel it is not on) or 442 and return None."""
     chan = ctx.server.world.find_channel(name)
-    if chan is None:
+    if chan is None or hidden_from(chan, ctx.client):
         ctx.reply.numeric(N.ERR_NOSUCHCHANNEL, name or "*", "No such channel")
     elif ctx.client not in chan.members:
         ctx.reply.numeric(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
@@ -428,7 +434,7 @@ def _user_mode(ctx: Context, msg: Message) -> None:
 def _channel_mode(ctx: Context, msg: Message) -> None:
     server, client, reply = ctx.server, ctx.client, ctx.reply
     chan = server.world.find_channel(msg.params[0])
-    if chan is None:
+    if chan is None or hidden_from(chan, client):
         reply.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) < 2:
@@ -536,7 +542,10 @@ def _apply_channel_mode(ctx: Context, chan: Channel, adding: bool, ch: str,
     if ch == "l":
         if adding:
             assert arg is not None
-            if not arg.isdigit() or int(arg) <= 0:
+            # ASCII digits only ("²" is a digit to str.isdigit, not to int), and a
+            # limit that fits in 32 bits, as clients and other servers expect.
+            if (not (arg.isascii() and arg.isdigit()) or len(arg) > 10
+                    or not 0 < int(arg) < 2**31):
                 reply.numeric(N.ERR_INVALIDMODEPARAM, chan.name, "l", arg, "Invalid limit")
                 return None
             chan.limit = int(arg)

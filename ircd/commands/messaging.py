@@ -50,7 +50,9 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         client_tags = {**(client_tags or {}), "bot": ""}
     targets: list[str] | tuple[str, ...]
     if "," in params[0]:
-        targets = params[0].split(",")
+        # Each target once (Solanum, InspIRCd): "bob,BOB,bob" delivers one message.
+        targets = list({t.translate(RFC1459) if t else f"\0{i}": t
+                        for i, t in enumerate(params[0].split(","))}.values())
         maxtargets = server.config.server.maxtargets
         if len(targets) > maxtargets:
             if errors:
@@ -110,10 +112,11 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             if text is not None and not status and server.history is not None:
                 server.history.record_channel(chan, client, verb, text, event)
         else:
-            user = world.users.get(name.translate(RFC1459))
+            # A status prefix (STATUSMSG) only means something before a channel.
+            user = None if status else world.users.get(name.translate(RFC1459))
             if user is None:
                 if errors:
-                    reply.numeric(N.ERR_NOSUCHNICK, name, "No such nick/channel")
+                    reply.numeric(N.ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
