@@ -51,7 +51,7 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # A query parameter whose (percent-decoded) name ends in "password" (libpq's
 # ``password`` and ``sslpassword``, redis-py's ``password``); its value runs to
 # the next ``&name=`` (so an unencoded ``&`` inside it is hidden too) or the end.
-_QUERY_PARAM = re.compile(r"([?&#;])([^=&?#;]*)=(.*?)(?=&[A-Za-z_%][A-Za-z0-9_%]*=|\Z)", re.S)
+_QUERY_PARAM = re.compile(r"([?&#;])([^=&?#;]+)=(.*?)(?=&[A-Za-z_%][A-Za-z0-9_%]*=|\Z)", re.S)
 # ``password = value`` in a libpq key=value conninfo string; the value is a
 # word or a single-quoted string with backslash escapes (libpq, "Connection Strings").
 _CONNINFO_PASSWORD = re.compile(
