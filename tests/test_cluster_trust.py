@@ -110,12 +110,15 @@ def test_nickserv_passwords_stay_out_of_redis_and_of_both_nodes_logs(
     assert "Password of dave changed" in changed
     for i, line in enumerate([f" PRIVMSG NickServ :IDENTIFY dave {NEW_PASSWORD}",
                               f"privmsg nickserv :IDENTIFY dave {NEW_PASSWORD}",
-                              f"@label=x PRIVMSG @NickServ :IDENTIFY dave {NEW_PASSWORD}",
                               f"NICKSERV IDENTIFY dave {NEW_PASSWORD}"]):
         other = irc(net, 1, f"eve{i}")
         other.send(line.encode() + b"\r\n")
         other.expect_numeric("900", timeout=WAIT)
         assert_logged_in(alice, f"eve{i}", "dave")
+    # A status prefix on a nick means nothing (401), and the line stays out of the log too.
+    other = irc(net, 1, "eve9")
+    other.send(f"@label=x PRIVMSG @NickServ :IDENTIFY dave {NEW_PASSWORD}")
+    assert " 401 eve9 @NickServ " in other.expect_numeric("401", timeout=WAIT)
     wrong = irc(net, 1, "mallory")
     wrong.send(f"PRIVMSG NickServ :IDENTIFY dave wrong-{PASSWORD}")
     assert "Invalid account credentials" in wrong.expect(lambda s: s.startswith(":NickServ!"),
