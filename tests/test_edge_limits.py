@@ -216,8 +216,11 @@ def ws_client(host: str, port: int) -> WS:
 @pytest.mark.parametrize("host", FAMILIES)
 def test_200_never_upgrading_websocket_connections_are_limited_and_memory_stays_bounded(
         edge_server, host):
+    # (No autojoin: 20 WebSocket users who never read would fill their client's queue
+    # with each other's JOINs, and each close would then wait out its close_timeout.)
     srv = edge_server(host, config_with(limits={"exempt": [], "max_per_ip": 20,
-                                                "max_clients": 100}), websocket=True)
+                                                "max_clients": 100},
+                                        server={"autojoin": []}), websocket=True)
     # Users on the IRC port from another address are not affected.
     other = "127.0.0.2" if host == "127.0.0.1" else "127.0.0.1"
     alice = tcp_user(srv.port, "alice", source=other)
