@@ -302,7 +302,10 @@ def test_a_channel_dropped_while_postgresql_is_down_stays_dropped_after_a_restar
         postgres.stop()
         try:
             fay.send("PRIVMSG ChanServ :DROP #gone")
-            fay.expect("#gone")
+            # ChanServ answers once the write has failed: within the next save (a
+            # second) plus [database] timeout (5 s) and the watchdog's grace.
+            answer = fay.expect("#gone", timeout=20)
+            assert "could not be saved" in answer, answer
             deadline = time.monotonic() + 15  # the save of the drop fails once at least
             while "registered channels failed" not in first.log():
                 assert time.monotonic() < deadline, first.log()[-2000:]
