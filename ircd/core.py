@@ -36,7 +36,7 @@ from ircd.listfilter import ELIST
 from ircd.metrics import Stats
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES, casefold
-from ircd.protocol.message import Message, MessageParseError, fit_line, is_valid_utf8, parse_line
+from ircd.protocol.message import Message, Parsed, fit_line, parse_received
 from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
 from ircd.state import NAMELEN, USERLEN, Channel, Client, World
@@ -309,15 +309,18 @@ class Server:
             return
         if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
             return
-        valid = is_valid_utf8(line)
-        try:
-            msg = parse_line(line) if valid else parse_line(line, errors="surrogateescape")
-        except MessageParseError as exc:
-            if exc.reason in ("too-long", "tags-too-long"):
+        self.run_parsed(client, parse_received(line))
+
+    def run_parsed(self, client: Client, parsed: Parsed) -> None:
+        """Run one received line, parsed by :func:`~ircd.protocol.message.parse_received`."""
+        msg = parsed.msg
+        if msg is None:
+            if parsed.too_long:
                 self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
             return  # an empty or prefix-only line is ignored, as RFC 1459 allows
         # UTF8ONLY (IRCv3 utf8-only): a line that is not UTF-8 is answered, never run.
-        reply = dispatch(self, client, msg) if valid else refuse_invalid_utf8(self, client, msg)
+        reply = (dispatch(self, client, msg) if parsed.valid
+                 else refuse_invalid_utf8(self, client, msg))
         if reply.lines and not client.quitting:
             client.write(reply.to_bytes())
 

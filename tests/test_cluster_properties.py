@@ -359,7 +359,8 @@ def test_where_a_line_runs_is_decided_on_the_parsed_message(tmp_path):
 @given(st.binary(max_size=80).filter(lambda b: b"\n" not in b))
 def test_the_canonical_line_parses_back_to_what_was_parsed(raw):
     """What enters the log parses, on every node, to the Message the sender's node ran."""
-    from ircd.cluster.log import canonical_line, parse_received
+    from ircd.cluster.log import canonical_line
+    from ircd.protocol.message import parse_received
 
     parsed = parse_received(raw)
     if parsed.msg is None or not parsed.valid:

@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 from ircd.limits import TokenBucket
 from ircd.websocket import MAX_HEAD_LINES, MAX_REQUEST_HEAD, head_problem
 from tests.opersupport import become_oper, opers_config
-from tests.support import RawClient, ServerProcess, config_with, free_port
+from tests.support import RawClient, ServerProcess, config_with, free_port, wait_for_port
 from tests.test_hardening import memory_kib, read_until_closed, wait_for_log
 from tests.test_websocket import WS
 
@@ -51,17 +51,8 @@ FAMILIES = [
 
 
 def wait_for(host: str, port: int, proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
-    """Block until ``host:port`` accepts a connection (then close it at once)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port}")
+    """Block until ``host:port`` accepts a connection (:func:`tests.support.wait_for_port`)."""
+    wait_for_port(port, proc, timeout, host=host)
 
 
 class HostServer(ServerProcess):

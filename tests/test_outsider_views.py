@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.rawusers import until_pong
 from tests.support import RawClient, command_of, config_with
 
 pytestmark = pytest.mark.timeout(60)
@@ -14,22 +15,11 @@ pytestmark = pytest.mark.timeout(60)
 FAST = config_with(limits={"flood_burst": 400, "flood_rate": 200.0})
 
 
-_tokens = iter(range(10**6))
-
-
 def answers(c: RawClient, line: str | None) -> list[str]:
     """Every line ``c`` gets for ``line`` (up to the PONG of a PING sent after it)."""
-    token = f"t{next(_tokens)}"
     if line is not None:
         c.send(line)
-    c.send(f"PING :{token}")
-    out = []
-    while True:
-        got = c.readline()
-        assert got is not None, out
-        if command_of(got) == "PONG" and got.endswith(token):
-            return out
-        out.append(got)
+    return until_pong(c)
 
 
 def user(port: int, nick: str) -> RawClient:

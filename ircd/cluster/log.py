@@ -38,10 +38,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
 from ircd.commands.registry import dispatch, take_label
-from ircd.commands.utf8only import refuse_invalid_utf8
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
-from ircd.protocol.message import Message, MessageParseError, format_line, is_valid_utf8, parse_line
+from ircd.protocol.message import (
+    Message,
+    MessageParseError,
+    Parsed,
+    format_line,
+    parse_line,
+    parse_received,
+)
 from ircd.reply import Reply
 from ircd.serverbans import ServerBan
 from ircd.state import Channel, Client
@@ -133,35 +139,6 @@ def _noop_write(data: bytes) -> None:
 
 def _noop_close(reason: str) -> None:
     """The ``close`` of a user on another node: that node closes its connection."""
-
-
-@dataclass(slots=True)
-class Parsed:
-    """A received line, parsed once (:func:`parse_received`): what decides where it
-    runs and what runs are this one object.
-
-    ``msg`` is None for a line that is not run (``too_long``: it gets 417
-    ERR_INPUTTOOLONG; otherwise an empty or prefix-only line, ignored). ``valid``
-    is False for a line that was not UTF-8: ``msg`` then comes from a
-    ``surrogateescape`` decode and gets the UTF8ONLY refusal, never run.
-    """
-
-    msg: Message | None
-    valid: bool = True
-    too_long: bool = False
-
-
-def parse_received(line: bytes) -> Parsed:
-    """Parse one received line (bytes, no CR LF) exactly as
-    :meth:`ircd.core.Server.handle_line` does (limits checked, CR and NUL removed,
-    command upper-cased; RFC 1459 section 2.3.1, IRCv3 message-tags, utf8-only).
-    Never raises."""
-    valid = is_valid_utf8(line)
-    try:
-        msg = parse_line(line) if valid else parse_line(line, errors="surrogateescape")
-    except MessageParseError as exc:
-        return Parsed(None, valid, exc.reason in ("too-long", "tags-too-long"))
-    return Parsed(msg, valid)
 
 
 def canonical_line(msg: Message) -> bytes:
@@ -364,18 +341,10 @@ class Replication:
             client.pending = True  # the connection keeps the lines after it
             return
         server = self.server
-        if not isinstance(line, Parsed):
+        if isinstance(line, Parsed):
+            server.run_parsed(client, line)   # (parsed once, in _handle)
+        else:
             type(server).handle_line(server, client, line)
-            return
-        msg = line.msg
-        if msg is None:
-            if line.too_long:
-                server.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
-            return
-        reply = (dispatch(server, client, msg) if line.valid
-                 else refuse_invalid_utf8(server, client, msg))
-        if reply.lines and not client.quitting:
-            client.write(reply.to_bytes())
 
     def _replier(self, client: Client, command: str) -> Done:
         def done(reply: Reply | None) -> None:

@@ -267,3 +267,34 @@ def format_line(
         else:
             out.append(last)
     return " ".join(out)
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A received line, parsed once (:func:`parse_received`): what decides where it
+    runs and what runs are this one object.
+
+    ``msg`` is None for a line that is not run (``too_long``: it gets 417
+    ERR_INPUTTOOLONG; otherwise an empty or prefix-only line, ignored). ``valid``
+    is False for a line that was not UTF-8: ``msg`` then comes from a
+    ``surrogateescape`` decode and gets the UTF8ONLY refusal, never run.
+    """
+
+    msg: Message | None
+    valid: bool = True
+    too_long: bool = False
+
+
+def parse_received(line: bytes) -> Parsed:
+    """Parse one received line (bytes, no CR LF): limits checked, CR and NUL
+    removed, command upper-cased (RFC 1459 section 2.3.1, IRCv3 message-tags); a
+    line that is not UTF-8 is parsed with ``surrogateescape`` and marked invalid
+    (IRCv3 utf8-only). The one parse of a received line: a single node runs it
+    (:meth:`ircd.core.Server.handle_line`), a cluster node also decides from it
+    what enters the log (:mod:`ircd.cluster.log`). Never raises."""
+    valid = is_valid_utf8(line)
+    try:
+        msg = parse_line(line) if valid else parse_line(line, errors="surrogateescape")
+    except MessageParseError as exc:
+        return Parsed(None, valid, exc.reason in ("too-long", "tags-too-long"))
+    return Parsed(msg, valid)
