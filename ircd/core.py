@@ -154,17 +154,16 @@ class Server:
         # REHASH and DIE call (set by ircd.cli: the SIGHUP reload, the SIGTERM stop).
         self.serverbans = BanList()
         self.ban_store = ban_store
-        # Ban saves (False) and deletions (True) that failed, by ban key: retried.
-        self._bans_unsaved: dict[tuple[str, str], tuple[ServerBan, bool]] = {}
-        self._bans_retrying = False
-        # The latest change of each ban not yet known written: key -> (ban, delete).
-        # Every write job writes the latest change under one lock, so two changes
-        # of one ban (KLINE, then UNKLINE) cannot land in the wrong order, whatever
-        # order the worker threads run them in.
+        # The latest change of each ban not yet known written: key -> (change number,
+        # ban, delete). Every write writes the latest change of its ban under one
+        # lock, so two changes of one ban (KLINE, then UNKLINE) cannot land in the
+        # wrong order, whatever order the worker threads run them in; a change whose
+        # write failed stays here and is written again by the retry (tick).
         self._bans_latest: dict[tuple[str, str], tuple[int, ServerBan, bool]] = {}
         self._bans_written: dict[tuple[str, str], int] = {}  # key -> last change written
         self._bans_seq = 0
         self._bans_lock = threading.Lock()
+        self._bans_retrying = False
         self._last_ban_retry = self.created
         self.rehash_hook: Callable[[], tuple[str, str]] | None = None  # (file, outcome)
         self.die_hook: Callable[[], None] | None = None
@@ -432,7 +431,7 @@ class Server:
                 self.store_serverban(ban, delete=True)
         self.flush_history()
         self.chanreg.flush()
-        if self._bans_unsaved and now - self._last_ban_retry >= BAN_RETRY_INTERVAL:
+        if self._bans_latest and now - self._last_ban_retry >= BAN_RETRY_INTERVAL:
             self._last_ban_retry = now
             self._retry_serverbans()
         if (self.accounts.shared and self.cluster is None
@@ -469,68 +468,58 @@ class Server:
 
     def store_serverban(self, ban: ServerBan, delete: bool = False) -> None:
         """Save (or delete) ``ban`` in the ban store, off the loop; a failure is logged
-        and retried (:meth:`tick`) until it succeeds or a newer write of that ban does."""
-        store = self.ban_store
-        if store is None or not self.origin_here:
+        and retried (:meth:`tick`) until it succeeds or a newer change of that ban is
+        written."""
+        if self.ban_store is None or not self.origin_here:
             return  # (in a cluster, the node the command came from writes it)
-        self._bans_unsaved.pop(ban.key, None)  # this write supersedes a failed one
-        key = ban.key
         self._bans_seq += 1
-        seq = self._bans_seq
-        latest, written, lock = self._bans_latest, self._bans_written, self._bans_lock
-        latest[key] = (seq, ban, delete)
+        self._bans_latest[ban.key] = (self._bans_seq, ban, delete)
+        self._write_bans([ban.key])
+
+    def _write_latest_ban(self, key: tuple[str, str]) -> None:
+        """(Worker thread.) Write the latest change of ban ``key`` unless it was written
+        already; raises what the store raises."""
+        store = self.ban_store
+        assert store is not None
+        with self._bans_lock:
+            entry = self._bans_latest.get(key)
+            if entry is None or self._bans_written.get(key, 0) >= entry[0]:
+                return
+            seq, ban, delete = entry
+            if delete:
+                store.delete(ban.kind, ban.mask)
+            else:
+                store.save(ban)
+            self._bans_written[key] = seq
+
+    def _write_bans(self, keys: list[tuple[str, str]], retry: bool = False) -> None:
+        """Write the latest changes of the bans ``keys`` in one job, in order (the first
+        failure stops the job: the rest stay for the next retry)."""
 
         def write() -> None:
-            with lock:  # (worker thread) the latest change of this ban, once, in order
-                if written.get(key, 0) >= seq:
-                    return  # a job of a newer change wrote it already
-                now_seq, now_ban, now_delete = latest[key]
-                if now_delete:
-                    store.delete(now_ban.kind, now_ban.mask)
-                else:
-                    store.save(now_ban)
-                written[key] = now_seq
+            for key in keys:
+                self._write_latest_ban(key)
 
         def done(_result: Any, error: BaseException | None) -> None:
-            entry = latest.get(key)
-            if entry is not None and entry[0] <= written.get(key, 0):
-                del latest[key]
+            if retry:
+                self._bans_retrying = False
+            for key in keys:  # forget what is written (a newer change stays)
+                entry = self._bans_latest.get(key)
+                if entry is not None and entry[0] <= self._bans_written.get(key, 0):
+                    del self._bans_latest[key]
+                    del self._bans_written[key]
             if error is not None:
-                log.error("storing the %s-line on %s failed (retried later): %r",
-                          ban.kind, ban.mask, error)
-                if entry is not None:
-                    self._bans_unsaved.setdefault(key, (entry[1], entry[2]))
+                log.error("writing %d server-ban change(s) failed (retried later): %r",
+                          len(keys), error)
 
         self.scheduler.run_blocking(write, done)
 
     def _retry_serverbans(self) -> None:
-        """Write the ban changes that failed, in one job (at most one in flight); the
-        ones not written (the first failure stops the job) stay for the next retry."""
-        store = self.ban_store
-        if store is None or self._bans_retrying:
+        """Write every ban change not yet written, in one job (at most one in flight)."""
+        if self.ban_store is None or self._bans_retrying:
             return
-        batch = list(self._bans_unsaved.items())
         self._bans_retrying = True
-        written: list[tuple[str, str]] = []
-
-        def write() -> None:
-            for key, (ban, delete) in batch:
-                if delete:
-                    store.delete(ban.kind, ban.mask)
-                else:
-                    store.save(ban)
-                written.append(key)
-
-        def done(_result: Any, error: BaseException | None) -> None:
-            self._bans_retrying = False
-            for key, entry in batch[:len(written)]:
-                if self._bans_unsaved.get(key) is entry:
-                    del self._bans_unsaved[key]
-            if error is not None:
-                log.error("retrying %d server-ban writes failed: %r", len(batch) - len(written),
-                          error)
-
-        self.scheduler.run_blocking(write, done)
+        self._write_bans(list(self._bans_latest), retry=True)
 
     def dline_for(self, ip: str) -> ServerBan | None:
         """The D-line banning address ``ip`` now, or None (checked when a connection opens)."""
