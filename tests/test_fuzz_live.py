@@ -286,6 +286,31 @@ def control_chars(lines: list[str]) -> list[str]:
     return [line for line in lines if "\r" in line or "\x00" in line]
 
 
+def assert_ordinary_users_lost_nothing(srv, alice, bob, readers) -> None:
+    """alice and bob got every numbered channel message and DM of the other, once and
+    in order (flood control may delay, never drop), stayed connected and saw no ERROR
+    and no control character; the server is alive. Stops their ``readers``."""
+    deadline = time.monotonic() + 15
+    expected = list(range(NUMBERED))
+
+    def got() -> list[list[int]]:
+        return [numbered(bob.lines, "alice", "#general", "from-alice"),
+                numbered(alice.lines, "bob", "#general", "from-bob"),
+                numbered(bob.lines, "alice", "bob", "dm-alice"),
+                numbered(alice.lines, "bob", "alice", "dm-bob")]
+
+    while time.monotonic() < deadline and got() != [expected] * 4:
+        time.sleep(0.1)
+    for r in readers:
+        r.stop.set()
+        r.join(2)
+    assert not any(r.closed for r in readers), "an ordinary client was disconnected"
+    assert srv.alive(), "the server died under fuzzing"
+    assert got() == [expected] * 4
+    assert not any(command_of(line) == "ERROR" for line in alice.lines + bob.lines)
+    assert control_chars(alice.lines + bob.lines) == []
+
+
 def test_live_fuzz_loses_nothing_for_ordinary_clients(server_factory, tmp_path):
     srv = server_factory(config_text=CONFIG)
     alice = register(srv.port, "alice")
@@ -314,26 +339,7 @@ def test_live_fuzz_loses_nothing_for_ordinary_clients(server_factory, tmp_path):
     assert tried == FUZZERS * LINES_PER_FUZZER
 
     # Wait for the last numbered messages (flood control may delay, never drop).
-    deadline = time.monotonic() + 15
-    expected = list(range(NUMBERED))
-    while time.monotonic() < deadline:
-        if (numbered(bob.lines, "alice", "#general", "from-alice") == expected
-                and numbered(alice.lines, "bob", "#general", "from-bob") == expected
-                and numbered(bob.lines, "alice", "bob", "dm-alice") == expected
-                and numbered(alice.lines, "bob", "alice", "dm-bob") == expected):
-            break
-        time.sleep(0.1)
-    for r in readers:
-        r.stop.set()
-        r.join(2)
-    assert not any(r.closed for r in readers), "an ordinary client was disconnected"
-    assert srv.alive(), "the server died under fuzzing"
-    assert numbered(bob.lines, "alice", "#general", "from-alice") == expected
-    assert numbered(alice.lines, "bob", "#general", "from-bob") == expected
-    assert numbered(bob.lines, "alice", "bob", "dm-alice") == expected
-    assert numbered(alice.lines, "bob", "alice", "dm-bob") == expected
-    assert not any(command_of(line) == "ERROR" for line in alice.lines + bob.lines)
-    assert control_chars(alice.lines + bob.lines) == []
+    assert_ordinary_users_lost_nothing(srv, alice, bob, readers)
 
     # The server still works for a newcomer.
     fresh = register(srv.port, "fresh")
@@ -774,26 +780,7 @@ def test_live_fuzz_of_every_command_handler(server_factory, tmp_path):
             assert m and m.group(1) not in ("reset", "closed by peer"), (source, port, where)
 
     # The ordinary users lost nothing.
-    deadline = time.monotonic() + 15
-    expected = list(range(NUMBERED))
-    while time.monotonic() < deadline:
-        if (numbered(bob.lines, "alice", "#general", "from-alice") == expected
-                and numbered(alice.lines, "bob", "#general", "from-bob") == expected
-                and numbered(bob.lines, "alice", "bob", "dm-alice") == expected
-                and numbered(alice.lines, "bob", "alice", "dm-bob") == expected):
-            break
-        time.sleep(0.1)
-    for r in readers:
-        r.stop.set()
-        r.join(2)
-    assert not any(r.closed for r in readers), "an ordinary client was disconnected"
-    assert srv.alive(), "the server died under fuzzing"
-    assert numbered(bob.lines, "alice", "#general", "from-alice") == expected
-    assert numbered(alice.lines, "bob", "#general", "from-bob") == expected
-    assert numbered(bob.lines, "alice", "bob", "dm-alice") == expected
-    assert numbered(alice.lines, "bob", "alice", "dm-bob") == expected
-    assert not any(command_of(line) == "ERROR" for line in alice.lines + bob.lines)
-    assert control_chars(alice.lines + bob.lines) == []
+    assert_ordinary_users_lost_nothing(srv, alice, bob, readers)
     sent = sum(sum(f.sent.values()) for f in fuzzers)
     print(f"command fuzz: {sent} lines over {len(commands)} commands on "
           f"{len(outcomes)} connections; max PING round trip {max(observer.rtts):.3f} s")
