@@ -1,9 +1,9 @@
 """Relayed messages: one event, serialised once per distinct set of tags.
 
-When a user's message goes to N clients, each client may want different
+When a user's message goes to N sessions, each may want different
 IRCv3 tags (server-time's ``time``, message-tags' ``msgid`` and client-only
 tags, account-tag's ``account``). An :class:`Event` holds the line without
-tags and builds each variant the first time a client needs it, so a fan-out
+tags and builds each variant the first time a session needs it, so a fan-out
 costs at most eight serialisations (one per combination), usually one.
 """
 
@@ -134,10 +134,26 @@ class Event:
         tags = self.tags_for(mask, extra)
         return (tags + " " if tags else "") + self.line
 
-    def send_to(self, clients, exclude=None) -> None:
-        """Write the event to each client (except ``exclude``), in the variant it needs."""
+    def send_to(self, users, exclude=None) -> None:
+        """Write the event to each local session of each user in ``users`` (except
+        user ``exclude``), in the variant each session needs; a user with no
+        session here (on another node) costs one empty loop."""
         plain = self.plain
-        for c in clients:
-            if c is not exclude:
-                m = c.tagmask
-                c.write(plain if not m else self.bytes_for(m))
+        for u in users:
+            if u is not exclude:
+                for s in u.sessions:
+                    m = s.tagmask
+                    s.write(plain if not m else self.bytes_for(m))
+
+    def send_with_cap(self, users, cap: str, exclude=None) -> None:
+        """:meth:`send_to`, only to the sessions that enabled IRCv3 capability ``cap``."""
+        for u in users:
+            if u is not exclude:
+                for s in u.sessions:
+                    if cap in s.caps:
+                        s.write(self.bytes_for(s.tagmask))
+
+    def write_to(self, sessions) -> None:
+        """Write the event to each of ``sessions`` (:class:`~ircd.state.Session`)."""
+        for s in sessions:
+            s.write(self.bytes_for(s.tagmask))

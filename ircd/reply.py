@@ -13,6 +13,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from ircd.protocol.message import escape_tag_value, fit_line, format_line
+from ircd.state import NoSession, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -28,17 +29,23 @@ def _middle(param: str) -> str:
 
 
 class Reply:
-    """Lines (``str`` without CR LF) for the client that issued one command.
+    """Lines (``str`` without CR LF) for the session that sent one command.
 
-    ``server_name`` is the source of numerics; ``nick`` the target nick
-    (``"*"`` before registration) and is read when each numeric is built.
+    ``server_name`` is the source of numerics; ``client`` the issuing user,
+    whose nick (``"*"`` before registration) is read when each numeric is
+    built; ``session`` the :class:`~ircd.state.Session` the lines are for,
+    whose capabilities decide their tags (default: the user's first session,
+    or a :class:`~ircd.state.NoSession` when it has none here).
     """
 
-    __slots__ = ("server_name", "client", "lines")
+    __slots__ = ("server_name", "client", "session", "lines")
 
-    def __init__(self, server_name: str, client) -> None:
+    def __init__(self, server_name: str, client, session: Session | None = None) -> None:
         self.server_name = server_name
         self.client = client
+        if session is None:
+            session = getattr(client, "session", None) or NoSession()
+        self.session = session
         self.lines: list[str] = []
 
     def numeric(self, code: str, *params: str) -> None:
@@ -82,31 +89,41 @@ class Reply:
 
 
 class Context(Reply):
-    """What a handler works with: ``server``, the issuing ``client``, and ``reply``.
+    """What a handler works with: ``server``, the issuing user ``client``, the
+    ``session`` (connection) the line came from, and ``reply``.
 
+    A handler acts on the user (identity, channels, modes); what is per
+    connection (capabilities, the label, the SASL exchange, CAP state) it
+    reads from ``session``, and its reply goes to that session only. For a
+    command with no connection of ours behind it (a remote user's, applied
+    from a cluster's log) ``session`` is a fresh :class:`~ircd.state.NoSession`.
     The context is itself the command's :class:`Reply` (``ctx.reply is
     ctx``): one object per command on the hot path instead of two.
     """
 
     __slots__ = ("server",)
 
-    def __init__(self, server: Server, client: Client) -> None:
+    def __init__(self, server: Server, client: Client, session: Session | None) -> None:
         self.server_name = server.name
         self.client = client
         self.lines = []
         self.server = server
+        self.session = session if session is not None else NoSession()
 
     @property
     def reply(self) -> Reply:
         return self
 
 
-def take_label(client: Client, reply: Reply) -> None:
-    """Label a reply that completes a command answered asynchronously (see :func:`dispatch`)."""
-    label = client.pending_label
+def take_label(session: Session | None, reply: Reply) -> None:
+    """Label a reply that completes a command ``session`` sent, answered
+    asynchronously (see :func:`ircd.commands.registry.dispatch`)."""
+    if session is None:
+        return
+    label = session.pending_label
     if label is not None:
-        client.pending_label = None
-        label_reply(reply, label, "batch" in client.caps)
+        session.pending_label = None
+        label_reply(reply, label, "batch" in session.caps)
 
 
 _labels = itertools.count(1)

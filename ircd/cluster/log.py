@@ -50,7 +50,7 @@ from ircd.protocol.message import (
 )
 from ircd.reply import Reply, take_label
 from ircd.serverbans import ServerBan
-from ircd.state import Channel, Client
+from ircd.state import Channel, Client, NoSession, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -133,12 +133,11 @@ class NodeInfo:
     info: str = ""
 
 
-def _noop_write(data: bytes) -> None:
-    """The ``write`` of a user on another node: that node delivers its bytes."""
-
-
-def _noop_close(reason: str) -> None:
-    """The ``close`` of a user on another node: that node closes its connection."""
+def _caps(client: Client) -> list[str]:
+    """The capabilities of ``client``'s session, for its record (informative: a
+    user of another node has no session here, so no node reads them)."""
+    session = client.session
+    return sorted(session.caps) if session is not None else []
 
 
 def canonical_line(msg: Message) -> bytes:
@@ -222,7 +221,7 @@ class Replication:
 
     # -- lines from this node's users ------------------------------------------
 
-    def handle_line(self, client: Client, line: bytes | object) -> None:
+    def handle_line(self, session: Session, line: bytes | object) -> None:
         """:meth:`ircd.core.Server.handle_line` in cluster mode.
 
         A registered user's line is parsed once (:func:`parse_received`); that
@@ -234,38 +233,39 @@ class Replication:
         :data:`MAX_IN_FLIGHT` such lines of one client may be in the log at
         once (then its input pauses). Any other line runs at once on the
         replica, but only after the client's lines in flight were applied, so
-        every client's lines are answered in the order it sent them.
+        every session's lines are answered in the order it sent them.
         """
-        if client.quitting:
+        if session.user.quitting:
             return
-        if client.deferred:  # lines wait already: this one waits behind them
-            client.deferred.append(line)
+        if session.deferred:  # lines wait already: this one waits behind them
+            session.deferred.append(line)
             return
-        self._handle(client, line)
+        self._handle(session, line)
 
-    def _handle(self, client: Client, line: bytes | object) -> None:
+    def _handle(self, session: Session, line: bytes | object) -> None:
         if isinstance(line, Parsed):  # decided already: it runs here
-            self._run_here(client, line)
+            self._run_here(session, line)
             return
+        client = session.user
         if not client.registered or not isinstance(line, bytes):
-            self._run_here(client, line)  # registration, or LineTooLong (417)
+            self._run_here(session, line)  # registration, or LineTooLong (417)
             return
         server = self.server
-        client.last_seen = server.clock()
+        session.last_seen = server.clock()
         parsed = parse_received(line)
         msg = parsed.msg
         if msg is None or not parsed.valid:
-            self._run_here(client, parsed)  # 417, ignored, or refused (UTF8ONLY)
+            self._run_here(session, parsed)  # 417, ignored, or refused (UTF8ONLY)
             return
         shared, local = self.route(msg)
         if local is not None:
-            self._run_here(client, Parsed(local))
+            self._run_here(session, Parsed(local))
         if shared is not None:
-            client.in_flight += 1
+            session.in_flight += 1
             self.submit(client, shared.command, canonical_line(shared),
-                        self._replier(client, shared.command))
-            if client.in_flight >= MAX_IN_FLIGHT:
-                client.pending = True
+                        self._replier(session, shared.command))
+            if session.in_flight >= MAX_IN_FLIGHT:
+                session.pending = True
 
     def route(self, msg: Message) -> tuple[Message | None, Message | None]:
         """Where a registered user's parsed line runs: ``(shared, local)``.
@@ -328,61 +328,63 @@ class Replication:
             return not words or words[0].upper() not in service.commands
         return False
 
-    def _run_here(self, client: Client, line: bytes | object) -> None:
-        """Run a line on this node now, or once the client's lines in flight are applied.
+    def _run_here(self, session: Session, line: bytes | object) -> None:
+        """Run a line on this node now, or once the session's lines in flight are applied.
 
         ``line`` is raw (bytes, or ``LineTooLong``) for an unregistered client, or
         a :class:`Parsed` line (parsed once, in :meth:`_handle`).
         """
-        if client.in_flight:
-            if client.deferred is None:
-                client.deferred = []
-            client.deferred.insert(0, line)
-            client.pending = True  # the connection keeps the lines after it
+        if session.in_flight:
+            if session.deferred is None:
+                session.deferred = []
+            session.deferred.insert(0, line)
+            session.pending = True  # the connection keeps the lines after it
             return
         server = self.server
         if isinstance(line, Parsed):
-            server.run_parsed(client, line)   # (parsed once, in _handle)
+            server.run_parsed(session, line)   # (parsed once, in _handle)
         else:
-            type(server).handle_line(server, client, line)
+            type(server).handle_line(server, session, line)
 
-    def _replier(self, client: Client, command: str) -> Done:
+    def _replier(self, session: Session, command: str) -> Done:
+        client = session.user
+
         def done(reply: Reply | None) -> None:
-            client.in_flight -= 1
+            session.in_flight -= 1
             if client.quitting:
                 return
             if reply is None:
-                out = Reply(self.server.name, client)
+                out = Reply(self.server.name, client, session)
                 out.numeric(N.ERR_UNKNOWNERROR, command, UNAVAILABLE)
                 reply = out
             if reply.lines:
-                client.write(reply.to_bytes())
-            self._continue(client)
+                session.write(reply.to_bytes())
+            self._continue(session)
         return done
 
-    def _continue(self, client: Client) -> None:
-        """After one of ``client``'s lines was applied: run the lines that waited for
+    def _continue(self, session: Session) -> None:
+        """After one of ``session``'s lines was applied: run the lines that waited for
         it, or resume reading when it was paused at :data:`MAX_IN_FLIGHT`.
 
         (The connection stops handing over lines while ``pending`` is set, so at
         most the one line that found lines in flight waits here.)
         """
-        deferred = client.deferred
+        client = session.user
+        deferred = session.deferred
         while deferred and not client.quitting:
-            if client.in_flight:
-                client.pending = True
+            if session.in_flight:
+                session.pending = True
                 return
             line = deferred.pop(0)
-            client.pending = False
-            self._handle(client, line)
-            if client.pending and not client.in_flight:
+            session.pending = False
+            self._handle(session, line)
+            if session.pending and not session.in_flight:
                 return  # a local command that waits for a password check resumes itself
-        client.deferred = None
-        if client.quitting or client.in_flight >= MAX_IN_FLIGHT:
+        session.deferred = None
+        if client.quitting or session.in_flight >= MAX_IN_FLIGHT:
             return
-        client.pending = False
-        if client.resume is not None:
-            client.resume()
+        session.pending = False
+        session.resume()
 
     def submit(self, client: Client, command: str, line: bytes, done: Done) -> None:
         """Append ``line`` (raw bytes, no CR LF) from ``client`` to the log; ``done``
@@ -406,7 +408,7 @@ class Replication:
         if msg.command in ("PRIVMSG", "NOTICE"):
             shared, local = self.route(msg)
             if local is not None:
-                reply = dispatch(self.server, client, local)
+                reply = dispatch(self.server, client, local, client.session)
                 if shared is None:
                     if done is not None:
                         done(reply)
@@ -435,21 +437,21 @@ class Replication:
             server.quit(client, "Cluster unavailable", error="Cluster unavailable")
             return
         seq = next(self._seq)
-        client.pending = True
+        session = client.session or NoSession()  # (a pseudo-user's inbox, or none)
+        session.pending = True
         client.node = self.node.id
 
         def done(reply: Reply | None) -> None:
-            client.pending = False
+            session.pending = False
             if client.quitting:
                 return
             if reply is None:
                 server.quit(client, "Cluster unavailable", error="Cluster unavailable")
                 return
-            take_label(client, reply)
+            take_label(session, reply)
             if reply.lines:
-                client.write(reply.to_bytes())
-            if client.resume is not None:
-                client.resume()
+                session.write(reply.to_bytes())
+            session.resume()
 
         self.waiting[seq] = done
         self.transport.append(encode_json({
@@ -468,7 +470,7 @@ class Replication:
         self.transport.append(encode_json({
             "k": "user", "o": self.node.id, "id": client.id,
             "account": client.account, "oper": list(client.oper) if client.oper else None,
-            "modes": "".join(sorted(client.modes)), "caps": sorted(client.caps)}), 0, retry=True)
+            "modes": "".join(sorted(client.modes)), "caps": _caps(client)}), 0, retry=True)
 
     def publish_account_name(self, name: str, present: bool) -> None:
         """Account ``name`` was created (``present``) or dropped: every replica's
@@ -541,14 +543,17 @@ class Replication:
         history = server.history
         mark = len(history.pending) if history is not None else 0
         self._enter(entry_id, origin)
+        # The command runs for the user; its reply is for the session that sent it
+        # (this node's) or for none (a user of another node: its node answers).
+        session = client.session if local or client.is_pseudo else None
         try:
-            paused = client.pending
-            if local:
-                client.pending = False  # (else dispatch keeps a label for a later answer)
-            else:
-                client.last_seen = self._clock()
-            reply = dispatch(server, client, msg)
-            client.pending = client.pending or paused
+            if session is not None:
+                paused = session.pending
+                if local:
+                    session.pending = False  # (else dispatch keeps a label for a later answer)
+            reply = dispatch(server, client, msg, session)
+            if session is not None:
+                session.pending = session.pending or paused
         finally:
             self._leave()
             if not local and history is not None:
@@ -606,14 +611,13 @@ class Replication:
         local = obj["o"] == self.node.id
         if not local:
             client.oper = tuple(obj["oper"]) if obj["oper"] else None  # type: ignore[assignment]
-            client.modes = set(obj["modes"])
-            client.caps = set(obj["caps"])
+            client.modes = frozenset(obj["modes"])
             account = obj["account"]
             if account != client.account:
                 client.account = account
                 event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
                                      self._clock())
-                event.send_to(presence.interested(self.server, client, "account-notify"))
+                event.write_to(presence.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
         names = self.server.account_names
@@ -656,27 +660,28 @@ class Replication:
             "host": client.host, "ip": client.ip, "realname": client.realname,
             "account": client.account, "kind": client.kind, "modes": "".join(sorted(client.modes)),
             "away": client.away, "signon": client.signon, "last_active": client.last_active,
-            "oper": list(client.oper) if client.oper else None, "caps": sorted(client.caps),
+            "oper": list(client.oper) if client.oper else None, "caps": _caps(client),
             "server": client.server or self.server.name,
             "invites": [[cf, t] for cf, t in client.invites.items()],  # oldest first
         }
 
     def _replica(self, rec: dict[str, Any]) -> Client:
-        client = Client(rec["id"], _noop_write, _noop_close, rec["ip"], rec["kind"],
-                        rec["signon"])
+        """A user of another node, from its record: a :class:`~ircd.state.User`
+        with no session here (its node delivers to it and closes its connection)."""
+        client = Client(rec["id"], rec["ip"], rec["kind"], rec["signon"])
         client.node = rec["node"]
         client.server = rec["server"]
         client.host = rec["host"]
         client.user = rec["user"]
         client.realname = rec["realname"]
         client.account = rec["account"]
-        client.modes = set(rec["modes"])
+        client.modes = frozenset(rec["modes"])
         client.away = rec["away"]
         client.last_active = rec["last_active"]
         client.oper = tuple(rec["oper"]) if rec["oper"] else None  # type: ignore[assignment]
-        client.caps = set(rec["caps"])
-        # [[casefolded channel, its creation time], ...], oldest first (Client.invites)
-        client.invites = {cf: t for cf, t in rec["invites"]}
+        # [[casefolded channel, its creation time], ...], oldest first (User.invites)
+        if rec["invites"]:
+            client.invites = {cf: t for cf, t in rec["invites"]}
         client.set_nick(rec["nick"])
         return client
 

@@ -79,7 +79,7 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
         start, end = float(a[1]), float(b[1])
         found = history.targets_between(list(keys), start, end, min(int(p[3]), limit_max))
         ref = new_batch_id()
-        use_batch = "batch" in client.caps
+        use_batch = "batch" in ctx.session.caps
         if use_batch:
             ctx.reply.send("BATCH", "+" + ref, "draft/chathistory-targets")
         for dm, t in found:

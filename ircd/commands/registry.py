@@ -25,7 +25,7 @@ from ircd.reply import Context, Reply, label_reply, take_label
 
 if TYPE_CHECKING:
     from ircd.core import Server
-    from ircd.state import Client
+    from ircd.state import Client, Session
 
 __all__ = ["COMMANDS", "CommandSpec", "Context", "command", "dispatch", "label_reply", "take_label"]
 
@@ -60,9 +60,12 @@ def command(name: str, *, min_params: int = 0, pre_registration: bool = False,
     return register
 
 
-def dispatch(server: Server, client: Client, msg: Message) -> Reply:
-    """Run one command for ``client``; return the reply lines for it (not yet sent)."""
-    reply = ctx = Context(server, client)
+def dispatch(server: Server, client: Client, msg: Message,
+             session: Session | None = None) -> Reply:
+    """Run one command of user ``client``, received by its ``session`` (None: no
+    connection, see :class:`Context`); return the reply lines for it (not yet sent)."""
+    reply = ctx = Context(server, client, session)
+    session = ctx.session
     spec = COMMANDS.get(msg.command)
     if spec is None:
         if client.registered:
@@ -75,18 +78,18 @@ def dispatch(server: Server, client: Client, msg: Message) -> Reply:
         reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
     else:
         if spec.updates_idle:
-            client.last_active = client.last_seen  # set when this line arrived
+            client.last_active = session.last_seen or server.clock()  # when this line arrived
         try:
             spec.handler(ctx, msg)
         except Exception:
             log.exception("handler for %s failed (client %s)", msg.command, client.nick)
             reply.numeric(N.ERR_UNKNOWNERROR, msg.command, "Internal server error")
-    if msg.tags and "labeled-response" in client.caps:
+    if msg.tags and "labeled-response" in session.caps:
         label = msg.tags.get("label")
         if label:
-            if client.pending:
+            if session.pending:
                 # Answered later, off the loop (a password check): label that answer.
-                client.pending_label = label
+                session.pending_label = label
             else:
-                label_reply(reply, label, "batch" in client.caps)
+                label_reply(reply, label, "batch" in session.caps)
     return reply

@@ -65,7 +65,7 @@ def refused_by_kline(server, client: Client, reply: Reply) -> bool:
     ban = server.serverbans.kline_for(_sources(client), server.clock())
     if ban is None:
         return False
-    client.write(reply.to_bytes())
+    reply.session.write(reply.to_bytes())
     reply.lines.clear()
     disconnect_banned(server, client, ban)
     return True

@@ -17,12 +17,12 @@ def new_batch_id() -> str:
 
 def send_batch(client, reply, target: str, items: list[Item], batch_type: str = "chathistory") -> None:
     """Add ``items`` to ``reply`` in a batch (or plainly, for a client without ``batch``)."""
-    use_batch = "batch" in client.caps
+    use_batch = "batch" in reply.session.caps
     ref = new_batch_id()
     if use_batch:
         reply.send("BATCH", "+" + ref, batch_type, target)
     # Tags as the client's capabilities allow (server-time gives the original time).
-    mask = client.tagmask
+    mask = reply.session.tagmask
     for item in items:
         line = f":{item.source} {item.command} {item.to_name} :{item.text}"
         event = Event(line, item.t, item.msgid, item.account)
