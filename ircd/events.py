@@ -141,9 +141,23 @@ class Event:
         plain = self.plain
         for u in users:
             if u is not exclude:
-                for s in u.sessions:
+                s = u.session  # the one session (the usual case), else None
+                if s is not None:
                     m = s.tagmask
                     s.write(plain if not m else self.bytes_for(m))
+                elif u.sessions:  # several
+                    for s in u.sessions:
+                        m = s.tagmask
+                        s.write(plain if not m else self.bytes_for(m))
+
+    def send_to_sessions(self, sessions, exclude=None) -> None:
+        """Write the event to each of ``sessions`` except ``exclude`` (a channel's
+        :meth:`~ircd.state.Channel.local_sessions`: the channel message hot path)."""
+        plain = self.plain
+        for s in sessions:
+            if s is not exclude:
+                m = s.tagmask
+                s.write(plain if not m else self.bytes_for(m))
 
     def send_with_cap(self, users, cap: str, exclude=None) -> None:
         """:meth:`send_to`, only to the sessions that enabled IRCv3 capability ``cap``."""

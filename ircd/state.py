@@ -122,29 +122,32 @@ class NoSession(Session):
 
 
 class CallbackSession(Session):
-    """A :class:`Session` that gives its output to ``write`` and its close to
-    ``close`` (unit tests; pseudo-users, whose "connection" is the service
-    reading the lines addressed to it)."""
+    """A :class:`Session` whose output goes to the callable ``write`` and whose
+    close to ``close`` (unit tests, benchmarks; pseudo-users, whose "connection"
+    is the service reading the lines delivered to it; the SEND dialect).
+    ``on_resume`` is called when ``pending`` clears.
 
-    __slots__ = ("_write", "_close", "on_resume")
+    The callables are kept in the instance's own ``write`` and ``close`` slots
+    (which shadow the methods), so a write is one call of ``write``, e.g.
+    ``list.append``.
+    """
+
+    __slots__ = ("write", "close", "on_resume")  # type: ignore[assignment]
 
     def __init__(self, write: Write, close: Close | None = None,
                  on_resume: Callable[[], None] | None = None) -> None:
         Session.__init__(self)
-        self._write = write
-        self._close = close
+        self.write = write  # type: ignore[method-assign,assignment]
+        self.close = close if close is not None else _ignore_close  # type: ignore[method-assign,assignment]
         self.on_resume = on_resume
-
-    def write(self, data: bytes) -> None:
-        self._write(data)
-
-    def close(self, reason: str) -> None:
-        if self._close is not None:
-            self._close(reason)
 
     def resume(self) -> None:
         if self.on_resume is not None:
             self.on_resume()
+
+
+def _ignore_close(reason: str) -> None:
+    """The close of a session with nothing to close (a pseudo-user's inbox)."""
 
 
 class User:
@@ -166,7 +169,9 @@ class User:
 
     ``sessions`` are the user's connections on this node (a tuple, empty for
     a user on another node of a cluster): :meth:`write` delivers to each of
-    them, so a user with no local session receives nothing here. ``node`` is
+    them, so a user with no local session receives nothing here. ``session``
+    is the one session when there is exactly one (the case every delivery
+    loop tries first), else None. ``node`` is
     the id of the node the user is connected to (0 on a single node) and
     ``server`` that node's server name (``""`` for this server).
     Times are ``time.time()`` seconds.
@@ -176,7 +181,7 @@ class User:
         "id", "kind", "ip", "host", "nick", "nick_cf", "user", "realname", "source",
         "account", "registered", "quitting", "monitoring",
         "modes", "away", "channels", "invites", "signon", "last_active",
-        "oper", "node", "server", "sessions",
+        "oper", "node", "server", "sessions", "session",
     )
 
     def __init__(self, uid: int, ip: str, kind: str = "irc", now: float = 0.0) -> None:
@@ -206,24 +211,24 @@ class User:
         self.node = 0
         self.server = ""
         self.sessions: tuple[Session, ...] = ()
+        self.session: Session | None = None
 
     # -- sessions ------------------------------------------------------------
 
     def attach(self, session: Session) -> None:
         """Add ``session`` to the user's connections (it then receives what the user does)."""
         session.user = self
-        self.sessions = (*self.sessions, session)
+        self._set_sessions((*self.sessions, session))
 
     def detach(self, session: Session) -> None:
         """Remove ``session`` from the user's connections (closed or moved away)."""
-        self.sessions = tuple(s for s in self.sessions if s is not session)
+        self._set_sessions(tuple(s for s in self.sessions if s is not session))
 
-    @property
-    def session(self) -> Session | None:
-        """The user's first local connection, or None (a remote or pseudo-user
-        without one)."""
-        sessions = self.sessions
-        return sessions[0] if sessions else None
+    def _set_sessions(self, sessions: tuple[Session, ...]) -> None:
+        self.sessions = sessions
+        self.session = sessions[0] if len(sessions) == 1 else None
+        for chan in self.channels.values():
+            chan.targets = None  # (its fan-out list names the sessions)
 
     def write(self, data: bytes) -> None:
         """Deliver ``data`` (CR LF terminated lines) to each of the user's local sessions."""
@@ -327,6 +332,18 @@ class Channel:
     # The list masks compiled (ircd.chanaccess), so a JOIN or message does not
     # compile every +b/+e/+I mask again; at most about the three lists' entries.
     globs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The members' local sessions in membership order (local_sessions), None until
+    # asked for after a change of members or of a member's sessions.
+    targets: list[Session] | None = field(default=None, compare=False, repr=False)
+
+    def local_sessions(self) -> list[Session]:
+        """Every session on this node of every member, in membership order (the
+        fan-out list of a channel message; kept until the members or their
+        sessions change)."""
+        targets = self.targets
+        if targets is None:
+            targets = self.targets = [s for m in self.members for s in m.sessions]
+        return targets
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
@@ -410,6 +427,7 @@ class World:
 
     def join(self, client: Client, chan: Channel, modes: str = "") -> None:
         chan.members[client] = modes
+        chan.targets = None
         channels = client.channels
         if not isinstance(channels, dict):
             channels = client.channels = {}
@@ -422,6 +440,7 @@ class World:
         belongs to it: ``Server.channel_gone``).
         """
         chan.members.pop(client, None)
+        chan.targets = None
         channels = client.channels
         cf = casefold(chan.name)
         if cf in channels:

@@ -106,8 +106,12 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                 recipients = members
             if tagmsg:
                 event.send_with_cap(recipients, "message-tags", exclude=client)
-            else:
+            elif status:
                 event.send_to(recipients, exclude=client)
+            else:
+                # (the sender's own session, if it is one of the channel's targets)
+                event.send_to_sessions(chan.local_sessions(),
+                                       session if session.user is client else client.session)
             server.stats.messages_relayed += server.origin_here  # counted by the node that took it
             if echo:
                 reply.raw(event.str_for(session.tagmask))
@@ -144,7 +148,7 @@ def relay_direct_fast(server, session, raw: bytes) -> bool:
     ``raw`` is a line ``session`` received (bytes, no CR LF). Handles exactly
     ``PRIVMSG <nick> :<text>`` from a registered client without echo-message,
     with valid UTF-8 and no CR or NUL, to an online user who has no tag
-    capabilities on any session and is not away, when the message is not recorded in the
+    capabilities on its one session and is not away, when the message is not recorded in the
     history (not both users logged in): the case that costs one parse and
     dispatch per delivery, so it is worth a path of its own. It writes the
     same bytes as :func:`_relay` would (``tests/test_fast_path.py`` checks
@@ -171,20 +175,17 @@ def relay_direct_fast(server, session, raw: bytes) -> bool:
             _FOLDED.clear()
         folded = _FOLDED[target] = target.decode().translate(RFC1459)
     user = server.world.users.get(folded)
-    if user is None or user.away is not None or "echo-message" in session.caps:
+    if user is None:
         return False
-    sessions = user.sessions
-    for s in sessions:
-        if s.tagmask:
-            return False
+    to = user.session  # (None: no session here, or several: the general path)
+    if to is None or to.tagmask or user.away is not None or "echo-message" in session.caps:
+        return False
     if client.account and user.account and server.history is not None:
         return False
     client.last_active = session.last_seen
     server.stats.messages_relayed += 1  # a local user's line: cluster mode never comes here
-    data = b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
-                     raw[sep:], b"\r\n"))
-    for s in sessions:
-        s.write(data)
+    to.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
+                       raw[sep:], b"\r\n")))
     return True
 
 
