@@ -13,6 +13,7 @@ from ircd.core import ImmediateScheduler, Server
 from ircd.events import Event
 from ircd.net import Connection
 from ircd.state import EMPTY_MAP, EMPTY_SET, CallbackSession, Session, User
+from ircd.storage.sqlite import SQLiteAccountRows
 from tests.test_cluster_unit import MemoryLog
 from tests.test_cluster_unit import user as cluster_user
 from tests.test_core import Conn, FakeClock
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def store(tmp_path):
-    s = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    s = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     yield s
     s.close()
 
