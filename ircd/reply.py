@@ -13,7 +13,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from ircd.protocol.message import escape_tag_value, fit_line, format_line
-from ircd.state import NoSession, Session
+from ircd.state import NO_SESSION, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -44,7 +44,7 @@ class Reply:
         self.server_name = server_name
         self.client = client
         if session is None:
-            session = getattr(client, "session", None) or NoSession()
+            session = getattr(client, "session", None) or NO_SESSION
         self.session = session
         self.lines: list[str] = []
 
@@ -96,7 +96,7 @@ class Context(Reply):
     connection (capabilities, the label, the SASL exchange, CAP state) it
     reads from ``session``, and its reply goes to that session only. For a
     command with no connection of ours behind it (a remote user's, applied
-    from a cluster's log) ``session`` is a fresh :class:`~ircd.state.NoSession`.
+    from a cluster's log) ``session`` is the shared :data:`~ircd.state.NO_SESSION`.
     The context is itself the command's :class:`Reply` (``ctx.reply is
     ctx``): one object per command on the hot path instead of two.
     """
@@ -108,7 +108,7 @@ class Context(Reply):
         self.client = client
         self.lines = []
         self.server = server
-        self.session = session if session is not None else NoSession()
+        self.session = session if session is not None else NO_SESSION
 
     @property
     def reply(self) -> Reply:

@@ -110,15 +110,36 @@ class Session:
 class NoSession(Session):
     """The session of a command no connection of ours sent (a remote user's,
     applied from a cluster's log; a reply built for a user with no local
-    session): no capabilities, and what is written to it goes nowhere."""
+    session): no capabilities, what is written to it goes nowhere, and it
+    keeps nothing (setting an attribute does nothing: there is no connection
+    to pause or to remember a state for), so one instance, :data:`NO_SESSION`,
+    serves every such command."""
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        for name, value in _SESSION_DEFAULTS.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        pass
 
     def write(self, data: bytes) -> None:
         pass
 
     def close(self, reason: str) -> None:
         pass
+
+
+_SESSION_DEFAULTS: dict[str, Any] = {
+    "user": None, "caps": EMPTY_SET, "tagmask": 0, "cap_negotiating": False,
+    "cap_version": 0, "sasl": None, "password": None, "pending": False,
+    "pending_label": None, "in_flight": 0, "deferred": None, "last_seen": 0.0,
+    "ping_sent": 0.0,
+}
+
+NO_SESSION: Session = NoSession()
+"""The one :class:`NoSession` (immutable, so shared)."""
 
 
 class CallbackSession(Session):

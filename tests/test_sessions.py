@@ -12,7 +12,7 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.events import Event
 from ircd.net import Connection
-from ircd.state import EMPTY_MAP, EMPTY_SET, CallbackSession, Session, User
+from ircd.state import EMPTY_MAP, EMPTY_SET, NO_SESSION, CallbackSession, Session, User
 from ircd.storage.sqlite import SQLiteAccountRows
 from tests.test_cluster_unit import MemoryLog
 from tests.test_cluster_unit import user as cluster_user
@@ -144,3 +144,13 @@ def test_a_connection_is_a_session_with_slots_only():
     # No per-connection __dict__ anywhere in the class chain (memory per idle connection).
     assert all("__dict__" not in vars(cls) for cls in Connection.__mro__ if cls is not object)
     assert all("__dict__" not in vars(cls) for cls in User.__mro__ if cls is not object)
+
+
+def test_the_session_of_a_command_from_no_connection_keeps_nothing():
+    """A remote user's command applied here runs with NO_SESSION: one shared
+    object, so nothing a handler sets on it may stick."""
+    NO_SESSION.pending = True
+    NO_SESSION.caps = frozenset({"echo-message"})
+    NO_SESSION.write(b"lost\r\n")
+    assert NO_SESSION.pending is False and NO_SESSION.caps == frozenset()
+    assert NO_SESSION.user is None and NO_SESSION.tagmask == 0

@@ -50,7 +50,7 @@ from ircd.protocol.message import (
 )
 from ircd.reply import Reply, take_label
 from ircd.serverbans import ServerBan
-from ircd.state import Channel, Client, NoSession, Session
+from ircd.state import NO_SESSION, Channel, Client, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -437,7 +437,7 @@ class Replication:
             server.quit(client, "Cluster unavailable", error="Cluster unavailable")
             return
         seq = next(self._seq)
-        session = client.session or NoSession()  # (a pseudo-user's inbox, or none)
+        session = client.session or NO_SESSION  # (a pseudo-user's inbox, or none)
         session.pending = True
         client.node = self.node.id
 

@@ -29,7 +29,7 @@ from ircd.ops import presence
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.reply import Reply, take_label
-from ircd.state import NoSession, Session
+from ircd.state import NO_SESSION, Session
 
 log = logging.getLogger("ircd.login")
 
@@ -95,7 +95,7 @@ def _session(client, session: Session | None) -> Session:
     """``session``, else ``client``'s first session, else a :class:`NoSession`."""
     if session is None:
         session = client.session
-    return session if session is not None else NoSession()
+    return session if session is not None else NO_SESSION
 
 
 def _run(server, client, fn: Callable[[], Any],
