@@ -31,8 +31,9 @@ from nativeclient.events import (
     ConnectionLost,
 )
 from nativeclient.render import Renderer
-from nativeclient.session import ChatSession, debug_threads_enabled, fold
+from nativeclient.session import ChatSession, debug_threads_enabled
 from nativeclient.ui import Outcome, PipeUI, TerminalUI
+from nativeclient.wire import fold
 
 EXIT_USAGE = 64
 EXIT_INTERNAL = 70

@@ -49,7 +49,8 @@ from nativeclient.commands import (
 )
 from nativeclient.events import ConnectionLost, Disconnected, Event
 from nativeclient.render import Renderer
-from nativeclient.session import ChatSession, fold
+from nativeclient.session import ChatSession
+from nativeclient.wire import fold
 
 NAMES_TIMEOUT = 5.0
 """Seconds to wait for a fresh user list before ``DM`` falls back to the cached one."""
