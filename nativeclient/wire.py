@@ -17,10 +17,13 @@ feeds them the bytes it reads.
   requests (``\\x01ACTION waves\\x01``), as the CTCP spec describes.
 * :func:`fold` -- RFC 1459 case folding of nicks and channel names.
 
-The grammar is deliberately lenient, like the ``irc`` package the client
-was first built on (whose parse it reproduces): tags and source are
-optional, parameters are separated by runs of spaces, and the first `` :``
-starts the trailing parameter.
+The grammar is deliberately lenient, like that of the ``irc`` package the
+client was first built on, whose parse it reproduces (tests/test_nativeclient_state.py
+checks this line by line): tags and source are optional, parameters are
+separated by runs of spaces, and the first `` :`` starts the trailing
+parameter. Two deliberate differences: a lone backslash at the end of a tag
+value is dropped (as the ircdocs parser-tests vectors require), and text
+after a CTCP request is kept instead of dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ MAX_LINE_BYTES = 512
 
 _FOLD = str.maketrans("[]\\^", "{}|~")
 _LINE = re.compile(r"^(@(?P<tags>[^ ]*) )?(:(?P<source>[^ ]+) +)?(?P<command>[^ ]+)( *(?P<params> .+))?")
-_TAG_ESCAPE = re.compile(r"\\(.)")
+_TAG_ESCAPE = re.compile(r"\\(.?)")
 _TAG_UNESCAPE = {":": ";", "s": " ", "n": "\n", "r": "\r", "\\": "\\"}
 _LOW_QUOTE = re.compile("\x10(.)")
 _LOW_UNQUOTE = {"0": "\x00", "n": "\n", "r": "\r", "\x10": "\x10"}
@@ -80,7 +83,7 @@ def parse_line(text: str) -> Line | None:
     if m.group("tags"):
         for item in m.group("tags").split(";"):
             key, _, value = item.partition("=")
-            tags[key] = _TAG_ESCAPE.sub(lambda c: _TAG_UNESCAPE.get(c.group(1), c.group(1)), value)
+            tags[key] = unescape_tag_value(value)
     params: list[str] = []
     raw = m.group("params")
     if raw:
@@ -89,6 +92,15 @@ def parse_line(text: str) -> Line | None:
         if colon:
             params.append(trailing)
     return Line(m.group("command").upper(), tuple(params), m.group("source"), tags)
+
+
+def unescape_tag_value(value: str) -> str:
+    """Undo IRCv3 tag-value escaping (``\\:`` ``;``, ``\\s`` space, ``\\\\``, ``\\r``, ``\\n``).
+
+    Any other escaped character stands for itself; a lone backslash at the
+    end is dropped ("Message Tags" spec, "Escaping values").
+    """
+    return _TAG_ESCAPE.sub(lambda c: _TAG_UNESCAPE.get(c.group(1), c.group(1)), value)
 
 
 def encode_line(text: str) -> bytes:
@@ -142,9 +154,10 @@ def ctcp_split(text: str) -> list[str | tuple[str, ...]]:
 
     A CTCP request is ``(tag,)`` or ``(tag, data)``: ``"\\x01ACTION waves\\x01"``
     gives ``[("ACTION", "waves")]``; a text without ``\\x01`` is returned as
-    the one piece ``[text]``; a lone ``\\x01`` at the end stays part of the
-    text. Low-level quoting (``\\x10``) is undone first (CTCP spec, "Low level
-    quoting").
+    the one piece ``[text]``; text around requests is kept in order
+    (``"a\\x01PING 1\\x01b"`` gives ``["a", ("PING", "1"), "b"]``); a lone
+    ``\\x01`` at the end stays part of the text. Low-level quoting
+    (``\\x10``) is undone first (CTCP spec, "Low level quoting").
     """
     text = _LOW_QUOTE.sub(lambda m: _LOW_UNQUOTE.get(m.group(1), m.group(1)), text)
     if "\x01" not in text:
@@ -160,4 +173,6 @@ def ctcp_split(text: str) -> list[str | tuple[str, ...]]:
         i += 2
     if len(chunks) % 2 == 0:
         out.append("\x01" + chunks[-1])
+    elif len(chunks) > 1 and chunks[-1]:
+        out.append(chunks[-1])  # text after the last CTCP request (the irc package dropped it)
     return out
