@@ -2,10 +2,12 @@
 
 Three layers of tests:
 
-* pure unit tests: input parsing, DM target choice, text splitting, rendering;
+* pure unit tests: input parsing, DM target choice, text splitting, rendering
+  (the pure session state has its own file, ``tests/test_nativeclient_state.py``);
 * session tests against a scripted fake server on a ``socketpair`` (no
-  network): registration, login outcomes, echo-message / labeled-response /
-  PING confirmations, 401 "not online";
+  network): the I/O link and the state together -- registration, login
+  outcomes, echo-message / labeled-response / PING confirmations, 401 "not
+  online", the reader thread ending;
 * end-to-end tests against the real server subprocess: the client runs in a
   pseudo-terminal (pexpect) or with a stdin pipe, next to a bot built on the
   ``irc`` library and raw-socket clients.
