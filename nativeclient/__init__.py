@@ -10,9 +10,9 @@ Layers, each in its own module:
   registration and login, confirmations, room and user lists; received
   lines and the user's commands in, lines to send and events out (no
   socket, thread or clock);
-* :mod:`nativeclient.session` -- the I/O link: the socket (TLS, timeouts),
-  the reader thread that feeds the state, the futures the UI waits on (no
-  terminal code);
+* :mod:`nativeclient.session` -- the I/O link: the connection (asyncio
+  streams, TLS, timeouts), the reader task that feeds the state, the
+  futures the UI awaits (no terminal code);
 * :mod:`nativeclient.events` -- the typed events the session reports;
 * :mod:`nativeclient.render` -- events formatted as display lines (pure);
 * :mod:`nativeclient.ui` -- the interactive terminal (prompt_toolkit) and the

@@ -289,8 +289,8 @@ class SessionState:
     ``username``: nick and account name; ``password``: sent with PASS (empty:
     no PASS); ``where``: ``host:port``, used only in the text of errors.
 
-    Not thread-safe: the link calls it under one lock. Every method returns
-    at once; nothing here waits.
+    Not thread-safe: the link uses it from its event loop only. Every method
+    returns at once; nothing here waits.
     """
 
     def __init__(self, username: str, password: str, *, where: str = "the server") -> None:
