@@ -52,6 +52,7 @@ from nativeclient.commands import (
     split_text,
 )
 from nativeclient.events import (
+    ConnectionLost,
     Disconnected,
     LoginInfo,
     LoginRefused,
@@ -432,6 +433,24 @@ def test_incoming_events_and_room_state(fake: FakeServer) -> None:
         assert await asyncio.wait_for(sess.disconnected, 5)
         await sess.close()
         assert not sess.reader_alive
+
+    asyncio.run(scenario())
+
+
+def test_quit_sends_quit_waits_for_the_close_and_ends_the_reader(fake: FakeServer) -> None:
+    async def scenario() -> None:
+        sess, events = await _logged_in(fake)
+        quitting = asyncio.create_task(sess.quit("see you"))
+        assert await fake.expect("QUIT") == "QUIT :see you"
+        assert not quitting.done()  # waits for the server to close the connection
+        fake.send("ERROR :Closing Link: alice (Quit: see you)")
+        fake.sock.close()
+        await asyncio.wait_for(quitting, 5)
+        assert sess.disconnected.result() == "Closing Link: alice (Quit: see you)"
+        assert not sess.reader_alive and not sess.connected
+        assert not any(isinstance(e, Disconnected) for e in events)  # the user asked: nothing to report
+        with pytest.raises(ConnectionLost):
+            sess.send_message("#general", "too late")
 
     asyncio.run(scenario())
 
