@@ -118,7 +118,7 @@ def _quiet_logging() -> None:
     if os.environ.get("CHATCLIENT_DEBUG_LOG"):
         logging.basicConfig(level=logging.DEBUG, filename=os.environ["CHATCLIENT_DEBUG_LOG"])
         return
-    for name in ("irc", "asyncio", "concurrent.futures", "jaraco"):
+    for name in ("asyncio", "concurrent.futures"):
         logger = logging.getLogger(name)
         logger.addHandler(logging.NullHandler())
         logger.propagate = False

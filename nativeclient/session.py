@@ -20,15 +20,15 @@ starts it; the user interface runs in it too):
   call per event, in the loop.
 
 There is no reconnection: a lost connection ends the program (exit code 3,
-see :mod:`nativeclient.cli`). There are no threads and no locks: the state
-is only ever touched from the event loop.
+see :mod:`nativeclient.cli`). The client starts no thread of its own and
+needs no lock: the state is only ever touched from the event loop (asyncio
+resolves host names in its executor thread, which ends with the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import ssl
@@ -68,8 +68,6 @@ __all__ = [
     "fold",
     "open_stream",
 ]
-
-log = logging.getLogger(__name__)
 
 READ_SIZE = 2**14
 """Bytes asked of one read."""
