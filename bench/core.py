@@ -27,16 +27,18 @@ import time
 from pathlib import Path
 
 
-def _server(tmp: Path):
+def _server(tmp: Path, cluster: bool = False):
     from ircd.accounts import AccountStore
     from ircd.config import Config
     from ircd.core import ImmediateScheduler, Server
+    from ircd.worldlog import EntryClock
 
     config = (Config().with_overrides("simple", echobot=False)
               .with_overrides("services", enabled=False))
     tmp.mkdir(parents=True, exist_ok=True)
     store = AccountStore(tmp / "db", time_cost=1, memory_cost=1024)
-    return Server(config, store, ImmediateScheduler()), store
+    clock = EntryClock(time.time) if cluster else time.time
+    return Server(config, store, ImmediateScheduler(), clock=clock), store
 
 
 def _user(server, nick: str, sink: list[bytes]):
@@ -114,8 +116,8 @@ def cluster(members: int, messages: int) -> tuple[float, float]:
     from ircd.cluster.log import NodeInfo, Replication
 
     with tempfile.TemporaryDirectory() as tmp:
-        a, store = _server(Path(tmp) / "a")
-        b, store_b = _server(Path(tmp) / "b")
+        a, store = _server(Path(tmp) / "a", cluster=True)
+        b, store_b = _server(Path(tmp) / "b", cluster=True)
         log = _Log()
         ra = Replication(a, NodeInfo(1 << 30 | 1, "a", "a.bench"), log)
         rb = Replication(b, NodeInfo(1 << 30 | 2, "b", "b.bench"), log)

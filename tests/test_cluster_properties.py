@@ -39,6 +39,7 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.protocol.message import Message, parse_line
 from ircd.services import start_services
+from ircd.worldlog import EntryClock
 from tests.test_core import Conn, FakeClock
 
 SECRET = "SECRETpw"
@@ -162,7 +163,7 @@ class Log:
     def node(self, node_id: int) -> Server:
         name = f"n{node_id}"
         server = Server(CONFIG.with_overrides("server", name=f"{name}.test"), self.store,
-                        ImmediateScheduler(), clock=self.clock)
+                        ImmediateScheduler(), clock=EntryClock(self.clock))
         start_services(server)
         port = Port(self)
         port.repl = Replication(server, NodeInfo(node_id, name, f"{name}.test"), port)

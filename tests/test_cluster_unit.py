@@ -20,6 +20,7 @@ from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore, Item, log_position
 from ircd.protocol.message import parse_line
 from ircd.simple import EchoBot
+from ircd.worldlog import EntryClock
 from tests.test_core import Conn, FakeClock
 
 CONFIG = Config().with_overrides("simple", echobot=False).with_overrides("services", enabled=False)
@@ -62,7 +63,7 @@ class MemoryLog:
     def node(self, node_id: int, name: str, config: Config = CONFIG) -> Server:
         """A new node that joins the network (founds it, or loads a snapshot)."""
         server = Server(config.with_overrides("server", name=f"{name}.test"), self.store,
-                        ImmediateScheduler(), clock=self.clock)
+                        ImmediateScheduler(), clock=EntryClock(self.clock))
         if config.simple.echobot:
             EchoBot(server)    # pseudo-users exist on every node before it joins
         port = Port(self)

@@ -51,6 +51,7 @@ from ircd.protocol.message import (
 from ircd.reply import Reply
 from ircd.serverbans import ServerBan
 from ircd.state import Channel, Client
+from ircd.worldlog import Apply, EntryClock
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -175,16 +176,24 @@ def encode_json(obj: dict[str, Any]) -> bytes:
 
 
 class Replication:
-    """This node's side of the replicated world, for one :class:`~ircd.core.Server`.
+    """This node's side of the replicated world, for one :class:`~ircd.core.Server`:
+    the server's :class:`~ircd.worldlog.WorldLog` in cluster mode (``sequenced``).
 
     ``node`` is this node; ``transport`` the edge. ``by_id`` holds every
     registered user of the network (this node's and the others') by network
     id; ``nodes`` every node this replica knows. ``synced`` turns true once
     the replica holds the world (founded, or loaded from a snapshot).
+    The server must have been built with an :class:`~ircd.worldlog.EntryClock`
+    (``TypeError`` otherwise): while an entry is applied it reads the entry's time.
     """
 
+    sequenced = True
+
     def __init__(self, server: Server, node: NodeInfo, transport: Transport) -> None:
+        if not isinstance(server.clock, EntryClock):
+            raise TypeError("a cluster node's Server needs clock=EntryClock(...)")
         self.server = server
+        self.clock: EntryClock = server.clock
         self.node = node
         self.transport = transport
         self.by_id: dict[int, Client] = {}
@@ -193,32 +202,27 @@ class Replication:
         self.synced = False
         self.applied = 0                       # entries applied (metrics, bench)
         self._seq = itertools.count(1)
-        self._now: float | None = None         # the entry's time while one is applied
-        self._real_clock = server.clock
-        server.clock = self._clock
-        server.cluster = self
-        server.node_id = node.id
-        server.handle_line = self.handle_line  # type: ignore[method-assign]
+        server.attach_log(self, node.id)
 
-    # -- the clock and the apply context -------------------------------------
+    # -- the apply context -----------------------------------------------------
 
-    def _clock(self) -> float:
-        now = self._now
-        return self._real_clock() if now is None else now
+    @property
+    def current(self) -> Apply | None:
+        """The entry being applied (:class:`~ircd.worldlog.Apply`), or None."""
+        return self.clock.current
 
-    def _enter(self, entry_id: str, origin: int) -> None:
-        server = self.server
-        self._now = entry_time(entry_id)
-        server.applying = True
-        server.origin_here = origin == self.node.id
-        events.set_msgid_prefix(entry_id.replace("-", "."))
+    def _enter(self, entry_id: str, origin: int) -> Apply:
+        """The context of entry ``entry_id`` from node ``origin``, made current."""
+        apply = self.clock.current = Apply(entry_time(entry_id), origin,
+                                           origin == self.node.id, entry_id.replace("-", "."))
+        return apply
 
     def _leave(self) -> None:
-        server = self.server
-        self._now = None
-        server.applying = False
-        server.origin_here = True
-        events.set_msgid_prefix(None)
+        self.clock.current = None
+
+    def forget(self, client: Client) -> bool:
+        """An applied entry removes ``client``: drop it from :attr:`by_id`; False if gone."""
+        return self.by_id.pop(client.id, None) is not None
 
     # -- lines from this node's users ------------------------------------------
 
@@ -344,7 +348,7 @@ class Replication:
         if isinstance(line, Parsed):
             server.run_parsed(client, line)   # (parsed once, in _handle)
         else:
-            type(server).handle_line(server, client, line)
+            server.run_line(client, line)
 
     def _replier(self, client: Client, command: str) -> Done:
         def done(reply: Reply | None) -> None:
@@ -510,7 +514,7 @@ class Replication:
         except Exception:
             log.exception("applying log entry %s failed", entry_id)
         finally:
-            if self.server.applying:
+            if self.clock.current is not None:
                 self._leave()
 
     def _apply_line(self, entry_id: str, data: bytes) -> None:
@@ -540,14 +544,14 @@ class Replication:
             return
         history = server.history
         mark = len(history.pending) if history is not None else 0
-        self._enter(entry_id, origin)
+        apply = self._enter(entry_id, origin)
         try:
             paused = client.pending
             if local:
                 client.pending = False  # (else dispatch keeps a label for a later answer)
             else:
-                client.last_seen = self._clock()
-            reply = dispatch(server, client, msg)
+                client.last_seen = apply.now
+            reply = dispatch(server, client, msg, apply)
             client.pending = client.pending or paused
         finally:
             self._leave()
@@ -576,10 +580,10 @@ class Replication:
         else:
             client = self._replica(rec)
         reply = Reply(server.name, client)
-        self._enter(entry_id, origin)
+        apply = self._enter(entry_id, origin)
         try:
             complete_registration(server, client, reply, created=obj.get("created", False),
-                                  autojoin=obj.get("autojoin", []))
+                                  autojoin=obj.get("autojoin", []), apply=apply)
         finally:
             self._leave()
         if client.registered:
@@ -593,8 +597,8 @@ class Replication:
         client = self.by_id.get(obj["id"])
         if client is None:
             return
-        self._enter(entry_id, obj["o"])
-        self.server.quit(client, obj["reason"])
+        apply = self._enter(entry_id, obj["o"])
+        self.server.quit(client, obj["reason"], apply=apply)
 
     def _apply_user(self, entry_id: str, obj: dict[str, Any]) -> None:
         from ircd.commands import monitor
@@ -612,7 +616,7 @@ class Replication:
             if account != client.account:
                 client.account = account
                 event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
-                                     self._clock())
+                                     self.clock())
                 event.send_to(monitor.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
@@ -644,8 +648,8 @@ class Replication:
         log.warning("node %s (%s) lost: its users quit", lost.name, lost.server)
         reason = f"node {lost.name} lost"
         for client in [c for c in self.by_id.values() if c.node == lost.id]:
-            self._enter(entry_id, obj["o"])
-            self.server.quit(client, reason)
+            apply = self._enter(entry_id, obj["o"])
+            self.server.quit(client, reason, apply=apply)
             self._leave()
 
     # -- replicas of other nodes' users -------------------------------------------

@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 
 from ircd.cluster.log import NodeInfo, Replication, pack, unpack
 from ircd.storage import redact_text, redact_url
+from ircd.worldlog import Apply
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -322,14 +323,16 @@ class RedisLog:
         for client in repl.local_users():
             client.quitting = True
             client.close(error)
-        server.applying = True
+        # The users leave this replica as if an entry of this node said so (nothing
+        # they trigger is published: the others drop them when this node is lost).
+        repl.clock.current = Apply(time.time(), repl.node.id, True, f"{repl.node.id:x}.drop")
         try:
             for client in list(repl.by_id.values()):
                 repl.by_id.pop(client.id, None)
                 client.quitting = True
                 server._leave_world(client, "Cluster unavailable")
         finally:
-            server.applying = False
+            repl.clock.current = None
         repl.nodes.clear()
         repl.synced = False
 

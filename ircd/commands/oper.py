@@ -37,6 +37,7 @@ from ircd.serverbans import (
     parse_duration,
 )
 from ircd.state import Channel, Client
+from ircd.worldlog import Apply
 
 log = logging.getLogger("ircd.oper")
 
@@ -220,7 +221,8 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     quit_reason = f"Killed ({client.nick} ({reason}))"
     log.warning("KILL %s by %s (oper %s): %s", target.nick, client.source,
                 client.oper[0] if client.oper else "?", reason)
-    server.quit(target, quit_reason, error=f"Closing Link: {target.host} ({quit_reason})")
+    server.quit(target, quit_reason, error=f"Closing Link: {target.host} ({quit_reason})",
+                apply=ctx.apply)
 
 
 @command("WALLOPS", min_params=1)
@@ -354,14 +356,14 @@ def _add_ban(ctx: Context, kind: str, mask: str, duration: int, reason: str) -> 
     now = server.clock()
     ban = ServerBan(kind, mask, reason, client.source, now, now + duration if duration else 0.0)
     replaced = server.serverbans.add(ban)
-    server.store_serverban(ban)
+    server.store_serverban(ban, apply=ctx.apply)
     length = format_duration(duration)
     log.warning("%s-line %s on %s (%s) by %s: %s", kind, "updated" if replaced else "added",
                 mask, length, client.source, reason)
     ctx.reply.send("NOTICE", client.nick,
                    f"{'Updated' if replaced else 'Added'} {kind}-line on {mask} ({length}): {reason}",
                    trailing=True)
-    hit = apply_ban(server, ban)
+    hit = apply_ban(server, ban, ctx.apply)
     if hit:
         ctx.reply.send("NOTICE", client.nick,
                        f"{kind}-line on {mask} disconnected: {', '.join(hit)}", trailing=True)
@@ -371,8 +373,10 @@ def _sources(client: Client) -> tuple[str, ...]:
     return (client.source, f"{client.nick}!{client.user}@{client.ip}")
 
 
-def apply_ban(server, ban: ServerBan) -> list[str]:
-    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks."""
+def apply_ban(server, ban: ServerBan, apply: Apply | None = None) -> list[str]:
+    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks.
+
+    ``apply``: the log entry that set the ban (a cluster), passed to :meth:`Server.quit`."""
     now = server.clock()
     hit = []
     for client in list(server.world.clients.values()):
@@ -384,7 +388,7 @@ def apply_ban(server, ban: ServerBan) -> list[str]:
         elif server.serverbans.dline_for(client.ip, now) is not ban:
             continue
         hit.append(client.nick)
-        disconnect_banned(server, client, ban)
+        disconnect_banned(server, client, ban, apply)
     return hit
 
 
@@ -393,19 +397,24 @@ def ban_message(ban: ServerBan) -> str:
     return f"You are banned from this server: {ban.reason}"
 
 
-def disconnect_banned(server, client: Client, ban: ServerBan) -> None:
-    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT."""
+def disconnect_banned(server, client: Client, ban: ServerBan,
+                      apply: Apply | None = None) -> None:
+    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT.
+
+    ``apply``: the log entry this happens in (a cluster), passed to :meth:`Server.quit`."""
     if ban.kind == KLINE:
         server.send_numeric(client, N.ERR_YOUREBANNEDCREEP, ban_message(ban))
     quit_reason = f"{ban.kind}-Lined ({ban.reason})"
     log.info("%s-line on %s disconnects %s from %s", ban.kind, ban.mask, client.nick, client.ip)
-    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})")
+    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})",
+                apply=apply)
 
 
-def refused_by_kline(server, client: Client, reply: Reply) -> bool:
+def refused_by_kline(server, client: Client, reply: Reply, apply: Apply | None = None) -> bool:
     """At registration: if a K-line matches ``client``, answer 465 and ERROR, close; return True.
 
-    ``reply`` holds lines not yet sent; they go out first.
+    ``reply`` holds lines not yet sent; they go out first. ``apply``: the log
+    entry of the registration (a cluster's ``intro``).
     """
     if client.is_pseudo or not len(server.serverbans):
         return False
@@ -414,7 +423,7 @@ def refused_by_kline(server, client: Client, reply: Reply) -> bool:
         return False
     client.write(reply.to_bytes())
     reply.lines.clear()
-    disconnect_banned(server, client, ban)
+    disconnect_banned(server, client, ban, apply)
     return True
 
 
@@ -438,7 +447,7 @@ def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
     if ban is None:
         ctx.reply.send("NOTICE", client.nick, f"No {kind}-line on {mask}", trailing=True)
         return
-    server.store_serverban(ban, delete=True)
+    server.store_serverban(ban, delete=True, apply=ctx.apply)
     log.warning("%s-line on %s removed by %s", kind, ban.mask, client.source)
     ctx.reply.send("NOTICE", client.nick, f"Removed {kind}-line on {ban.mask}", trailing=True)
 
@@ -460,12 +469,14 @@ def stats_bans(ctx: Context, query: str) -> None:
                           str(int(ban.remaining(now))), ban.setter, ban.reason)
 
 
-def kline_on_nick_change(server, client: Client, new_nick: str) -> bool:
+def kline_on_nick_change(server, client: Client, new_nick: str,
+                         apply: Apply | None = None) -> bool:
     """Before ``client`` (registered) becomes ``new_nick``: if a K-line matches the new
     ``nick!user@host``, disconnect it as :func:`apply_ban` would and return True.
 
     A ``nick!user@host`` K-line holds for a nick taken after registering too.
-    Opers and pseudo-users are exempt, as from every server ban.
+    Opers and pseudo-users are exempt, as from every server ban. ``apply``: the
+    log entry of the NICK (a cluster).
     """
     if client.is_pseudo or client.oper is not None or not len(server.serverbans):
         return False
@@ -473,5 +484,5 @@ def kline_on_nick_change(server, client: Client, new_nick: str) -> bool:
     ban = server.serverbans.kline_for(sources, server.clock())
     if ban is None:
         return False
-    disconnect_banned(server, client, ban)
+    disconnect_banned(server, client, ban, apply)
     return True

@@ -39,6 +39,7 @@ from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import Message, truncate_utf8
 from ircd.reply import Reply
 from ircd.state import NAMELEN, USERLEN
+from ircd.worldlog import Apply
 
 log = logging.getLogger("ircd.registration")
 
@@ -163,7 +164,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
     if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
         reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
         return
-    if kline_on_nick_change(server, client, nick):
+    if kline_on_nick_change(server, client, nick, ctx.apply):
         return
     event = Event(f":{client.source} NICK :{nick}", server.clock(), account=client.account)
     event.send_to(server.world.peers(client))
@@ -222,7 +223,8 @@ def handle_quit(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.7: leave; others see ``Quit: <reason>``."""
     reason = f"Quit: {msg.params[0]}" if msg.params and msg.params[0] else "Quit"
     client = ctx.client
-    ctx.server.quit(client, reason, error=f"Closing Link: {client.host} ({reason})")
+    ctx.server.quit(client, reason, error=f"Closing Link: {client.host} ({reason})",
+                    apply=ctx.apply)
 
 
 # -- the registration flow -------------------------------------------------
@@ -421,33 +423,34 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
 
 
 def complete_registration(server, client, reply: Reply, created: bool = False,
-                          autojoin: list[str] | None = None) -> None:
+                          autojoin: list[str] | None = None, apply: Apply | None = None) -> None:
     """Make ``client`` a user: the nick table, the welcome burst, autojoin.
 
     Sends 001-005, LUSERS (251-255, 265, 266), the MOTD (375/372/376 or 422);
     then, for an account login, a NOTICE for a new account and 900
     RPL_LOGGEDIN; then joins the ``server.autojoin`` channels (or ``autojoin``).
 
-    In a cluster this is the nick claim: outside the log it only appends the
-    ``intro`` entry (:meth:`ircd.cluster.log.Replication.introduce`), and every
-    node runs the rest when it applies that entry.
+    In a cluster this is the nick claim: outside the log (``apply`` None) it
+    only appends the ``intro`` entry (:meth:`ircd.worldlog.WorldLog.introduce`),
+    and every node runs the rest when it applies that entry (``apply``: the
+    entry, :class:`ircd.worldlog.Apply`).
     """
     world = server.world
     if autojoin is None:
         autojoin = list(server.config.server.autojoin)
-    if server.cluster is not None and not server.applying and not client.is_pseudo:
+    if server.log.sequenced and apply is None and not client.is_pseudo:
         if client.nick_cf in world.users:
             client.account = None
             refuse_nick(client, reply, "Nickname is already in use")
             return
-        server.cluster.introduce(client, created, autojoin)
+        server.log.introduce(client, created, autojoin)
         return
     local = server.is_local(client)
     if client.nick_cf in world.users:
         client.account = None
         refuse_nick(client, reply, "Nickname is already in use")
         return
-    if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/commands/oper.py)
+    if refused_by_kline(server, client, reply, apply):  # 465 and ERROR (ircd/commands/oper.py)
         return
     client.registered = True
     client.update_source()
@@ -501,7 +504,7 @@ def send_lusers(server, reply: Reply) -> None:
     users = len(world.users) - world.pseudo_users
     invisible = sum(1 for u in world.users.values() if "i" in u.modes and not u.is_pseudo)
     unknown = sum(1 for c in world.clients.values() if not c.registered)
-    servers = len(server.cluster.nodes) if server.cluster is not None else 1
+    servers = len(server.log.nodes) if server.log.sequenced else 1
     local = sum(1 for u in world.users.values() if server.is_local(u) and not u.is_pseudo)
     reply.numeric(N.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} "
                                      f"invisible on {servers} servers")

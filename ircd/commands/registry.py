@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ircd.events import new_msgid
 from ircd.protocol import numerics as N
 from ircd.protocol.message import Message, escape_tag_value
 from ircd.reply import Reply
@@ -27,28 +28,53 @@ from ircd.reply import Reply
 if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.state import Client
+    from ircd.worldlog import Apply
 
 log = logging.getLogger("ircd.commands")
 
 
 class Context(Reply):
-    """What a handler works with: ``server``, the issuing ``client``, and ``reply``.
+    """What a handler works with: ``server``, the issuing ``client``, ``reply``
+    and ``apply``.
 
     The context is itself the command's :class:`Reply` (``ctx.reply is
     ctx``): one object per command on the hot path instead of two.
+    ``apply`` is the log entry being applied (:class:`ircd.worldlog.Apply`:
+    its time, origin node and message ids), or None when the command runs at
+    once (a single node, or a command that only reads); :attr:`now`,
+    :attr:`here` and :attr:`new_msgid` read it.
     """
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "apply")
 
-    def __init__(self, server: Server, client: Client) -> None:
+    def __init__(self, server: Server, client: Client, apply: Apply | None = None) -> None:
         self.server_name = server.name
         self.client = client
         self.lines = []
         self.server = server
+        self.apply = apply
 
     @property
     def reply(self) -> Reply:
         return self
+
+    @property
+    def now(self) -> float:
+        """The command's time (unix seconds): the entry's when one is applied."""
+        apply = self.apply
+        return self.server.clock() if apply is None else apply.now
+
+    @property
+    def here(self) -> bool:
+        """True if the command came from a user of this node (always, run at once)."""
+        apply = self.apply
+        return apply is None or apply.here
+
+    @property
+    def new_msgid(self) -> Callable[[], str]:
+        """What makes the command's message ids (for :class:`ircd.events.Event`)."""
+        apply = self.apply
+        return new_msgid if apply is None else apply.new_msgid
 
 
 Handler = Callable[[Context, Message], None]
@@ -79,9 +105,13 @@ def command(name: str, *, min_params: int = 0, pre_registration: bool = False,
     return register
 
 
-def dispatch(server: Server, client: Client, msg: Message) -> Reply:
-    """Run one command for ``client``; return the reply lines for it (not yet sent)."""
-    reply = ctx = Context(server, client)
+def dispatch(server: Server, client: Client, msg: Message,
+             apply: Apply | None = None) -> Reply:
+    """Run one command for ``client``; return the reply lines for it (not yet sent).
+
+    ``apply``: the log entry it comes from (a cluster node applying its log),
+    handed to the handler as ``ctx.apply``; None when it runs at once."""
+    reply = ctx = Context(server, client, apply)
     spec = COMMANDS.get(msg.command)
     if spec is None:
         if client.registered:
