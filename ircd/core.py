@@ -25,15 +25,14 @@ from ircd.chanaccess import EXTBAN_PREFIX, EXTBAN_TYPES, MAX_LIST_ENTRIES
 from ircd.chanreg import ChannelRegistry
 from ircd.chanstore import ChannelStore
 from ircd.cloak import cloak_host
-from ircd.commands import dispatch, monitor
-from ircd.commands.messaging import relay_direct_fast
-from ircd.commands.utf8only import refuse_invalid_utf8
+from ircd.commands import dispatch, refuse_invalid_utf8, relay_direct_fast
 from ircd.config import Config
 from ircd.events import Event
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle, RegistrationThrottle
 from ircd.listfilter import ELIST
 from ircd.metrics import Stats
+from ircd.ops import presence
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import CASEMAPPING, CHANTYPES, casefold
 from ircd.protocol.message import Message, Parsed, fit_line, parse_received
@@ -225,7 +224,7 @@ class Server:
             "TOPICLEN": str(s.topiclen),
             "USERLEN": str(USERLEN),
             "UTF8ONLY": "",
-            "MONITOR": str(monitor.MONITOR_LIMIT),
+            "MONITOR": str(presence.MONITOR_LIMIT),
             "NAMELEN": str(NAMELEN),
             "WHOX": "",
         }
@@ -388,7 +387,7 @@ class Server:
         """The world without ``client``: QUIT to its peers, channels, nick table, MONITOR."""
         self.world.clients.pop(client.id, None)
         if client.monitoring:
-            monitor.forget(self, client)
+            presence.forget(self, client)
         if client.registered:
             Event(fit_line(f":{client.source} QUIT :{reason}"), self.clock(),
                   account=client.account).send_to(self.world.peers(client))
@@ -396,7 +395,7 @@ class Server:
                 if self.world.part(client, chan):
                     self.channel_gone(chan)
             self.world.remove_user(client)
-            monitor.notify_offline(self, client.nick)
+            presence.notify_offline(self, client.nick)
             self.remember_nick(client)
             log.info("quit %s (%s)", client.nick, reason)
             if client.account is not None and self.is_local(client):

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from ircd.commands import dispatch
-from ircd.commands.registration import complete_registration
+from ircd.ops.welcome import complete_registration
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import MAX_LINE_BODY, Message, MessageParseError, parse_line

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
-from ircd.commands.registry import dispatch, take_label
+from ircd.commands import dispatch
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import (
@@ -48,7 +48,7 @@ from ircd.protocol.message import (
     parse_line,
     parse_received,
 )
-from ircd.reply import Reply
+from ircd.reply import Reply, take_label
 from ircd.serverbans import ServerBan
 from ircd.state import Channel, Client
 from ircd.worldlog import Apply, EntryClock
@@ -561,7 +561,7 @@ class Replication:
             done(reply)
 
     def _apply_intro(self, entry_id: str, obj: dict[str, Any]) -> None:
-        from ircd.commands.registration import complete_registration
+        from ircd.ops.welcome import complete_registration
 
         server = self.server
         rec = obj["u"]
@@ -601,7 +601,7 @@ class Replication:
         self.server.quit(client, obj["reason"], apply=apply)
 
     def _apply_user(self, entry_id: str, obj: dict[str, Any]) -> None:
-        from ircd.commands import monitor
+        from ircd.ops import presence
 
         client = self.by_id.get(obj["id"])
         if client is None:
@@ -617,7 +617,7 @@ class Replication:
                 client.account = account
                 event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
                                      self.clock())
-                event.send_to(monitor.interested(self.server, client, "account-notify"))
+                event.send_to(presence.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
         names = self.server.account_names

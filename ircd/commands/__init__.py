@@ -21,6 +21,8 @@ from ircd.commands import (  # noqa: F401
     sasl,
     services,
 )
+from ircd.commands.messaging import relay_direct_fast
 from ircd.commands.registry import COMMANDS, Context, command, dispatch
+from ircd.commands.utf8only import refuse_invalid_utf8
 
-__all__ = ["COMMANDS", "Context", "command", "dispatch"]
+__all__ = ["COMMANDS", "Context", "command", "dispatch", "refuse_invalid_utf8", "relay_direct_fast"]

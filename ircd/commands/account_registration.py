@@ -23,13 +23,13 @@ registered ``[accounts] registrations_per_ip`` accounts within
 
 from __future__ import annotations
 
-from ircd.commands.accountlogin import (
+from ircd.commands.registry import Context, command
+from ircd.ops.login import (
     acceptable_password,
     create_account,
     log_in,
     registration_throttled_text,
 )
-from ircd.commands.registry import Context, command
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
 from ircd.reply import Reply

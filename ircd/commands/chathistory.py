@@ -13,19 +13,12 @@ TARGETS), each line with ``time`` and ``msgid``. At most ISUPPORT
 
 from __future__ import annotations
 
-import itertools
-
 from ircd.commands.registry import Context, command
-from ircd.events import Event, format_time, parse_time
-from ircd.history import Item, dm_key
+from ircd.events import format_time, parse_time
+from ircd.history import dm_key
+from ircd.ops.batches import new_batch_id, send_batch
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
-
-_BATCH_IDS = itertools.count(1)
-
-
-def new_batch_id() -> str:
-    return f"h{next(_BATCH_IDS)}"
 
 
 def _fail(ctx: Context, code: str, *params: str) -> None:
@@ -56,22 +49,6 @@ def _target_key(ctx: Context, target: str) -> str | None:
         return None
     user = world.find_user(target)  # an online user's account may differ from the nick
     return dm_key(client.account, user.account if user is not None and user.account else target)
-
-
-def send_batch(client, reply, target: str, items: list[Item], batch_type: str = "chathistory") -> None:
-    """Add ``items`` to ``reply`` in a batch (or plainly, for a client without ``batch``)."""
-    use_batch = "batch" in client.caps
-    ref = new_batch_id()
-    if use_batch:
-        reply.send("BATCH", "+" + ref, batch_type, target)
-    # Tags as the client's capabilities allow (server-time gives the original time).
-    mask = client.tagmask
-    for item in items:
-        line = f":{item.source} {item.command} {item.to_name} :{item.text}"
-        event = Event(line, item.t, item.msgid, item.account)
-        reply.raw(event.str_for(mask, {"batch": ref} if use_batch else None))
-    if use_batch:
-        reply.send("BATCH", "-" + ref)
 
 
 @command("CHATHISTORY", min_params=1)

@@ -14,64 +14,10 @@ updates as users log in and out.
 from __future__ import annotations
 
 from ircd.commands.registry import Context, command
+from ircd.ops.presence import MONITOR_LIMIT, forget, unwatch
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
-from ircd.protocol.message import Message, fit_line
-from ircd.state import Client
-
-MONITOR_LIMIT = 100
-
-
-def _send(server, watchers, code: str, text: str) -> None:
-    for w in watchers:
-        w.write((fit_line(f":{server.name} {code} {w.nick} :{text}") + "\r\n").encode())
-
-
-def notify_online(server, client: Client) -> None:
-    """Tell the watchers of ``client.nick`` that it is online (730)."""
-    watchers = server.world.monitors.get(client.nick_cf)
-    if watchers:
-        _send(server, list(watchers), N.RPL_MONONLINE, client.source)
-
-
-def notify_offline(server, nick: str) -> None:
-    """Tell the watchers of ``nick`` that it went offline (731)."""
-    watchers = server.world.monitors.get(casefold(nick))
-    if watchers:
-        _send(server, list(watchers), N.RPL_MONOFFLINE, nick)
-
-
-def interested(server, client: Client, cap: str) -> list[Client]:
-    """Who is told of a change to ``client`` that capability ``cap`` announces.
-
-    Channel peers that enabled ``cap``, and (IRCv3 extended-monitor) the
-    clients that MONITOR ``client`` and enabled both ``extended-monitor`` and
-    ``cap``; each once, never ``client`` itself.
-    """
-    out = [p for p in server.world.peers(client) if cap in p.caps]
-    watchers = server.world.monitors.get(client.nick_cf)
-    if watchers:
-        seen = set(out)
-        seen.add(client)
-        out += [w for w in watchers
-                if w not in seen and cap in w.caps and "extended-monitor" in w.caps]
-    return out
-
-
-def _unwatch(world, client: Client, cf: str) -> None:
-    """Stop ``client`` watching the casefolded nick ``cf`` (the world's side only)."""
-    watchers = world.monitors.get(cf)
-    if watchers is not None:
-        watchers.discard(client)
-        if not watchers:
-            del world.monitors[cf]
-
-
-def forget(server, client: Client) -> None:
-    """Drop ``client``'s whole MONITOR list (on quit, or MONITOR C)."""
-    for cf in client.monitoring:
-        _unwatch(server.world, client, cf)
-    client.monitoring.clear()
+from ircd.protocol.message import Message
 
 
 def _send_status(world, reply, entries: list[tuple[str, str]]) -> None:
@@ -116,7 +62,7 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
             for nick in nicks:
                 cf = casefold(nick)
                 if client.monitoring.pop(cf, None) is not None:
-                    _unwatch(world, client, cf)
+                    unwatch(world, client, cf)
             return
         added = []
         for i, nick in enumerate(nicks):

@@ -22,6 +22,8 @@ from typing import Any
 from passlib.hash import argon2
 
 from ircd.commands.registry import Context, command, take_label
+from ircd.ops.bans import apply_ban
+from ircd.ops.privileges import require
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
 from ircd.protocol.message import Message, fit_line, truncate_utf8
@@ -36,47 +38,11 @@ from ircd.serverbans import (
     normalize_kline_mask,
     parse_duration,
 )
-from ircd.state import Channel, Client
-from ircd.worldlog import Apply
+from ircd.state import Client
 
 log = logging.getLogger("ircd.oper")
 
-NO_PRIVILEGES = "Permission Denied- You're not an IRC operator"
 REASON_MAX = 390
-
-
-def is_oper(client: Client) -> bool:
-    """True if ``client`` is a server operator (user mode +o)."""
-    return client.oper is not None
-
-
-def _require(ctx: Context, admin: bool = False) -> bool:
-    """True if the client may use an oper command; otherwise answer 481 ERR_NOPRIVILEGES."""
-    oper = ctx.client.oper
-    if oper is None:
-        ctx.reply.numeric(N.ERR_NOPRIVILEGES, NO_PRIVILEGES)
-        return False
-    if admin and oper[1] != "admin":
-        ctx.reply.numeric(N.ERR_NOPRIVILEGES, "Permission Denied- You need the admin oper class")
-        return False
-    return True
-
-
-def oper_override(client: Client, chan: Channel) -> bool:
-    """True if ``client`` is an oper who may act on ``chan`` without being its operator.
-
-    Used by KICK and channel MODE, as ircds' override; the caller logs
-    through :func:`log_override` once the action was applied.
-    """
-    return client.oper is not None and not chan.is_op(client)
-
-
-def log_override(ctx: Context, chan: Channel, what: str) -> None:
-    """Log an oper override (``what``: the command line's gist, e.g. ``KICK bob``)."""
-    client = ctx.client
-    assert client.oper is not None
-    log.warning("oper override: %s (oper %s) on %s: %s", client.source, client.oper[0],
-                chan.name, what)
 
 
 # -- OPER ------------------------------------------------------------------
@@ -189,12 +155,6 @@ def _failed(server, client: Client, name: str, code: str, text: str, why: str) -
     server.scheduler.call_later(delay, answer)
 
 
-def deoper(client: Client) -> None:
-    """Drop operator status (``MODE <nick> -o``)."""
-    client.oper = None
-    client.modes.discard("o")
-
-
 # -- KILL / WALLOPS ----------------------------------------------------------
 
 @command("KILL", min_params=1)
@@ -206,7 +166,7 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     481 for non-opers, 401 for an unknown nick, 483 for a built-in service.
     """
     server, client = ctx.server, ctx.client
-    if not _require(ctx):
+    if not require(ctx):
         return
     target = server.world.find_user(msg.params[0])
     if target is None:
@@ -229,7 +189,7 @@ def handle_kill(ctx: Context, msg: Message) -> None:
 def handle_wallops(ctx: Context, msg: Message) -> None:
     """``WALLOPS :<text>``: a message to every user with mode +w (RFC 2812 section 4.7; opers only)."""
     server, client = ctx.server, ctx.client
-    if not _require(ctx):
+    if not require(ctx):
         return
     if not msg.params[0]:
         ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "WALLOPS", "Not enough parameters")
@@ -253,7 +213,7 @@ def handle_rehash(ctx: Context, msg: Message) -> None:
     382 RPL_REHASHING, then a NOTICE with the outcome (reloaded, or the error
     and the old configuration kept).
     """
-    if not _require(ctx, admin=True):
+    if not require(ctx, admin=True):
         return
     hook = ctx.server.rehash_hook
     client = ctx.client
@@ -270,7 +230,7 @@ def handle_rehash(ctx: Context, msg: Message) -> None:
 @command("DIE")
 def handle_die(ctx: Context, msg: Message) -> None:
     """``DIE``: shut the server down gracefully, as SIGTERM does (RFC 2812 section 4.2; admins)."""
-    if not _require(ctx, admin=True):
+    if not require(ctx, admin=True):
         return
     client = ctx.client
     log.warning("DIE by %s (oper %s)", client.source, client.oper[0] if client.oper else "?")
@@ -306,7 +266,7 @@ def handle_kline(ctx: Context, msg: Message) -> None:
     excepted) are disconnected. 415 ERR_BADMASK for a bad mask, 401 for an
     unknown nick.
     """
-    if not _require(ctx):
+    if not require(ctx):
         return
     args = _ban_args(ctx, msg)
     if args is None:
@@ -334,7 +294,7 @@ def handle_dline(ctx: Context, msg: Message) -> None:
     online from it (opers excepted) are disconnected. A nick bans that online
     user's address. 415 ERR_BADMASK for what is no address or network.
     """
-    if not _require(ctx):
+    if not require(ctx):
         return
     args = _ban_args(ctx, msg)
     if args is None:
@@ -369,64 +329,6 @@ def _add_ban(ctx: Context, kind: str, mask: str, duration: int, reason: str) -> 
                        f"{kind}-line on {mask} disconnected: {', '.join(hit)}", trailing=True)
 
 
-def _sources(client: Client) -> tuple[str, ...]:
-    return (client.source, f"{client.nick}!{client.user}@{client.ip}")
-
-
-def apply_ban(server, ban: ServerBan, apply: Apply | None = None) -> list[str]:
-    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks.
-
-    ``apply``: the log entry that set the ban (a cluster), passed to :meth:`Server.quit`."""
-    now = server.clock()
-    hit = []
-    for client in list(server.world.clients.values()):
-        if client.is_pseudo or client.oper is not None or client.quitting:
-            continue
-        if ban.kind == KLINE:
-            if not client.registered or not any(mask_match(ban.mask, s) for s in _sources(client)):
-                continue
-        elif server.serverbans.dline_for(client.ip, now) is not ban:
-            continue
-        hit.append(client.nick)
-        disconnect_banned(server, client, ban, apply)
-    return hit
-
-
-def ban_message(ban: ServerBan) -> str:
-    """What a banned user is told: ``You are banned from this server: <reason>``."""
-    return f"You are banned from this server: {ban.reason}"
-
-
-def disconnect_banned(server, client: Client, ban: ServerBan,
-                      apply: Apply | None = None) -> None:
-    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT.
-
-    ``apply``: the log entry this happens in (a cluster), passed to :meth:`Server.quit`."""
-    if ban.kind == KLINE:
-        server.send_numeric(client, N.ERR_YOUREBANNEDCREEP, ban_message(ban))
-    quit_reason = f"{ban.kind}-Lined ({ban.reason})"
-    log.info("%s-line on %s disconnects %s from %s", ban.kind, ban.mask, client.nick, client.ip)
-    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})",
-                apply=apply)
-
-
-def refused_by_kline(server, client: Client, reply: Reply, apply: Apply | None = None) -> bool:
-    """At registration: if a K-line matches ``client``, answer 465 and ERROR, close; return True.
-
-    ``reply`` holds lines not yet sent; they go out first. ``apply``: the log
-    entry of the registration (a cluster's ``intro``).
-    """
-    if client.is_pseudo or not len(server.serverbans):
-        return False
-    ban = server.serverbans.kline_for(_sources(client), server.clock())
-    if ban is None:
-        return False
-    client.write(reply.to_bytes())
-    reply.lines.clear()
-    disconnect_banned(server, client, ban, apply)
-    return True
-
-
 @command("UNKLINE", min_params=1)
 def handle_unkline(ctx: Context, msg: Message) -> None:
     """``UNKLINE <[nick!]user@host>``: remove a K-line (opers only); a NOTICE says what happened."""
@@ -440,7 +342,7 @@ def handle_undline(ctx: Context, msg: Message) -> None:
 
 
 def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
-    if not _require(ctx):
+    if not require(ctx):
         return
     server, client = ctx.server, ctx.client
     ban = server.serverbans.remove(kind, mask)
@@ -450,39 +352,3 @@ def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
     server.store_serverban(ban, delete=True, apply=ctx.apply)
     log.warning("%s-line on %s removed by %s", kind, ban.mask, client.source)
     ctx.reply.send("NOTICE", client.nick, f"Removed {kind}-line on {ban.mask}", trailing=True)
-
-
-def stats_bans(ctx: Context, query: str) -> None:
-    """STATS ``k`` (216 RPL_STATSKLINE) or ``d`` (225 RPL_STATSDLINE); opers only (481).
-
-    One line per ban: ``<K|D> <mask> <set at> <seconds left, 0 = permanent>
-    <setter> :<reason>``.
-    """
-    if not _require(ctx):
-        return
-    server = ctx.server
-    now = server.clock()
-    kind = KLINE if query == "k" else DLINE
-    code = N.RPL_STATSKLINE if kind == KLINE else N.RPL_STATSDLINE
-    for ban in server.serverbans.listing(kind, now):
-        ctx.reply.numeric(code, kind, ban.mask, str(int(ban.set_at)),
-                          str(int(ban.remaining(now))), ban.setter, ban.reason)
-
-
-def kline_on_nick_change(server, client: Client, new_nick: str,
-                         apply: Apply | None = None) -> bool:
-    """Before ``client`` (registered) becomes ``new_nick``: if a K-line matches the new
-    ``nick!user@host``, disconnect it as :func:`apply_ban` would and return True.
-
-    A ``nick!user@host`` K-line holds for a nick taken after registering too.
-    Opers and pseudo-users are exempt, as from every server ban. ``apply``: the
-    log entry of the NICK (a cluster).
-    """
-    if client.is_pseudo or client.oper is not None or not len(server.serverbans):
-        return False
-    sources = (f"{new_nick}!{client.user}@{client.host}", f"{new_nick}!{client.user}@{client.ip}")
-    ban = server.serverbans.kline_for(sources, server.clock())
-    if ban is None:
-        return False
-    disconnect_banned(server, client, ban, apply)
-    return True

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from ircd.commands import monitor
-from ircd.commands.oper import stats_bans
-from ircd.commands.registration import send_isupport, send_lusers, send_motd
 from ircd.commands.registry import COMMANDS, Context, command
 from ircd.events import Event
+from ircd.ops import presence
+from ircd.ops.bans import stats_bans
+from ircd.ops.welcome import send_isupport, send_lusers, send_motd
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.masks import compile_mask
@@ -230,7 +230,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
         line = f":{client.source} AWAY"
     event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
-    event.send_to(monitor.interested(server, client, "away-notify"))
+    event.send_to(presence.interested(server, client, "away-notify"))
 
 
 REALNAME_MAX = NAMELEN
@@ -252,7 +252,7 @@ def handle_setname(ctx: Context, msg: Message) -> None:
         return
     client.realname = name
     event = Event(f":{client.source} SETNAME :{name}", server.clock(), account=client.account)
-    event.send_to(monitor.interested(server, client, "setname"))
+    event.send_to(presence.interested(server, client, "setname"))
     if "setname" in client.caps:
         ctx.reply.raw(event.str_for(client.tagmask))
 

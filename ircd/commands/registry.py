@@ -14,67 +14,23 @@ the standard numerics, so handlers contain only their own logic:
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ircd.events import new_msgid
 from ircd.protocol import numerics as N
-from ircd.protocol.message import Message, escape_tag_value
-from ircd.reply import Reply
+from ircd.protocol.message import Message
+from ircd.reply import Context, Reply, label_reply, take_label
 
 if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.state import Client
     from ircd.worldlog import Apply
 
+__all__ = ["COMMANDS", "CommandSpec", "Context", "command", "dispatch", "label_reply", "take_label"]
+
 log = logging.getLogger("ircd.commands")
-
-
-class Context(Reply):
-    """What a handler works with: ``server``, the issuing ``client``, ``reply``
-    and ``apply``.
-
-    The context is itself the command's :class:`Reply` (``ctx.reply is
-    ctx``): one object per command on the hot path instead of two.
-    ``apply`` is the log entry being applied (:class:`ircd.worldlog.Apply`:
-    its time, origin node and message ids), or None when the command runs at
-    once (a single node, or a command that only reads); :attr:`now`,
-    :attr:`here` and :attr:`new_msgid` read it.
-    """
-
-    __slots__ = ("server", "apply")
-
-    def __init__(self, server: Server, client: Client, apply: Apply | None = None) -> None:
-        self.server_name = server.name
-        self.client = client
-        self.lines = []
-        self.server = server
-        self.apply = apply
-
-    @property
-    def reply(self) -> Reply:
-        return self
-
-    @property
-    def now(self) -> float:
-        """The command's time (unix seconds): the entry's when one is applied."""
-        apply = self.apply
-        return self.server.clock() if apply is None else apply.now
-
-    @property
-    def here(self) -> bool:
-        """True if the command came from a user of this node (always, run at once)."""
-        apply = self.apply
-        return apply is None or apply.here
-
-    @property
-    def new_msgid(self) -> Callable[[], str]:
-        """What makes the command's message ids (for :class:`ircd.events.Event`)."""
-        apply = self.apply
-        return new_msgid if apply is None else apply.new_msgid
 
 
 Handler = Callable[[Context, Message], None]
@@ -139,41 +95,3 @@ def dispatch(server: Server, client: Client, msg: Message,
             else:
                 label_reply(reply, label, "batch" in client.caps)
     return reply
-
-
-def take_label(client: Client, reply: Reply) -> None:
-    """Label a reply that completes a command answered asynchronously (see :func:`dispatch`)."""
-    label = client.pending_label
-    if label is not None:
-        client.pending_label = None
-        label_reply(reply, label, "batch" in client.caps)
-
-
-_labels = itertools.count(1)
-
-
-def _with_tag(line: str, tag: str) -> str:
-    return f"@{tag};{line[1:]}" if line.startswith("@") else f"@{tag} {line}"
-
-
-def label_reply(reply: Reply, label: str, batch: bool) -> None:
-    """Mark a command's reply with its ``label`` (IRCv3 labeled-response).
-
-    No lines: one ``ACK``. One line: the line carries the label. Several: a
-    ``BATCH +id labeled-response`` carrying the label around them (every line
-    tagged ``batch=id``), when the client has ``batch``; otherwise only the
-    first line is labeled.
-    """
-    tag = "label=" + escape_tag_value(label)
-    lines = reply.lines
-    if not lines:
-        lines.append(f"@{tag} :{reply.server_name} ACK")
-    elif len(lines) == 1 or not batch:
-        lines[0] = _with_tag(lines[0], tag)
-    else:
-        ref = f"L{next(_labels)}"
-        # Lines already in a nested batch (e.g. chathistory) keep their own batch tag.
-        inner = [line if line.startswith("@") and "batch=" in line.split(" ", 1)[0]
-                 else _with_tag(line, f"batch={ref}") for line in lines]
-        reply.lines = [f"@{tag} :{reply.server_name} BATCH +{ref} labeled-response", *inner,
-                       f":{reply.server_name} BATCH -{ref}"]

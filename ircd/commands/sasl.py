@@ -27,8 +27,8 @@ import base64
 import binascii
 import logging
 
-from ircd.commands.accountlogin import log_in, login_or_create, registration_throttled_text
 from ircd.commands.registry import Context, command
+from ircd.ops.login import log_in, login_or_create, registration_throttled_text
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ircd.commands import monitor
+from ircd.ops import presence
 from ircd.reply import Reply
 from ircd.simple import text_messages
 from ircd.state import Client
@@ -50,7 +50,7 @@ class Service:
         client.registered = True
         client.update_source()
         core.world.add_user(client)
-        monitor.notify_online(core, client)
+        presence.notify_online(core, client)
         self.client = client
 
     # -- input ----------------------------------------------------------------

@@ -25,9 +25,8 @@ max_channels_per_account`` channels (REGISTER beyond: a NOTICE).
 from __future__ import annotations
 
 from ircd.chanreg import LEVELS
-from ircd.commands.registry import take_label
 from ircd.protocol.casemap import casefold
-from ircd.reply import Reply
+from ircd.reply import Reply, take_label
 from ircd.services.base import Service
 from ircd.services.nickserv import when
 from ircd.state import Channel, Client

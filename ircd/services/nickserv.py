@@ -17,7 +17,7 @@
   the same name inherits nothing;
 - ``HELP``.
 
-Passwords are checked and hashed off the event loop (:mod:`ircd.commands.accountlogin`).
+Passwords are checked and hashed off the event loop (:mod:`ircd.ops.login`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import logging
 import time
 from typing import Any
 
-from ircd.commands.accountlogin import (
+from ircd.ops.login import (
     acceptable_password,
     answer_later,
     check_password,

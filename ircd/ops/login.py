@@ -24,12 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ircd.accounts import LoginResult
-from ircd.commands import monitor
-from ircd.commands.registry import take_label
 from ircd.events import Event
+from ircd.ops import presence
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
-from ircd.reply import Reply
+from ircd.reply import Reply, take_label
 
 log = logging.getLogger("ircd.login")
 
@@ -270,7 +269,7 @@ def log_in(server, client, account_name: str, reply: Reply) -> None:
     log.info("login %s as %s from %s", client.nick, client.account, client.ip)
     if client.registered:
         event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
-        event.send_to(monitor.interested(server, client, "account-notify"))
+        event.send_to(presence.interested(server, client, "account-notify"))
         server.user_changed(client)
 
 
@@ -283,5 +282,5 @@ def log_out(server, client, reply: Reply) -> None:
     client.sasl = None
     reply.numeric(N.RPL_LOGGEDOUT, client.source, "You are now logged out")
     event = Event(f":{client.source} ACCOUNT *", server.clock())
-    event.send_to(monitor.interested(server, client, "account-notify"))
+    event.send_to(presence.interested(server, client, "account-notify"))
     server.user_changed(client)
