@@ -131,6 +131,48 @@ def test_a_message_and_a_kick_of_its_sender_are_seen_in_one_order_on_every_node(
     assert all(s == seen[0] for s in seen), seen
 
 
+def _deliveries(store, routing: bool) -> tuple[list[str], list[str], int]:
+    """What bob (tags) and carol (none), on n2, get from alice (a bot, on n1)."""
+    net = MemoryLog(store)
+    servers = nodes(net, 3)
+    if not routing:
+        for port in net.ports:
+            port.repl.route_targets = lambda client, msg: None  # type: ignore[method-assign]
+    alice, bob, carol = (user(net, servers[0], "alice"), user(net, servers[1], "bob"),
+                         user(net, servers[1], "carol"))
+    bob.send("CAP REQ :message-tags server-time account-tag")
+    for conn in (alice, bob, carol):
+        conn.send("JOIN #room")
+        net.pump()
+    alice.send("MODE alice +B")
+    net.pump()
+    for conn in (alice, bob, carol):
+        conn.take()
+    alice.send("@+draft/react=x PRIVMSG #room :hi there", "NOTICE #room :note",
+               "@+typing=active TAGMSG #room", "PRIVMSG bob :dm", "TAGMSG bob",
+               "PRIVMSG carol :dm2")
+    net.pump()
+
+    def strip(raw: str) -> str:   # msgid and time differ between the two paths
+        if not raw.startswith("@"):
+            return raw
+        tags, rest = raw[1:].split(" ", 1)
+        kept = [t for t in tags.split(";") if not t.startswith(("msgid=", "time="))]
+        return "@" + ";".join(kept) + " " + rest
+    return ([strip(r) for r in bob.take_raw()], [strip(r) for r in carol.take_raw()],
+            len(net.routed))
+
+
+def test_a_routed_message_is_delivered_as_the_state_stream_delivers_it(store):
+    """The node of the recipients delivers a routed message from the entry, without
+    running the handler: the bytes are the ones the handler writes."""
+    bob, carol, routed = _deliveries(store, routing=True)
+    assert routed == 6
+    assert (bob, carol) == _deliveries(store, routing=False)[:2]
+    assert bob[0] == "@+draft/react=x;bot :alice!alice@127.0.0.1 PRIVMSG #room :hi there"
+    assert "TAGMSG" not in " ".join(carol)
+
+
 def test_a_node_whose_first_member_joins_a_channel_loads_its_history(store, tmp_path):
     """A node receives a channel's routed messages only while it has members there;
     when its first member joins, it reads the channel's history from the database,

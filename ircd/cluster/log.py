@@ -226,6 +226,8 @@ class Replication:
         self.position = "0-0"                  # the last state stream entry applied
         self._seq = itertools.count(1)
         self._state_lines: dict[int, int] = {}  # client id -> its state lines in flight
+        # channel name -> (position, its members' nodes or None: not routable)
+        self._channel_nodes: dict[str, tuple[str, frozenset[int] | None]] = {}
         server.attach_log(self, node.id)
 
     # -- the apply context -----------------------------------------------------
@@ -336,12 +338,17 @@ class Replication:
             if not modes and ("m" in chan.modes or (chan.bans and (
                     is_banned(chan, client) or is_muted(chan, client)))):
                 return None
-            nodes = {here}
-            for member in members:
-                if member.is_pseudo:
-                    return None
-                nodes.add(member.node)
-            return frozenset(nodes)
+            # The members' nodes change only with state entries: kept per position.
+            cached = self._channel_nodes.get(chan.name)
+            if cached is not None and cached[0] == self.position:
+                return cached[1]
+            nodes: frozenset[int] | None = frozenset({here, *(m.node for m in members)})
+            if any(m.is_pseudo for m in members):
+                nodes = None
+            if len(self._channel_nodes) > 4096:
+                self._channel_nodes.clear()
+            self._channel_nodes[chan.name] = (self.position, nodes)
+            return nodes
         if name[:1] in "@+":
             return None
         user = world.users.get(casefold(name))
@@ -648,7 +655,11 @@ class Replication:
                 client.pending = False  # (else dispatch keeps a label for a later answer)
             else:
                 client.last_seen = apply.now
-            reply = dispatch(server, client, msg, apply)
+            if routed_at is not None and not local:
+                self._deliver_routed(client, msg, apply)
+                reply = None
+            else:
+                reply = dispatch(server, client, msg, apply)
             client.pending = client.pending or paused
         finally:
             self._leave()
@@ -659,6 +670,50 @@ class Replication:
                                   if msg.params else set())
         if done is not None:
             done(reply)
+
+    def _deliver_routed(self, client: Client, msg: Message, apply: Apply) -> None:
+        """Deliver a routed message of another node's user to this node's recipients,
+        straight from the entry: no dispatch, no checks. Its sender's node judged
+        it (:meth:`route_targets`) on the state this node has now (the entry's
+        stamp), so what :mod:`ircd.commands.messaging` would do here is only the
+        delivery, the history and the sender's idle time: the same bytes, the
+        same msgid (``tests/test_cluster_routing.py`` compares both paths)."""
+        verb = msg.command
+        params = msg.params
+        server = self.server
+        world = server.world
+        client.last_active = client.last_seen   # (PRIVMSG, NOTICE, TAGMSG: updates_idle)
+        text = None if verb == "TAGMSG" else params[1]
+        tags = msg.tags
+        client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
+        if "B" in client.modes:
+            client_tags = {**(client_tags or {}), "bot": ""}
+        name = params[0]
+        history = server.history
+        if name[:1] == "#":
+            chan = world.channels.get(casefold(name))
+            if chan is None:
+                return
+            line = (f":{client.source} {verb} {chan.name} :{text}" if text is not None
+                    else f":{client.source} TAGMSG {chan.name}")
+            event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
+            members = chan.members
+            event.send_to([m for m in members if m.tagmask & 1] if text is None else members,
+                          exclude=client)
+            if text is not None and history is not None:
+                history.record_channel(chan, client, verb, text, event)
+            return
+        user = world.users.get(casefold(name))
+        if user is None:
+            return
+        line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
+                else f":{client.source} TAGMSG {user.nick}")
+        event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
+        if text is not None or user.tagmask & 1:
+            mask = user.tagmask
+            user.write(event.bytes_for(mask) if mask else event.plain)
+        if text is not None and history is not None:
+            history.record_direct(client, user, verb, text, event)
 
     def _apply_intro(self, entry_id: str, obj: dict[str, Any]) -> None:
         from ircd.ops.welcome import complete_registration
