@@ -22,9 +22,19 @@ RobustIRC does with Raft; here the log is one Redis stream, see
   changed off the log), ``acct`` (an account name was created or dropped),
   ``hello`` (a node joins), ``lost`` (a node's liveness key expired).
 
-Nothing here does I/O: the edge gives each entry it reads to
-:meth:`Replication.apply` and sends what :meth:`Replication.submit` and
-friends hand to the :class:`Transport`.
+PRIVMSG, NOTICE and TAGMSG that change nothing and that the sender's node
+can judge (:meth:`Replication.route_targets`) are *routed*: the edge sends
+them only to the nodes holding their recipients, stamped with the state
+position they were judged at, if the state stream has not moved since, and
+each of those nodes applies them right after that state entry
+(:meth:`Replication.apply` ``routed_at``; docs/cluster.md "Routed messages").
+
+:class:`Replication` is the server's :class:`~ircd.worldlog.WorldLog` in a
+cluster: the core hands it lines and publishes changes to it, and it passes
+each entry's :class:`~ircd.worldlog.Apply` to the handlers. Nothing here does
+I/O: the edge (:mod:`ircd.cluster.redis`, or :mod:`ircd.cluster.memory` in
+process) gives each entry it reads to :meth:`Replication.apply` and sends
+what :meth:`Replication.submit` and friends hand to the :class:`Transport`.
 """
 
 from __future__ import annotations
