@@ -468,17 +468,21 @@ class RedisLog:
     async def _read_loop(self) -> None:
         """Read the state stream and this node's inbox and apply them, merged.
 
-        Both are read by one XREAD without BLOCK: one snapshot, in which every
-        inbox entry stamped P is present if state entry P+1 is (the routing
-        script checks, atomically, that P is the last state entry). An inbox
-        entry stamped P is applied right after state entry P; a state entry
-        is applied only once every inbox entry stamped before it is known to
-        be read (the inbox part of the reply was not cut by COUNT). What is
-        left is read again. When both are empty, an XREAD BLOCK waits for
-        either (its reply is not used: a blocked read is not a snapshot of both).
+        Both are read by one XREAD: one snapshot, in which every inbox entry
+        stamped P is present if state entry P+1 is (the routing script checks,
+        atomically, that P is the last state entry). An inbox entry stamped P
+        is applied right after state entry P; a state entry is applied only
+        once every inbox entry stamped before it is known to be read (the
+        inbox part of the reply was not cut by COUNT). What is left is read
+        again. An XREAD BLOCK that had to wait may be answered with the one
+        stream that woke it: a reply with state entries and no inbox part is
+        therefore read again without BLOCK (a snapshot) before it is applied;
+        one with inbox entries only is applied as it is (they are stamped at
+        state entries this node has, or wait).
         """
         r = self.reader_redis
         key = self._key("log")
+        key_b = key.encode()
         repl = self.replication
         while True:
             generation = self._generation
@@ -488,10 +492,11 @@ class RedisLog:
             inbox = self._key(f"inbox:{repl.node.id}")
             streams = {key: self.last_id, inbox: self.inbox_id}
             try:
-                result = await r.xread(streams, count=READ_COUNT)
+                result = await r.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
                 if not result:
-                    await r.xread(streams, count=1, block=READ_BLOCK_MS)
                     continue
+                if len(result) == 1 and result[0][0] == key_b:
+                    result = await r.xread(streams, count=READ_COUNT)   # a snapshot
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
                 await asyncio.sleep(0.5)
@@ -501,7 +506,7 @@ class RedisLog:
             state: list[Any] = []
             routed: list[Any] = []
             for stream, entries in result:
-                (state if stream == key.encode() else routed).extend(entries)
+                (state if stream == key_b else routed).extend(entries)
             self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
 
     def _apply_merged(self, state: list[Any], routed: list[Any], inbox_complete: bool,
