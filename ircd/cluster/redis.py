@@ -259,6 +259,7 @@ class RedisLog:
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id, self.last_offset = hello_id, hello_offset
         self.inbox_id = "0-0"   # a new node id: a new, empty inbox
+        repl.position = hello_id   # the replica is the world right after its hello
         self._spawn(self._catch_up_history())
         self._generation += 1
         self.available = True
