@@ -33,12 +33,13 @@ def _server(tmp: Path, cluster: bool = False):
     from ircd.accounts import AccountStore
     from ircd.config import Config
     from ircd.core import ImmediateScheduler, Server
+    from ircd.storage.sqlite import SQLiteAccountRows
     from ircd.worldlog import EntryClock
 
     config = (Config().with_overrides("simple", echobot=False)
               .with_overrides("services", enabled=False))
     tmp.mkdir(parents=True, exist_ok=True)
-    store = AccountStore(tmp / "db", time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(tmp / "db"), time_cost=1, memory_cost=1024)
     clock = EntryClock(time.time) if cluster else time.time
     return Server(config, store, ImmediateScheduler(), clock=clock), store
 

@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 
 from ircd.accounts import AccountStore
 from ircd.history import HistoryStore
+from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
 from tests.test_cluster_unit import MemoryLog, user, world_of
 from tests.test_core import Conn
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    s = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     yield s
     s.close()
 
@@ -179,7 +180,7 @@ def test_a_node_whose_first_member_joins_a_channel_loads_its_history(store, tmp_
     so CHATHISTORY answers there as on the nodes that had members all along."""
     net = MemoryLog(store)
     path = tmp_path / "history.sqlite3"
-    servers = [net.node(i + 1, f"n{i + 1}", history=HistoryStore(path)) for i in range(3)]
+    servers = [net.node(i + 1, f"n{i + 1}", history=HistoryStore(SQLiteHistoryDisk(path))) for i in range(3)]
     alice, bob = user(net, servers[0], "alice"), user(net, servers[1], "bob")
     for conn in (alice, bob):
         conn.send("JOIN #room")
@@ -248,7 +249,8 @@ def channel_of(msg) -> str | None:
        actions=st.lists(action, min_size=10, max_size=120))
 def test_random_interleavings_on_8_to_16_replicas_keep_one_order_per_channel(
         tmp_path_factory, n_nodes, per_node, actions):
-    store = AccountStore(tmp_path_factory.mktemp("db") / "db", time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(tmp_path_factory.mktemp("db") / "db"),
+                         time_cost=1, memory_cost=1024)
     try:
         net = MemoryLog(store)
         servers = nodes(net, n_nodes)
