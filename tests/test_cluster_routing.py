@@ -311,3 +311,26 @@ def test_random_interleavings_on_8_to_16_replicas_keep_one_order_per_channel(
                     assert in_a == in_b, (chan, a, b)
     finally:
         store.close()
+
+
+def test_an_inbox_trimmed_past_unread_entries_makes_the_node_rejoin(store):
+    """The Redis edge checks each inbox entry's offset as it checks the stream's."""
+    from ircd.cluster.log import pack
+    from ircd.cluster.redis import RedisLog
+    from ircd.config import Config
+    from ircd.core import ImmediateScheduler, Server
+    from ircd.worldlog import EntryClock
+
+    server = Server(Config(), store, ImmediateScheduler(), clock=EntryClock(lambda: 1e9))
+    edge = RedisLog(server, "redis://127.0.0.1:1/0", "n1", 10)   # never connects here
+    resets: list[str] = []
+    edge.reset = resets.append  # type: ignore[method-assign]
+
+    def entry(offset: int) -> dict[bytes, bytes]:
+        return {b"p": b"0-0", b"n": b"1", b"t": b"1000", b"b": pack([]), b"o": b"%d" % offset}
+
+    edge._apply_routed(b"5-0", entry(1))
+    edge._apply_routed(b"6-0", entry(2))
+    assert resets == [] and edge.inbox_id == "6-0"
+    edge._apply_routed(b"9-0", entry(5))          # 3 and 4 were trimmed unread
+    assert resets == ["inbox entries missed"] and edge.inbox_id == "6-0"

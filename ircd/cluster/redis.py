@@ -21,6 +21,8 @@ Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
   one XREAD and applies an inbox entry stamped ``p`` right after state entry
   ``p`` (:meth:`RedisLog._read_loop`).
 - ``routed``: the number of the last routed batch.
+- ``inbox_offsets``: a hash, inbox key -> the last offset given in that inbox
+  (each inbox entry has it as ``o``, like the stream's).
 - ``node:<id>``: a node's liveness key, expiring after ``node_timeout``
   seconds, refreshed every :data:`HEARTBEAT` seconds.
 - ``nodes``: a hash ``<id>`` -> ``synced`` or ``joining``, to find a node
@@ -99,9 +101,10 @@ if ARGV[3] ~= '' then
     routed = redis.call('INCR', KEYS[4])
     local t = redis.call('TIME')
     local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    for i = 5, #KEYS do
+    for i = 6, #KEYS do
+      local o = redis.call('HINCRBY', KEYS[5], KEYS[i], 1)
       redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], '*', 'b', ARGV[i], 'p', ARGV[2],
-                 'n', routed, 't', ms)
+                 'n', routed, 't', ms, 'o', o)
     end
   else
     state = ARGV[3] .. state
@@ -117,11 +120,12 @@ return {routed, id, offset}
 """
 """One write batch, atomically (Lua): compare and route, then append.
 
-KEYS: log, offset, last, routed, then one inbox per target node; ARGV:
+KEYS: log, offset, last, routed, inbox_offsets, then one inbox per target node; ARGV:
 maxlen, P (the state position the routed messages were judged at), the
 routed messages as one :func:`pack` (for the fall-back), the state entries
-as one :func:`pack`, then for each inbox its messages (pack of index,
-entry...). If the state stream's last entry is still P, the routed messages
+as one :func:`pack`, an unused slot, then for each inbox its messages (pack
+of index, entry...). Each inbox entry gets the next offset of its inbox
+(``inbox_offsets``), so a node sees a trimmed gap as it does in the stream. If the state stream's last entry is still P, the routed messages
 go to the inboxes only, stamped P, and the batch's number (``routed``) is
 returned first; otherwise (0) they go to the state stream, ahead of the
 state entries. Returns ``[routed number or 0, state entry id or false,
@@ -162,6 +166,7 @@ class RedisLog:
         # (entry, seq, retry, route: (state position, target nodes) or None)
         self._queue: list[tuple[bytes, int, bool, tuple[str, frozenset[int]] | None]] = []
         self.inbox_id = "0-0"                 # the last inbox entry read
+        self.inbox_offset = 0                 # its offset (0: none read yet)
         self.routed_batches = 0               # write batches routed (metrics, bench)
         self._write_script = self.redis.register_script(WRITE_SCRIPT)
         self._wake = asyncio.Event()
@@ -259,6 +264,7 @@ class RedisLog:
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id, self.last_offset = hello_id, hello_offset
         self.inbox_id = "0-0"   # a new node id: a new, empty inbox
+        self.inbox_offset = 0
         repl.position = hello_id   # the replica is the world right after its hello
         self._spawn(self._catch_up_history())
         self._generation += 1
@@ -445,8 +451,9 @@ class RedisLog:
         nodes = sorted(per_node)
         number, _id, _offset = await self._write_script(
             keys=[self._key("log"), self._key("offset"), self._key("last"),
-                  self._key("routed"), *(self._key(f"inbox:{n}") for n in nodes)],
-            args=[STREAM_MAXLEN, position, pack(item[0] for item in routed), pack(state),
+                  self._key("routed"), self._key("inbox_offsets"),
+                  *(self._key(f"inbox:{n}") for n in nodes)],
+            args=[STREAM_MAXLEN, position, pack(item[0] for item in routed), pack(state), "",
                   *(pack(per_node[n]) for n in nodes)])
         self.routed_batches += bool(number)
 
@@ -548,7 +555,18 @@ class RedisLog:
                 return
 
     def _apply_routed(self, raw_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Apply one inbox entry: its messages, under ids every target node shares."""
+        """Apply one inbox entry: its messages, under ids every target node shares.
+
+        Its offset must follow the last one read, as in the stream (:meth:`_gap`):
+        a jump means the inbox was trimmed past entries this node had not read,
+        and it rejoins as a new node (its users lost messages)."""
+        offset = int(fields.get(b"o", 0))
+        last, self.inbox_offset = self.inbox_offset, offset or self.inbox_offset
+        if last and offset > last + 1:
+            log.error("missed %d inbox entries (trimmed before this node read them): "
+                      "rejoining", offset - last - 1)
+            self.reset("inbox entries missed")
+            return
         self.inbox_id = raw_id.decode()
         stamp = fields[b"p"].decode()
         number = int(fields[b"n"]) + ROUTED_BASE
