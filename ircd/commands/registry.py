@@ -26,6 +26,7 @@ from ircd.reply import Context, Reply, label_reply, take_label
 if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.state import Client, Session
+    from ircd.worldlog import Apply
 
 __all__ = ["COMMANDS", "CommandSpec", "Context", "command", "dispatch", "label_reply", "take_label"]
 
@@ -61,10 +62,14 @@ def command(name: str, *, min_params: int = 0, pre_registration: bool = False,
 
 
 def dispatch(server: Server, client: Client, msg: Message,
-             session: Session | None = None) -> Reply:
+             session: Session | None = None, apply: Apply | None = None) -> Reply:
     """Run one command of user ``client``, received by its ``session`` (None: no
-    connection, see :class:`Context`); return the reply lines for it (not yet sent)."""
-    reply = ctx = Context(server, client, session)
+    connection of ours, see :class:`Context`); return the reply lines for it (not
+    yet sent).
+
+    ``apply``: the log entry it comes from (a cluster node applying its log),
+    handed to the handler as ``ctx.apply``; None when it runs at once."""
+    reply = ctx = Context(server, client, session, apply)
     session = ctx.session
     spec = COMMANDS.get(msg.command)
     if spec is None:
@@ -78,7 +83,7 @@ def dispatch(server: Server, client: Client, msg: Message,
         reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
     else:
         if spec.updates_idle:
-            client.last_active = session.last_seen or server.clock()  # when this line arrived
+            client.last_active = session.last_seen or ctx.now  # when this line arrived (here)
         try:
             spec.handler(ctx, msg)
         except Exception:
