@@ -145,10 +145,11 @@ def cluster(members: int, messages: int) -> tuple[float, float, float]:
         assert sender.registered and users[1].registered
         sink.clear()
         first = len(log.entries) + len(log.routed)
+        session = sender.session
         t0 = time.process_time()
         for _ in range(messages):
-            a.handle_line(sender.session, line)
-            if sender.in_flight >= 32:   # stay below MAX_IN_FLIGHT, as the edge would
+            a.handle_line(session, line)
+            if session.in_flight >= 32:   # stay below MAX_IN_FLIGHT, as the edge would
                 log.step(pa, 1 << 30)
         log.step(pa, 1 << 30)
         t1 = time.process_time()
