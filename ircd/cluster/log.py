@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
-from ircd.commands import dispatch
+from ircd.commands import COMMANDS, Effect, dispatch
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import (
@@ -57,14 +57,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ircd.cluster")
 
-REPLICATED = frozenset({
-    "PRIVMSG", "NOTICE", "TAGMSG", "JOIN", "PART", "NICK", "TOPIC", "MODE", "KICK",
-    "INVITE", "AWAY", "SETNAME", "QUIT", "KILL", "WALLOPS", "KLINE", "UNKLINE", "DLINE",
-    "UNDLINE", "CS", "CHANSERV",
-})
-"""Commands of registered users that change the world: they go through the log.
-Every other command (WHO, WHOIS, NAMES, LIST, MONITOR, CHATHISTORY, CAP, PING...)
-reads this node's replica and is answered at once."""
+REPLICATED = frozenset(name for name, spec in COMMANDS.items() if spec.effect is not Effect.LOCAL)
+"""Commands of registered users that go through the log: those the command table
+(``ircd/commands/table.py``) marks as changing the world, and the routed messages
+(PRIVMSG, NOTICE, TAGMSG). Every other command (WHO, WHOIS, NAMES, LIST, MONITOR,
+CHATHISTORY, CAP, PING...) reads this node's replica and is answered at once."""
 
 MAX_IN_FLIGHT = 64
 """Lines of one client that may be in the log, not yet applied, before its input pauses."""

@@ -51,7 +51,7 @@ def complete_registration(server, client, reply: Reply, created: bool = False,
         client.account = None
         refuse_nick(client, reply, "Nickname is already in use")
         return
-    if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/commands/oper.py)
+    if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/ops/bans.py)
         return
     client.registered = True
     client.update_source()
