@@ -31,11 +31,12 @@ def _server(tmp: Path):
     from ircd.accounts import AccountStore
     from ircd.config import Config
     from ircd.core import ImmediateScheduler, Server
+    from ircd.storage.sqlite import SQLiteAccountRows
 
     config = (Config().with_overrides("simple", echobot=False)
               .with_overrides("services", enabled=False))
     tmp.mkdir(parents=True, exist_ok=True)
-    store = AccountStore(tmp / "db", time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(tmp / "db"), time_cost=1, memory_cost=1024)
     return Server(config, store, ImmediateScheduler()), store
 
 

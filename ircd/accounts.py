@@ -1,11 +1,16 @@
-"""Accounts: names with argon2id password hashes in SQLite (or PostgreSQL).
+"""Accounts: names with argon2id password hashes, over a storage backend.
+
+:class:`AccountStore` hashes and verifies; :class:`AccountRows` is the
+interface of the rows it keeps, implemented in :mod:`ircd.storage`
+(SQLite: :class:`ircd.storage.sqlite.SQLiteAccountRows`, durable on return,
+``synchronous=FULL``; PostgreSQL:
+:class:`ircd.storage.postgres.PostgresAccountRows`), which
+:func:`ircd.storage.stores.open_stores` chooses at start. Nothing here opens
+a database or imports a driver.
 
 Every method here blocks (hashing takes tens of milliseconds by design, and
-SQLite touches the disk), so the server calls them off the event loop through
-its executor. The database lives in the data directory; it is opened in WAL
-mode with ``synchronous=FULL`` so that an account whose creation returned is
-on disk even if the process is killed right after (SQLite, "Write-Ahead
-Logging" and "PRAGMA synchronous").
+the backend touches the disk or the network), so the server calls them off
+the event loop through its executor.
 
 Hashing is passlib's argon2 (the ``libpass`` distribution) with type ``ID``
 and the parameters from ``[accounts]`` in config.toml; passwords are never
@@ -15,29 +20,13 @@ stored or logged in clear.
 from __future__ import annotations
 
 import enum
-import sqlite3
-import threading
+import os
 import time
-from pathlib import Path
 from typing import Protocol
 
 from passlib.hash import argon2
 
 from ircd.protocol.casemap import casefold
-from ircd.storage.sqlite import open_sqlite
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    name_cf TEXT PRIMARY KEY,          -- casefolded (rfc1459) account name
-    name TEXT NOT NULL,                -- as first registered
-    password_hash TEXT NOT NULL,       -- passlib argon2id hash string
-    created_at REAL NOT NULL           -- unix seconds
-);
-CREATE TABLE IF NOT EXISTS account_seen (
-    name_cf TEXT PRIMARY KEY,          -- casefolded account name
-    last_seen REAL NOT NULL            -- unix seconds: when a user of it last left
-);
-"""
 
 
 class LoginResult(enum.Enum):
@@ -55,7 +44,7 @@ class AccountRows(Protocol):
     Every method blocks (disk or network) and may raise the backend's
     exception (the caller logs it and answers with an error numeric).
     ``name_cf`` is always the casefolded (rfc1459) account name; times are
-    unix seconds. Backends: :class:`SQLiteAccountRows` here,
+    unix seconds. Backends: :class:`ircd.storage.sqlite.SQLiteAccountRows`,
     :class:`ircd.storage.postgres.PostgresAccountRows`. ``shared`` is True
     when other server processes may change the rows (PostgreSQL).
     """
@@ -87,102 +76,24 @@ class AccountRows(Protocol):
         """Release the connection or pool (once, at shutdown)."""
 
 
-class SQLiteAccountRows:
-    """:class:`AccountRows` in the server's SQLite file ``path`` (WAL, ``synchronous=FULL``).
-
-    Safe to call from several threads: one connection behind a lock.
-    """
-
-    shared = False
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = open_sqlite(self.path, SCHEMA)
-
-    def close(self) -> None:
-        """Checkpoint the WAL and close the database."""
-        with self._lock:
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                self._db.close()
-
-    def names(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._db.execute("SELECT name_cf, name FROM accounts"))
-
-    def hash_of(self, name_cf: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT password_hash FROM accounts WHERE name_cf = ?", (name_cf,)
-            ).fetchone()
-        return row[0] if row else None
-
-    def insert(self, name_cf: str, name: str, password_hash: str, created_at: float) -> bool:
-        with self._lock:
-            try:
-                self._db.execute(
-                    "INSERT INTO accounts (name_cf, name, password_hash, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (name_cf, name, password_hash, created_at),
-                )
-            except sqlite3.IntegrityError:
-                return False
-        return True
-
-    def set_hash(self, name_cf: str, password_hash: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE accounts SET password_hash = ? WHERE name_cf = ?",
-                             (password_hash, name_cf))
-
-    def info(self, name_cf: str) -> tuple[str, float, float | None] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT a.name, a.created_at, s.last_seen FROM accounts a "
-                "LEFT JOIN account_seen s ON s.name_cf = a.name_cf WHERE a.name_cf = ?",
-                (name_cf,),
-            ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
-    def touch(self, name_cf: str, when: float) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO account_seen (name_cf, last_seen) VALUES (?, ?) "
-                "ON CONFLICT(name_cf) DO UPDATE SET last_seen = excluded.last_seen",
-                (name_cf, when),
-            )
-
-    def delete(self, name_cf: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (name_cf,))
-                self._db.execute("DELETE FROM account_seen WHERE name_cf = ?", (name_cf,))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-
 class AccountStore:
     """Accounts: argon2id hashing over an :class:`AccountRows` backend.
 
-    ``path`` is the SQLite database file (created with its directory on
-    first use), unless ``rows`` gives another backend (PostgreSQL:
-    :class:`ircd.storage.postgres.PostgresAccountRows`; ``path`` is then
-    ignored). ``time_cost``/``memory_cost`` (KiB)/``parallelism`` are argon2id
-    parameters. Safe to call from several threads: the backend serialises or
+    ``rows`` is the backend (:mod:`ircd.storage`: SQLite
+    :class:`~ircd.storage.sqlite.SQLiteAccountRows`, PostgreSQL
+    :class:`~ircd.storage.postgres.PostgresAccountRows`); the store owns it
+    and closes it in :meth:`close`. ``time_cost``/``memory_cost``
+    (KiB)/``parallelism`` are argon2id parameters. A path instead of a
+    backend raises :class:`TypeError`. Safe to call from several threads: the backend serialises or
     pools database access, hashing runs outside it so that several hashes
     proceed in parallel (argon2-cffi releases the GIL). Every method blocks.
     """
 
-    def __init__(self, path: str | Path | None, time_cost: int = 2, memory_cost: int = 19_456,
-                 parallelism: int = 1, *, rows: AccountRows | None = None) -> None:
-        if rows is None:
-            if path is None:
-                raise ValueError("AccountStore needs a path or rows")
-            rows = SQLiteAccountRows(path)
+    def __init__(self, rows: AccountRows, time_cost: int = 2, memory_cost: int = 19_456,
+                 parallelism: int = 1) -> None:
+        if isinstance(rows, (str, os.PathLike)):
+            raise TypeError("AccountStore takes a backend, not a path: "
+                            "AccountStore(ircd.storage.sqlite.SQLiteAccountRows(path), ...)")
         self.rows: AccountRows = rows
         self._hasher = argon2.using(type="ID", time_cost=time_cost, memory_cost=memory_cost,
                                     parallelism=parallelism)

@@ -10,6 +10,8 @@ listener cannot be opened (e.g. the port is in use) or the database cannot
 be opened or reached (``--database``), 2 for a bad
 configuration, bad arguments, or an unusable TLS certificate. SIGHUP reloads
 the config file (see :data:`NOT_RELOADABLE` for what needs a restart).
+The stores are opened, with the backend ``[database]`` asks for, by
+:func:`ircd.storage.stores.open_stores`.
 """
 
 from __future__ import annotations
@@ -23,34 +25,22 @@ import signal
 import ssl
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from passlib.hash import argon2
 
 from ircd import __version__
-from ircd.accounts import AccountStore
-from ircd.chanstore import ChannelStore, Record, SQLiteChannelStore
 from ircd.cloak import load_or_create_key
 from ircd.config import Config, ConfigError, load_config, validate
 from ircd.core import Server
-from ircd.history import HistoryStore
 from ircd.metrics import MetricsEndpoint
 from ircd.net import ExecutorScheduler, Node, make_tls_context
-from ircd.serverbans import ServerBan, ServerBanStore
-from ircd.serverbans_sqlite import SqliteServerBanStore
 from ircd.services import start_services
 from ircd.simple import EchoBot
-from ircd.storage import redact_text, redact_url
+from ircd.storage.stores import StartupError, open_stores
 from ircd.websocket import listen_websocket
 
-if TYPE_CHECKING:
-    from ircd.storage.postgres import Database
-
 log = logging.getLogger("ircd")
-
-DB_FILE = "chatserver.sqlite3"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,98 +145,6 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, ValueError, OSError):
         pass
-
-
-class StartupError(Exception):
-    """A store cannot be opened at start; ``str(err)`` is the one-line message (exit code 1)."""
-
-
-@dataclass
-class Stores:
-    """The four stores the core uses, from one backend, and what they held at start.
-
-    ``database`` is the PostgreSQL pool (None for SQLite); :meth:`close`
-    closes every store, then the pool.
-    """
-
-    accounts: AccountStore
-    history: HistoryStore | None
-    ban_store: ServerBanStore
-    channel_store: ChannelStore
-    bans: list[ServerBan] = field(default_factory=list)
-    channel_records: list[Record] = field(default_factory=list)
-    account_names: dict[str, str] = field(default_factory=dict)
-    database: Database | None = None
-
-    def close(self) -> None:
-        for store in (self.channel_store, self.history, self.ban_store, self.accounts):
-            if store is not None:
-                store.close()
-        if self.database is not None:
-            self.database.close()
-
-
-def open_stores(config: Config, data_dir: Path) -> Stores:
-    """Open the stores (SQLite in ``data_dir``, or the PostgreSQL of ``[database] url``),
-    prune and load the history, read the bans and registered channels.
-
-    Blocks (run it in a thread). Raises :class:`StartupError` with a one-line
-    message naming the database (its password redacted).
-    """
-    a, h = config.accounts, config.history
-    now = time.time()
-    if config.database.url:
-        from ircd.storage import postgres  # imported only when used: SQLite start-up stays as fast
-
-        try:
-            db = postgres.Database.open(config.database.url, max_size=a.hash_workers + 2,
-                                        timeout=config.database.timeout)
-        except postgres.DatabaseUnavailable as exc:
-            raise StartupError(str(exc)) from None
-        try:
-            accounts = AccountStore(None, a.argon2_time_cost, a.argon2_memory_cost,
-                                    a.argon2_parallelism, rows=postgres.PostgresAccountRows(db))
-            history = (HistoryStore(None, h.max_per_target, h.retention_days,
-                                    disk=postgres.PostgresHistoryDisk(db),
-                                    max_targets=h.max_targets) if h.enabled else None)
-            stores = Stores(accounts, history, postgres.PostgresServerBanStore(db),
-                            postgres.PostgresChannelStore(db), database=db)
-            _load(stores, now)
-        except Exception as exc:
-            db.close()
-            why = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise StartupError(f"cannot read the database {redact_url(config.database.url)}: "
-                               f"{redact_text(why, config.database.url)}") from None
-        log.info("database: PostgreSQL %s", redact_url(config.database.url))
-        return stores
-    try:
-        accounts = AccountStore(data_dir / DB_FILE, a.argon2_time_cost, a.argon2_memory_cost,
-                                a.argon2_parallelism)
-    except Exception as exc:
-        raise StartupError(f"cannot open database in {data_dir}: {exc}") from None
-    history = (HistoryStore(data_dir / DB_FILE, h.max_per_target, h.retention_days,
-                            max_targets=h.max_targets) if h.enabled else None)
-    try:
-        ban_store = SqliteServerBanStore(data_dir / DB_FILE)
-    except Exception as exc:
-        accounts.close()
-        raise StartupError(f"cannot read the server bans in {data_dir}: {exc}") from None
-    stores = Stores(accounts, history, ban_store, SQLiteChannelStore(data_dir / DB_FILE))
-    try:
-        _load(stores, now)
-    except Exception as exc:
-        stores.close()
-        raise StartupError(f"cannot read the database in {data_dir}: {exc}") from None
-    return stores
-
-
-def _load(stores: Stores, now: float) -> None:
-    if stores.history is not None:
-        stores.history.prune_disk(now)
-        log.info("history: %d messages loaded", stores.history.load(now))
-    stores.account_names = stores.accounts.names()
-    stores.bans = stores.ban_store.load()
-    stores.channel_records = stores.channel_store.load()
 
 
 async def serve(config: Config, args: argparse.Namespace | None = None) -> int:

@@ -1,11 +1,15 @@
 """Message history for CHATHISTORY (IRCv3 draft/chathistory) and join replay.
 
 Recent messages are kept in memory, per target, so that CHATHISTORY is
-answered synchronously, and persisted to the server's SQLite database in
-batches written off the event loop (the core hands :meth:`HistoryStore.take_pending`
-to a worker every second), so that history never slows delivery. On start
-the last ``max_per_target`` messages of every target younger than
-``retention_days`` are loaded back: history survives restarts.
+answered synchronously, and persisted through a :class:`HistoryDisk` backend
+in batches written off the event loop (the core hands
+:meth:`HistoryStore.take_pending` to a worker every second), so that history
+never slows delivery. The backends are in :mod:`ircd.storage` (SQLite
+:class:`ircd.storage.sqlite.SQLiteHistoryDisk`, the default; PostgreSQL
+:class:`ircd.storage.postgres.PostgresHistoryDisk`); nothing here opens a
+database or imports a driver. On start the last ``max_per_target`` messages
+of every target younger than ``retention_days`` are loaded back: history
+survives restarts.
 
 Targets: a channel's key is its casefolded name; a direct message between
 two accounts is kept under ``"dm:<a>:<b>"`` (the two casefolded account
@@ -16,29 +20,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from ircd.protocol.casemap import casefold
-from ircd.storage.sqlite import open_sqlite
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,
-    target TEXT NOT NULL,        -- channel casefold, or dm:<a>:<b>
-    t REAL NOT NULL,             -- unix seconds
-    msgid TEXT NOT NULL,
-    source TEXT NOT NULL,        -- nick!user@host
-    account TEXT,                -- the sender's account, if any
-    command TEXT NOT NULL,       -- PRIVMSG or NOTICE
-    to_name TEXT NOT NULL,       -- the target as addressed (#chan or nick)
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_target_t ON history (target, t);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +89,7 @@ def log_position(msgid: str) -> tuple[int, ...]:
 class HistoryDisk(Protocol):
     """The persistent side of :class:`HistoryStore`. Every method blocks and may raise.
 
-    Backends: :class:`SQLiteHistoryDisk` here,
+    Backends: :class:`ircd.storage.sqlite.SQLiteHistoryDisk`,
     :class:`ircd.storage.postgres.PostgresHistoryDisk`.
     """
 
@@ -125,73 +113,25 @@ class HistoryDisk(Protocol):
     def close(self) -> None: ...
 
 
-class SQLiteHistoryDisk:
-    """:class:`HistoryDisk` in the server's SQLite file ``path`` (WAL), thread-safe (a lock)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = open_sqlite(self.path, SCHEMA, durable=False)
-
-    def recent(self, cutoff: float, per_target: int) -> list[Row]:
-        with self._lock:
-            return self._db.execute(
-                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
-                " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY t DESC) AS rn"
-                " FROM history WHERE t >= ?) WHERE rn <= ? ORDER BY t",
-                (cutoff, per_target),
-            ).fetchall()
-
-    def append(self, rows: list[Row]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT INTO history (target, t, msgid, source, account, command, to_name,"
-                    " text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def delete_before(self, t: float) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM history WHERE t < ?", (t,))
-
-    def delete_direct(self, account_cf: str, until: float) -> None:
-        prefix, suffix = f"dm:{account_cf}:", f":{account_cf}"
-        with self._lock:
-            self._db.execute(
-                "DELETE FROM history WHERE substr(target, 1, 3) = 'dm:' AND t <= ?"
-                " AND (substr(target, 1, ?) = ? OR substr(target, -?) = ?)",
-                (until, len(prefix), prefix, len(suffix), suffix))
-
-    def delete_target(self, target: str, until: float) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM history WHERE target = ? AND t <= ?", (target, until))
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
 Erasure = tuple[str, float]
 """A target's history to delete from the database: ``(target, until)``, every
 message of ``target`` with ``t <= until`` (unix seconds)."""
 
 
 class HistoryStore:
-    """Per-target recent history in memory, persisted to ``path`` (SQLite) or ``disk``.
+    """Per-target recent history in memory, persisted to the backend ``disk``.
 
     ``max_per_target`` bounds each target's messages; ``max_targets`` the
     targets held in memory (the one whose last message is oldest is dropped
     from memory first; the database keeps it, and it is loaded again at the
     next start if it is among the ``max_targets`` most recent);
     ``retention_days`` drops older messages (0 keeps them forever). ``disk``
-    replaces the SQLite file (PostgreSQL:
-    :class:`ircd.storage.postgres.PostgresHistoryDisk`; ``path`` is then
-    ignored). :meth:`load`, :meth:`write` and :meth:`prune_disk` block (call
-    them off the loop); the rest do not.
+    is the :class:`HistoryDisk` (SQLite:
+    :class:`ircd.storage.sqlite.SQLiteHistoryDisk`; PostgreSQL:
+    :class:`ircd.storage.postgres.PostgresHistoryDisk`), owned and closed by
+    :meth:`close`; a path instead raises :class:`TypeError`. :meth:`load`,
+    :meth:`write` and :meth:`prune_disk` block (call them off the loop); the
+    rest do not.
 
     :meth:`forget` deletes a target's history (a channel that no longer
     exists): at once from memory and from the messages not yet written, and
@@ -201,13 +141,11 @@ class HistoryStore:
     failed batch put back with :meth:`requeue` is filtered the same way.
     """
 
-    def __init__(self, path: str | Path | None, max_per_target: int = 1000,
-                 retention_days: float = 30.0, *, disk: HistoryDisk | None = None,
-                 max_targets: int = 10000) -> None:
-        if disk is None:
-            if path is None:
-                raise ValueError("HistoryStore needs a path or a disk")
-            disk = SQLiteHistoryDisk(path)
+    def __init__(self, disk: HistoryDisk, max_per_target: int = 1000,
+                 retention_days: float = 30.0, *, max_targets: int = 10000) -> None:
+        if isinstance(disk, (str, os.PathLike)):
+            raise TypeError("HistoryStore takes a backend, not a path: "
+                            "HistoryStore(ircd.storage.sqlite.SQLiteHistoryDisk(path), ...)")
         self.disk: HistoryDisk = disk
         self.max_per_target = max_per_target
         self.max_targets = max_targets

@@ -8,8 +8,9 @@ registration. A ban is permanent or expires at a given time.
 
 Nothing here reads the time or touches a disk: every method that depends on
 time takes ``now`` (unix seconds), and storage is behind the small
-:class:`ServerBanStore` interface (SQLite: :mod:`ircd.serverbans_sqlite`;
-PostgreSQL: :mod:`ircd.storage.postgres`). The core keeps the
+:class:`ServerBanStore` interface, implemented in :mod:`ircd.storage`
+(SQLite: :class:`ircd.storage.sqlite.SqliteServerBanStore`; PostgreSQL:
+:class:`ircd.storage.postgres.PostgresServerBanStore`). The core keeps the
 :class:`BanList` in memory, so checks are synchronous, and hands each change
 to the store off the event loop.
 """

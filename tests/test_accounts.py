@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from ircd.accounts import AccountStore, LoginResult
+from ircd.storage.sqlite import SQLiteAccountRows
 
 CLEAR = "Tr0ub4dor&3-clear-text-marker"
 
@@ -19,7 +20,7 @@ def db_path(tmp_path):
 
 @pytest.fixture
 def store(db_path):
-    s = AccountStore(db_path, time_cost=1, memory_cost=1024)
+    s = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024)
     yield s
     s.close()
 
@@ -122,7 +123,7 @@ def test_passwords_are_stored_as_argon2id_hashes(store, db_path):
 
 
 def test_clear_text_password_never_reaches_the_database_files(db_path):
-    store = AccountStore(db_path, time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024)
     store.create("alice", CLEAR)
     store.login_or_register("alice", CLEAR)
     store.login_or_register("alice", CLEAR + "x")
@@ -135,11 +136,11 @@ def test_clear_text_password_never_reaches_the_database_files(db_path):
 
 
 def test_hash_made_with_old_parameters_is_upgraded_on_login(db_path):
-    old = AccountStore(db_path, time_cost=1, memory_cost=1024)
+    old = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024)
     assert old.create("alice", "pw")
     old.close()
     assert "t=1" in stored_hashes(db_path)["alice"]
-    new = AccountStore(db_path, time_cost=2, memory_cost=1024)
+    new = AccountStore(SQLiteAccountRows(db_path), time_cost=2, memory_cost=1024)
     try:
         assert not new.verify("alice", "wrong")
         assert "t=1" in stored_hashes(db_path)["alice"]  # no upgrade on failure
@@ -200,11 +201,11 @@ def test_threads_creating_different_names_all_succeed(store):
 
 
 def test_accounts_survive_close_and_reopen(db_path):
-    first = AccountStore(db_path, time_cost=1, memory_cost=1024)
+    first = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024)
     assert first.create("alice", "pw-a")
     assert first.login_or_register("Bob", "pw-b") is LoginResult.CREATED
     first.close()
-    second = AccountStore(db_path, time_cost=1, memory_cost=1024)
+    second = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024)
     try:
         assert second.names() == {"alice": "alice", "bob": "Bob"}
         assert second.verify("alice", "pw-a")

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from ircd.chanreg import ChannelRegistry, Registration
-from ircd.chanstore import SQLiteChannelStore
 from ircd.state import Channel
+from ircd.storage.sqlite import SQLiteChannelStore
 from tests.ircv3util import SERVER, Client, command_of, connect, still_chats
 from tests.support import SERVICES_TOML, ServerProcess
 

@@ -39,6 +39,7 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.protocol.message import Message, parse_line
 from ircd.services import start_services
+from ircd.storage.sqlite import SQLiteAccountRows
 from tests.test_core import Conn, FakeClock
 
 SECRET = "SECRETpw"
@@ -265,7 +266,7 @@ def run_network(n_nodes: int, actions: list[tuple[str, int, Any]]) -> list[User]
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
     with tempfile.TemporaryDirectory() as tmp:
-        store = AccountStore(Path(tmp) / "db", time_cost=1, memory_cost=1024)
+        store = AccountStore(SQLiteAccountRows(Path(tmp) / "db"), time_cost=1, memory_cost=1024)
         try:
             net = Log(store)
             servers = [net.node(i + 1) for i in range(n_nodes)]
@@ -321,7 +322,7 @@ def test_odd_lines_run_the_same_on_every_node(line):
 
 def test_where_a_line_runs_is_decided_on_the_parsed_message(tmp_path):
     """``Replication.route``: shared lines and lines that stay on the sender's node."""
-    store = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     try:
         net = Log(store)
         net.node(1)

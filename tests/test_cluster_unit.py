@@ -20,6 +20,7 @@ from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore, Item, log_position
 from ircd.protocol.message import parse_line
 from ircd.simple import EchoBot
+from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
 from tests.test_core import Conn, FakeClock
 
 CONFIG = Config().with_overrides("simple", echobot=False).with_overrides("services", enabled=False)
@@ -92,7 +93,7 @@ class MemoryLog:
 
 @pytest.fixture
 def store(tmp_path):
-    s = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    s = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     yield s
     s.close()
 
@@ -403,7 +404,7 @@ def test_each_node_counts_only_its_own_users_messages_relayed(net):
 
 def test_history_merge_adds_only_the_missing_messages_in_log_order_and_keeps_the_bound(tmp_path):
     """``HistoryStore.merge``: what a node that joined reads back from the database."""
-    store = HistoryStore(tmp_path / "h.sqlite3", max_per_target=4)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), max_per_target=4)
 
     def item(n: int, t: float = 100.0) -> Item:
         return Item("#a", t, f"1700000000000.0.{n}.1", "alice!a@h", None,

@@ -14,6 +14,7 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.listfilter import parse_list_filter
 from ircd.state import Channel
+from ircd.storage.sqlite import SQLiteAccountRows
 from tests.rawusers import WITH_ECHOBOT_TOML, chats, numerics, params, until_pong, user
 from tests.support import RawClient, command_of, config_with
 
@@ -170,7 +171,8 @@ def test_list_unknown_items_are_channel_names_and_list_nothing(channels):
 
 def test_list_time_filters_with_a_fake_clock(tmp_path):
     now = [1_000_000.0]
-    core = Server(Config(), AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+    core = Server(Config(), AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1,
+                                         memory_cost=1024),
                   ImmediateScheduler(), clock=lambda: now[0])
     out: list[bytes] = []
     amy = core.new_client(out.append, lambda reason: None, "127.0.0.1")

@@ -17,6 +17,7 @@ from ircd.core import ImmediateScheduler, Server
 from ircd.protocol.casemap import casefold
 from ircd.protocol.framing import LineTooLong
 from ircd.protocol.message import Message, parse_line
+from ircd.storage.sqlite import SQLiteAccountRows
 
 SERVER_NAME = "irc.chatserver.local"
 START = 1_700_000_000.0
@@ -79,7 +80,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path):
-    s = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    s = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     yield s
     s.close()
 

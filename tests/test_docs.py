@@ -10,6 +10,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config, load_config
 from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore
+from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
 from tests.support import ROOT
 
 
@@ -32,8 +33,9 @@ def test_config_toml_documents_every_default_exactly():
 
 
 def test_protocol_doc_lists_the_isupport_tokens_and_capabilities_the_server_sends(tmp_path):
-    history = HistoryStore(tmp_path / "db")
-    core = Server(Config(), AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+    history = HistoryStore(SQLiteHistoryDisk(tmp_path / "db"))
+    core = Server(Config(), AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1,
+                                         memory_cost=1024),
                   ImmediateScheduler(), history=history)
     doc = " ".join((ROOT / "docs" / "protocol.md").read_text().split())
     for cap, value in core.capabilities.items():

@@ -19,13 +19,16 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore
 from ircd.protocol.message import MessageParseError, parse_line
+from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
 
 
 class World:
     def __init__(self, tmp_path, history: bool = False) -> None:
         db = tmp_path / "db"
-        self.core = Server(Config(), AccountStore(db, time_cost=1, memory_cost=1024),
-                           ImmediateScheduler(), history=HistoryStore(db) if history else None)
+        self.core = Server(Config(), AccountStore(SQLiteAccountRows(db), time_cost=1,
+                                                  memory_cost=1024),
+                           ImmediateScheduler(),
+                           history=HistoryStore(SQLiteHistoryDisk(db)) if history else None)
         self.out: dict[str, list[bytes]] = {}
 
     def user(self, nick: str, *lines: bytes):

@@ -5,6 +5,7 @@ SQLite file, no mocks)."""
 from __future__ import annotations
 
 from ircd.history import HistoryStore, Item, dm_key
+from ircd.storage.sqlite import SQLiteHistoryDisk
 
 
 def item(target: str, t: float, n: int) -> Item:
@@ -16,7 +17,7 @@ def stored(store: HistoryStore) -> list[str]:
 
 
 def test_a_batch_taken_before_a_forget_and_written_after_it_does_not_bring_rows_back(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0)
     store.add(item("#c", 10.0, 1))
     store.add(item("#c", 11.0, 2))
     in_flight = store.take_pending()          # a worker is about to write these
@@ -34,7 +35,7 @@ def test_a_batch_taken_before_a_forget_and_written_after_it_does_not_bring_rows_
 
 
 def test_a_failed_batch_put_back_after_a_forget_loses_that_targets_old_messages(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0)
     store.add(item("#c", 10.0, 1))
     store.add(item("#d", 10.5, 2))
     failed = store.take_pending()
@@ -49,7 +50,7 @@ def test_a_failed_batch_put_back_after_a_forget_loses_that_targets_old_messages(
 
 
 def test_unwritten_messages_of_a_forgotten_target_are_dropped_and_it_is_deleted(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0)
     store.add(item("#c", 10.0, 1))
     store.write(store.take_pending())
     store.batch_done()
@@ -63,7 +64,7 @@ def test_unwritten_messages_of_a_forgotten_target_are_dropped_and_it_is_deleted(
 
 
 def test_targets_in_memory_are_bounded_the_least_recent_dropped_also_on_load(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0, max_targets=2)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0, max_targets=2)
     store.add(item("#a", 1.0, 1))
     store.add(item("dm:x:y", 2.0, 2))
     store.add(item("#a", 3.0, 3))             # #a is the most recent again
@@ -73,14 +74,14 @@ def test_targets_in_memory_are_bounded_the_least_recent_dropped_also_on_load(tmp
     store.write(store.take_pending())
     store.batch_done()
     store.close()
-    again = HistoryStore(tmp_path / "h.sqlite3", retention_days=0, max_targets=2)
+    again = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0, max_targets=2)
     assert again.load(5.0) == 3               # the two most recent targets' messages
     assert sorted(again.targets) == ["#a", "#b"]
     again.close()
 
 
 def test_a_channel_that_never_had_history_costs_no_deletion(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0)
     store.forget("#quiet", 1.0)
     assert store.take_erasures() == [] and store.erased == {}
     store.add(item("#talk", 1.0, 1))
@@ -94,10 +95,10 @@ def test_a_channel_that_never_had_history_costs_no_deletion(tmp_path):
 
 
 def test_channels_over_max_targets_at_load_are_still_named_for_the_start_clean_up(tmp_path):
-    store = HistoryStore(tmp_path / "h.sqlite3", retention_days=0)
+    store = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0)
     store.write([item("#old", 1.0, 1), item("#new", 2.0, 2), item("dm:a:b", 3.0, 3)])
     store.close()
-    again = HistoryStore(tmp_path / "h.sqlite3", retention_days=0, max_targets=1)
+    again = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"), retention_days=0, max_targets=1)
     again.load(5.0)
     assert list(again.targets) == ["dm:a:b"]
     assert sorted(again.channel_targets()) == ["#new", "#old"]
@@ -111,7 +112,7 @@ def _item(target: str, t: float, n: int) -> Item:
 
 
 def test_targets_between_orders_by_latest_time_inside_the_window_and_keeps_the_limit(tmp_path):
-    h = HistoryStore(tmp_path / "h.sqlite3")
+    h = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"))
     for n, (target, t) in enumerate([("#a", 1.0), ("#b", 5.0), ("#a", 10.0), ("#c", 12.0),
                                      ("#a", 20.0), ("#d", 30.0)]):
         h.add(_item(target, t, n))
@@ -129,7 +130,7 @@ def test_targets_between_orders_by_latest_time_inside_the_window_and_keeps_the_l
 
 
 def test_conversations_are_indexed_per_account_when_added_and_when_loaded(tmp_path):
-    h = HistoryStore(tmp_path / "h.sqlite3")
+    h = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"))
     h.add(_item(dm_key("Alice", "bob"), 1.0, 1))
     h.add(_item(dm_key("carol", "bob"), 2.0, 2))
     h.add(_item("#chan", 3.0, 3))
@@ -138,14 +139,14 @@ def test_conversations_are_indexed_per_account_when_added_and_when_loaded(tmp_pa
     assert h.conversations("dave") == {}
     h.write(h.take_pending())
     h.close()
-    loaded = HistoryStore(tmp_path / "h.sqlite3")
+    loaded = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"))
     assert loaded.load(now=10.0) == 3
     assert loaded.conversations("carol") == {"dm:bob:carol": "bob"}
     loaded.close()
 
 
 def test_conversations_index_forgets_targets_no_longer_held(tmp_path):
-    h = HistoryStore(tmp_path / "h.sqlite3")
+    h = HistoryStore(SQLiteHistoryDisk(tmp_path / "h.sqlite3"))
     key = dm_key("alice", "bob")
     h.add(_item(key, 1.0, 1))
     del h.targets[key]  # as a bound on the targets held in memory does

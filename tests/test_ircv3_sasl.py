@@ -15,6 +15,7 @@ import signal
 import pytest
 
 from ircd.accounts import AccountStore
+from ircd.storage.sqlite import SQLiteAccountRows
 from tests.ircv3util import (
     QUIET_TOML,
     SERVER,
@@ -272,7 +273,8 @@ def test_sasl_is_answered_with_the_label_of_the_command(clients):
 def pw_srv(tmp_path_factory):
     data = tmp_path_factory.mktemp("ircv3pw") / "data"
     data.mkdir()
-    store = AccountStore(data / "chatserver.sqlite3", time_cost=1, memory_cost=1024)
+    store = AccountStore(SQLiteAccountRows(data / "chatserver.sqlite3"), time_cost=1,
+                         memory_cost=1024)
     assert store.create("pwacct", "acct-secret")
     store.close()
     s = ServerProcess(data, config_text=QUIET_TOML,

@@ -43,7 +43,7 @@ def db(pg_url):  # noqa: F811
 
 
 def accounts_on(db: Database) -> AccountStore:
-    return AccountStore(None, time_cost=1, memory_cost=1024, rows=PostgresAccountRows(db))
+    return AccountStore(PostgresAccountRows(db), time_cost=1, memory_cost=1024)
 
 
 def tables(url: str) -> set[str]:
@@ -137,8 +137,8 @@ def test_account_store_methods_on_postgresql(db):
 
 
 def test_old_hash_is_upgraded_and_malformed_hash_refused(db):
-    weak = AccountStore(None, time_cost=1, memory_cost=1024, rows=PostgresAccountRows(db))
-    strong = AccountStore(None, time_cost=2, memory_cost=1024, rows=PostgresAccountRows(db))
+    weak = AccountStore(PostgresAccountRows(db), time_cost=1, memory_cost=1024)
+    strong = AccountStore(PostgresAccountRows(db), time_cost=2, memory_cost=1024)
     assert weak.create("carol", "pw")
     assert strong.verify("carol", "pw")
     with db.connection() as conn:
@@ -184,15 +184,13 @@ def item(target: str, t: float, n: int, account: str | None = "alice") -> Item:
 
 def test_history_is_written_loaded_bounded_and_pruned(db):
     now = time.time()
-    first = HistoryStore(None, max_per_target=3, retention_days=1,
-                         disk=PostgresHistoryDisk(db))
+    first = HistoryStore(PostgresHistoryDisk(db), max_per_target=3, retention_days=1)
     old = item("#c", now - 3 * 86400, 0)
     msgs = [item("#c", now - 100 + i, i) for i in range(1, 6)]
     dm = item("dm:alice:bob", now - 50, 9, account=None)
     first.write([old, *msgs, dm])
     first.write([])
-    second = HistoryStore(None, max_per_target=3, retention_days=1,
-                          disk=PostgresHistoryDisk(db))
+    second = HistoryStore(PostgresHistoryDisk(db), max_per_target=3, retention_days=1)
     assert second.load(now) == 4  # the newest 3 of #c, the DM; not the one past retention
     assert second.items("#c") == msgs[2:]
     assert second.items("dm:alice:bob") == [dm]
@@ -200,8 +198,7 @@ def test_history_is_written_loaded_bounded_and_pruned(db):
     second.prune_disk(now)
     with db.connection() as conn:
         assert conn.execute("SELECT count(*) FROM history").fetchone() == (6,)
-    forever = HistoryStore(None, max_per_target=10, retention_days=0,
-                           disk=PostgresHistoryDisk(db))
+    forever = HistoryStore(PostgresHistoryDisk(db), max_per_target=10, retention_days=0)
     forever.prune_disk(now)  # 0: keep forever
     assert forever.load(now) == 6
 
@@ -337,7 +334,7 @@ def test_a_server_core_sees_accounts_another_server_made_after_its_refresh(pg_ur
 
 def test_a_forgotten_channels_history_is_deleted_and_a_late_batch_does_not_bring_it_back(db):
     now = time.time()
-    store = HistoryStore(None, retention_days=0, disk=PostgresHistoryDisk(db))
+    store = HistoryStore(PostgresHistoryDisk(db), retention_days=0)
     store.add(item("#gone", now - 10, 1))
     store.write(store.take_pending())
     store.batch_done()

@@ -7,11 +7,13 @@ import pytest
 from ircd.accounts import AccountStore
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
+from ircd.storage.sqlite import SQLiteAccountRows
 
 
 @pytest.fixture
 def session(tmp_path):
-    core = Server(Config(), AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+    core = Server(Config(), AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1,
+                                         memory_cost=1024),
                   ImmediateScheduler(), clock=lambda: 1_000_000.0)
     out: list[bytes] = []
     client = core.new_client(out.append, lambda reason: None, "127.0.0.1")

@@ -19,7 +19,7 @@ from ircd.serverbans import (
     normalize_kline_mask,
     parse_duration,
 )
-from ircd.serverbans_sqlite import SqliteServerBanStore
+from ircd.storage.sqlite import SQLiteAccountRows, SqliteServerBanStore
 from tests.opersupport import oper_hash
 
 
@@ -153,7 +153,8 @@ def test_core_timed_kline_expires_with_the_clock_and_is_deleted_from_the_store(t
     clock = _Clock()
     store = SqliteServerBanStore(tmp_path / "db")
     config = Config(opers=[OperBlock(name="ops", password=oper_hash("pw"))])
-    core = Server(config, AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+    core = Server(config, AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1,
+                                       memory_cost=1024),
                   ImmediateScheduler(), clock=clock, ban_store=store)
     out: list[bytes] = []
     oper = core.new_client(out.append, lambda reason: None, "127.0.0.1")
@@ -201,7 +202,8 @@ def test_a_kline_then_its_unkline_end_unbanned_in_the_store_whatever_order_the_j
     store = SqliteServerBanStore(tmp_path / "db")
     config = Config(opers=[OperBlock(name="ops", password=oper_hash("pw"))])
     scheduler = _ReversedScheduler()
-    core = Server(config, AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024),
+    core = Server(config, AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1,
+                                       memory_cost=1024),
                   scheduler, ban_store=store)
     out: list[bytes] = []
     oper = core.new_client(out.append, lambda reason: None, "127.0.0.1")

@@ -16,6 +16,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.simple import EchoBot, SimpleSession, split_utf8, valid_simple_name
+from ircd.storage.sqlite import SQLiteAccountRows
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,7 +93,7 @@ class IrcUser:
 
 def make_core(tmp_path, **simple) -> Server:
     config = Config().with_overrides("simple", **simple) if simple else Config()
-    accounts = AccountStore(tmp_path / "db", time_cost=1, memory_cost=1024)
+    accounts = AccountStore(SQLiteAccountRows(tmp_path / "db"), time_cost=1, memory_cost=1024)
     return Server(config, accounts, ImmediateScheduler())
 
 

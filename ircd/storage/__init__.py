@@ -1,12 +1,22 @@
-"""Where the server keeps its data: SQLite in ``server.data_dir`` (the default) or PostgreSQL.
+"""The storage wing: every backend of every store, and choosing one at start.
 
-The stores and their interfaces live with their concern (accounts in
-:mod:`ircd.accounts`, history in :mod:`ircd.history`, server bans in
-:mod:`ircd.serverbans`, registered channels in :mod:`ircd.chanstore`), each
-with its SQLite backend. The PostgreSQL backends of all four, the connection
-pool and the migrations are in :mod:`ircd.storage.postgres` and
-:mod:`ircd.storage.migrations`; this module holds only what start-up needs
-without importing a driver: checking and redacting a ``[database] url``.
+The domain modules define what they need and never open a database or
+import a driver: :class:`ircd.accounts.AccountRows`,
+:class:`ircd.history.HistoryDisk`, :class:`ircd.serverbans.ServerBanStore`
+and :class:`ircd.chanstore.ChannelStore`. Their backends live here, one
+module per backend:
+
+- :mod:`ircd.storage.sqlite`: the four SQLite backends in one file in
+  ``server.data_dir`` (the default);
+- :mod:`ircd.storage.postgres`: the four PostgreSQL backends, the
+  connection pool and the migration runner; :mod:`ircd.storage.migrations`:
+  the PostgreSQL schema, versioned;
+- :mod:`ircd.storage.stores`: :func:`~ircd.storage.stores.open_stores`,
+  which picks the backend from ``[database] url`` and opens the stores.
+
+This module holds only what the configuration needs without importing a
+driver: checking and redacting a ``[database] url`` (also used for the
+cluster's Redis URL).
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 Each :class:`Migration` is applied once per database, in its own
 transaction, and recorded in ``schema_migrations``. Never edit a released
 migration: append a new one with the next version. Tables match the SQLite
-ones (``ircd/accounts.py``, ``ircd/history.py``, ``ircd/serverbans_sqlite.py``,
-``ircd/chanstore.py``) column for column; times are unix seconds
+ones (:mod:`ircd.storage.sqlite`) column for column; times are unix seconds
 (``double precision``) as there.
 """
 
