@@ -31,8 +31,9 @@ from nativeclient.events import (
     ConnectionLost,
 )
 from nativeclient.render import Renderer
-from nativeclient.session import ChatSession, debug_threads_enabled, fold
+from nativeclient.session import ChatSession, debug_threads_enabled
 from nativeclient.ui import Outcome, PipeUI, TerminalUI
+from nativeclient.wire import fold
 
 EXIT_USAGE = 64
 EXIT_INTERNAL = 70
@@ -117,7 +118,7 @@ def _quiet_logging() -> None:
     if os.environ.get("CHATCLIENT_DEBUG_LOG"):
         logging.basicConfig(level=logging.DEBUG, filename=os.environ["CHATCLIENT_DEBUG_LOG"])
         return
-    for name in ("irc", "asyncio", "concurrent.futures", "jaraco"):
+    for name in ("asyncio", "concurrent.futures"):
         logger = logging.getLogger(name)
         logger.addHandler(logging.NullHandler())
         logger.propagate = False
@@ -152,32 +153,48 @@ def _print_err(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Log in and run the chosen front end; returns the exit code or raises a ``ClientError``."""
+    """Log in and run the chosen front end; returns the exit code or raises a ``ClientError``.
+
+    The password is read first; then one asyncio event loop runs the login,
+    the front end and the QUIT (see :func:`session_main`).
+    """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     password = read_password(args.username)
+    return asyncio.run(session_main(args, password, interactive))
+
+
+async def session_main(args: argparse.Namespace, password: str, interactive: bool) -> int:
+    """Log in, run the front end, send QUIT; the session is always closed at the end.
+
+    Ctrl-C while the front end runs leaves normally (QUIT, exit 0); during
+    the login it propagates (asyncio turns it into ``KeyboardInterrupt``).
+    """
     tls = bool(args.tls or args.ca_file)
     session = ChatSession(args.host, args.port, args.username, password, tls=tls, ca_file=args.ca_file)
     try:
-        info = session.login()
+        info = await session.login()
         renderer = Renderer(
             color=use_color(args.no_color), timestamps=args.timestamps, show_own=interactive
         )
         _print_out("\n".join(renderer.login_lines(info, args.username)))
         if args.room:
             room = normalize_room(args.room)
-            if fold(room) != fold(info.room or "") and not session.join_and_wait(room, JOIN_TIMEOUT):
+            if fold(room) != fold(info.room or "") and not await session.join_and_wait(room, JOIN_TIMEOUT):
                 _print_out(renderer.error(f"could not join {room}; staying in {info.room}"))
         ui = TerminalUI(session, renderer) if interactive else PipeUI(session, renderer)
         try:
-            outcome = asyncio.run(ui.run())
-        except KeyboardInterrupt:
+            outcome = await ui.run()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # Ctrl-C (SIGINT cancels the main task): leave normally
             outcome = Outcome("leaving")
         if outcome.lost:
             raise ConnectionLost(outcome.reason)
-        session.quit(outcome.reason)
+        await session.quit(outcome.reason)
         return EXIT_OK
     finally:
-        session.close()
+        await session.close()
 
 
 def main(argv: list[str] | None = None) -> int:

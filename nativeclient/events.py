@@ -1,7 +1,7 @@
 """Typed events the session reports to the user interface, and the client's errors.
 
-The session (:mod:`nativeclient.session`) turns IRC lines into these small
-immutable records; the renderer (:mod:`nativeclient.render`) turns them into
+The session state (:mod:`nativeclient.state`) turns IRC lines into these
+small immutable records; the renderer (:mod:`nativeclient.render`) turns them into
 display lines. Neither side needs to know about the other's internals.
 
 Exit codes (see :class:`ClientError` subclasses):

@@ -38,7 +38,7 @@ from nativeclient.events import (
     Topic,
     UserList,
 )
-from nativeclient.session import fold
+from nativeclient.wire import fold
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"

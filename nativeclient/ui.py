@@ -1,20 +1,20 @@
 """The two front ends: the interactive terminal and the line-oriented pipe mode.
 
-Both run one asyncio loop in the main thread and share :class:`Controller`,
-which carries out parsed commands against a :class:`~nativeclient.session.ChatSession`.
-The session's reader thread delivers events through a sink that prints
-them at once:
+Both run in the client's one asyncio loop, beside the session's reader task,
+and share :class:`Controller`, which carries out parsed commands against a
+:class:`~nativeclient.session.ChatSession`. The reader task delivers events
+through a sink that prints them at once:
 
 * :class:`TerminalUI` reads with prompt_toolkit inside ``patch_stdout``,
-  so lines printed by the reader thread appear above the input line without
+  so lines printed for arriving events appear above the input line without
   disturbing what is being typed -- also while the ``PM``/``DM`` questions
   wait for an answer;
 * :class:`PipeUI` reads lines from a pipe or file (no terminal), sends them,
   prints what arrives and, at the end of the input, waits until the server
   has confirmed everything (PING/PONG) before quitting.
 
-Each ``run()`` returns an :class:`Outcome`; the caller sends QUIT and joins
-the reader thread (see :mod:`nativeclient.cli`).
+Each ``run()`` returns an :class:`Outcome`; the caller sends QUIT and
+closes the session (see :mod:`nativeclient.cli`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -49,7 +48,8 @@ from nativeclient.commands import (
 )
 from nativeclient.events import ConnectionLost, Disconnected, Event
 from nativeclient.render import Renderer
-from nativeclient.session import ChatSession, fold
+from nativeclient.session import ChatSession
+from nativeclient.wire import fold
 
 NAMES_TIMEOUT = 5.0
 """Seconds to wait for a fresh user list before ``DM`` falls back to the cached one."""
@@ -110,7 +110,7 @@ class Controller:
 
     ``ask(prompt)`` returns the user's answer, or None when the question was
     cancelled (Ctrl-C/Ctrl-D at a question, end of piped input); ``show``
-    prints lines (called from the UI thread only).
+    prints lines.
     """
 
     def __init__(self, session: ChatSession, renderer: Renderer, ask: Ask, show: Show) -> None:
@@ -124,7 +124,7 @@ class Controller:
         """PING and wait (at most ``CONFIRM_TIMEOUT`` s) for the PONG: all sent so far is processed."""
         self._unconfirmed = 0
         try:
-            await asyncio.wait_for(asyncio.wrap_future(self.session.sync()), CONFIRM_TIMEOUT)
+            await asyncio.wait_for(self.session.sync(), CONFIRM_TIMEOUT)
         except TimeoutError:
             self.show([self.renderer.error(f"no confirmation from the server within {CONFIRM_TIMEOUT:g} s")])
 
@@ -167,7 +167,7 @@ class Controller:
             case Join(room=room):
                 # wait for the server, so that the next line already goes to the new room
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.wrap_future(s.join(room)), NAMES_TIMEOUT)
+                    await asyncio.wait_for(s.join(room), NAMES_TIMEOUT)
             case Part(room=room, reason=reason):
                 s.part(room, reason)
             case Who(room=room):
@@ -204,7 +204,7 @@ class Controller:
         """Users online right now (fresh NAMES of #general, falling back to the cached lists)."""
         s = self.session
         try:
-            fresh = await asyncio.wait_for(asyncio.wrap_future(s.request_names(DEFAULT_ROOM)), NAMES_TIMEOUT)
+            fresh = await asyncio.wait_for(s.request_names(DEFAULT_ROOM), NAMES_TIMEOUT)
         except TimeoutError:
             fresh = ()
         users = {fold(u): u for u in (*fresh, *s.online_users())}
@@ -240,19 +240,14 @@ def _printing_sink(session: ChatSession, renderer: Renderer, write: Callable[[st
 
 
 class _LostSignal:
-    """A future in the UI loop that is set (from any thread) when the connection is lost."""
+    """A future in the UI loop that is set when the connection is lost."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
         self.future: asyncio.Future[str] = loop.create_future()
 
     def set(self, reason: str) -> None:
-        def _set() -> None:
-            if not self.future.done():
-                self.future.set_result(reason)
-
-        with contextlib.suppress(RuntimeError):  # loop already closed: nobody is waiting
-            self.loop.call_soon_threadsafe(_set)
+        if not self.future.done():
+            self.future.set_result(reason)
 
     async def race(self, awaitable: Awaitable) -> object:
         """Await ``awaitable``; raise :class:`_Lost` if the connection is lost first."""
@@ -272,18 +267,14 @@ class TerminalUI:
     def __init__(self, session: ChatSession, renderer: Renderer) -> None:
         self.session = session
         self.renderer = renderer
-        self._out_lock = threading.Lock()
-
     def _write(self, text: str) -> None:
         # Inside patch_stdout, sys.stdout is prompt_toolkit's proxy that prints
-        # above the input line. One write per line (print() makes two), under a
-        # lock, so lines from the UI and the reader thread never interleave.
-        with self._out_lock:
-            try:
-                sys.stdout.write(text + "\n")
-                sys.stdout.flush()
-            except (OSError, ValueError):
-                pass
+        # above the input line. One write per line (print() makes two).
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
 
     async def run(self) -> Outcome:
         """Read and carry out commands until the user leaves or the connection is lost."""
@@ -313,7 +304,7 @@ class TerminalUI:
                 lost.set(self.session.disconnected.result())
             try:
                 def prompt_text() -> str:
-                    # evaluated at each redraw: follows room switches made by the reader thread
+                    # evaluated at each redraw: follows room switches the server causes
                     return f"{self.session.current_room or '(no room)'}> "
 
                 while True:
@@ -332,7 +323,7 @@ class TerminalUI:
             except _Lost as exc:
                 return Outcome(str(exc), lost=True)
             except ConnectionLost as exc:
-                await asyncio.sleep(0.2)  # let the reader thread report the real reason
+                await asyncio.sleep(0.2)  # let the reader task report the real reason
                 reason = lost.future.result() if lost.future.done() else exc.message
                 return Outcome(reason, lost=True)
 
@@ -387,19 +378,16 @@ class PipeUI:
         self.session = session
         self.renderer = renderer
         self.stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
-        self._out_lock = threading.Lock()
-
     def _write(self, text: str) -> None:
-        with self._out_lock:
-            try:
-                sys.stdout.write(text + "\n")
-                sys.stdout.flush()
-            except (OSError, ValueError):
-                # stdout closed (e.g. piped into head): keep going quietly
-                with contextlib.suppress(OSError, ValueError):
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(devnull, sys.stdout.fileno())
-                    os.close(devnull)
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            # stdout closed (e.g. piped into head): keep going quietly
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
 
     async def run(self) -> Outcome:
         """Send each input line; at the end of input wait for the server's confirmation."""

@@ -2,10 +2,12 @@
 
 Three layers of tests:
 
-* pure unit tests: input parsing, DM target choice, text splitting, rendering;
+* pure unit tests: input parsing, DM target choice, text splitting, rendering
+  (the pure session state has its own file, ``tests/test_nativeclient_state.py``);
 * session tests against a scripted fake server on a ``socketpair`` (no
-  network): registration, login outcomes, echo-message / labeled-response /
-  PING confirmations, 401 "not online";
+  network): the I/O link and the state together -- registration, login
+  outcomes, echo-message / labeled-response / PING confirmations, 401 "not
+  online", the reader task ending;
 * end-to-end tests against the real server subprocess: the client runs in a
   pseudo-terminal (pexpect) or with a stdin pipe, next to a bot built on the
   ``irc`` library and raw-socket clients.
@@ -13,6 +15,7 @@ Three layers of tests:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -49,6 +52,7 @@ from nativeclient.commands import (
     split_text,
 )
 from nativeclient.events import (
+    ConnectionLost,
     Disconnected,
     LoginInfo,
     LoginRefused,
@@ -207,13 +211,16 @@ class FakeServer:
         self.sock.settimeout(5)
         self.buf = b""
         self.received: list[str] = []
-        monkeypatch.setattr(session_mod, "open_socket", lambda *a, **k: self.client_end)
+
+        async def open_stream(*args: object, **kwargs: object):
+            return await asyncio.open_connection(sock=self.client_end)
+
+        monkeypatch.setattr(session_mod, "open_stream", open_stream)
 
     def send(self, *lines: str) -> None:
         self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
 
-    def expect(self, prefix: str) -> str:
-        """Read client lines until one starts with ``prefix``; return it."""
+    def _expect(self, prefix: str) -> str:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             while b"\n" in self.buf:
@@ -228,34 +235,28 @@ class FakeServer:
             self.buf += chunk
         raise AssertionError(f"client never sent {prefix!r}; got {self.received!r}")
 
+    async def expect(self, prefix: str) -> str:
+        """Read client lines until one starts with ``prefix``; return it (the loop keeps running)."""
+        return await asyncio.to_thread(self._expect, prefix)
+
     def close(self) -> None:
         self.sock.close()
 
 
-def _login_in_thread(sess: ChatSession) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["info"] = sess.login(timeout=5)
-        except Exception as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=target)
-    t.start()
-    return t, out
+def _login_task(sess: ChatSession) -> asyncio.Task:
+    return asyncio.create_task(sess.login(timeout=5))
 
 
-def _serve_login(srv: FakeServer, caps: str = "", new_account: bool = False) -> None:
-    assert srv.expect("CAP LS") == "CAP LS 302"
-    assert srv.expect("PASS") == "PASS :s3cret pw"
-    srv.expect("NICK alice")
-    srv.expect("USER alice")
+async def _serve_login(srv: FakeServer, caps: str = "", new_account: bool = False) -> None:
+    assert await srv.expect("CAP LS") == "CAP LS 302"
+    assert await srv.expect("PASS") == "PASS :s3cret pw"
+    await srv.expect("NICK alice")
+    await srv.expect("USER alice")
     srv.send(f":srv CAP * LS :{caps}")
     if caps:
-        req = srv.expect("CAP REQ")
+        req = await srv.expect("CAP REQ")
         srv.send(f":srv CAP alice ACK :{req.split(':', 1)[1]}")
-    srv.expect("CAP END")
+    await srv.expect("CAP END")
     srv.send(":srv 001 alice :Welcome", ":srv 376 alice :End of MOTD")
     if new_account:
         srv.send(":srv NOTICE alice :Registered new account alice")
@@ -265,7 +266,7 @@ def _serve_login(srv: FakeServer, caps: str = "", new_account: bool = False) -> 
         ":srv 353 alice = #general :@bob alice +carol",
         ":srv 366 alice #general :End of NAMES",
     )
-    token = srv.expect("PING").split(":", 1)[1]
+    token = (await srv.expect("PING")).split(":", 1)[1]
     srv.send(f":srv PONG srv :{token}")
 
 
@@ -281,16 +282,18 @@ def _session() -> ChatSession:
 
 
 def test_session_login_new_account(fake: FakeServer) -> None:
-    sess = _session()
-    t, out = _login_in_thread(sess)
-    _serve_login(fake, new_account=True)
-    t.join(5)
-    info = out["info"]
-    assert info.new_account and info.account == "alice" and info.room == "#general"
-    assert info.online == ("alice", "bob", "carol")
-    assert sess.online_users() == ("bob", "carol")
-    sess.close()
-    assert not sess.reader_alive
+    async def scenario() -> None:
+        sess = _session()
+        login = _login_task(sess)
+        await _serve_login(fake, new_account=True)
+        info = await asyncio.wait_for(login, 5)
+        assert info.new_account and info.account == "alice" and info.room == "#general"
+        assert info.online == ("alice", "bob", "carol")
+        assert sess.online_users() == ("bob", "carol")
+        await sess.close()
+        assert not sess.reader_alive
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(
@@ -301,119 +304,155 @@ def test_session_login_new_account(fake: FakeServer) -> None:
     ],
 )
 def test_session_login_refused(fake: FakeServer, reply: list[str], expected: str) -> None:
-    sess = _session()
-    t, out = _login_in_thread(sess)
-    fake.expect("CAP LS")
-    fake.send(":srv CAP * LS :")
-    fake.expect("CAP END")
-    fake.send(*reply)
-    t.join(5)
-    assert isinstance(out["error"], LoginRefused)
-    assert out["error"].message == expected
-    assert out["error"].exit_code == 2
-    assert not sess.reader_alive
+    async def scenario() -> None:
+        sess = _session()
+        login = _login_task(sess)
+        await fake.expect("CAP LS")
+        fake.send(":srv CAP * LS :")
+        await fake.expect("CAP END")
+        fake.send(*reply)
+        with pytest.raises(LoginRefused) as refused:
+            await asyncio.wait_for(login, 5)
+        assert refused.value.message == expected
+        assert refused.value.exit_code == 2
+        assert not sess.reader_alive
+
+    asyncio.run(scenario())
 
 
 def test_session_closed_during_login_is_unreachable(fake: FakeServer) -> None:
-    sess = _session()
-    t, out = _login_in_thread(sess)
-    fake.expect("USER")
-    fake.sock.close()
-    t.join(5)
-    assert isinstance(out["error"], UnreachableError) and out["error"].exit_code == 1
+    async def scenario() -> None:
+        sess = _session()
+        login = _login_task(sess)
+        await fake.expect("USER")
+        fake.sock.close()
+        with pytest.raises(UnreachableError) as unreachable:
+            await asyncio.wait_for(login, 5)
+        assert unreachable.value.exit_code == 1
+
+    asyncio.run(scenario())
 
 
-def _logged_in(fake: FakeServer, caps: str = "") -> tuple[ChatSession, list]:
+async def _logged_in(fake: FakeServer, caps: str = "") -> tuple[ChatSession, list]:
     sess = _session()
-    t, out = _login_in_thread(sess)
-    _serve_login(fake, caps=caps)
-    t.join(5)
-    assert "info" in out, out
+    login = _login_task(sess)
+    await _serve_login(fake, caps=caps)
+    await asyncio.wait_for(login, 5)
     events: list = []
     sess.attach(events.append)
     return sess, events
 
 
-def _wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+async def _wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
 
 
 def test_confirmation_by_ping_and_not_online(fake: FakeServer) -> None:
-    sess, events = _logged_in(fake)
-    assert not sess.echo
-    (pm,) = sess.send_message("#general", "hello all", operation="PM", confirm=True)
-    assert fake.expect("PRIVMSG") == "PRIVMSG #general :hello all"
-    token = fake.expect("PING").split(":", 1)[1]
-    assert not pm.future.done()
-    fake.send(f":srv PONG srv :{token}")
-    result = pm.future.result(5)
-    assert result.ok and result.via == "ping" and result.operation == "PM"
+    async def scenario() -> None:
+        sess, events = await _logged_in(fake)
+        assert not sess.echo
+        (pm,) = sess.send_message("#general", "hello all", operation="PM", confirm=True)
+        assert await fake.expect("PRIVMSG") == "PRIVMSG #general :hello all"
+        token = (await fake.expect("PING")).split(":", 1)[1]
+        assert not pm.future.done()
+        fake.send(f":srv PONG srv :{token}")
+        result = await asyncio.wait_for(pm.future, 5)
+        assert result.ok and result.via == "ping" and result.operation == "PM"
 
-    (dm,) = sess.send_message("dave", "are you there?", operation="DM", confirm=True)
-    fake.expect("PRIVMSG dave")
-    token = fake.expect("PING").split(":", 1)[1]
-    fake.send(":srv 401 alice dave :No such nick/channel", f":srv PONG srv :{token}")
-    result = dm.future.result(5)
-    assert not result.ok and result.not_online and result.reason == "dave is not online"
-    _wait_for(lambda: any(isinstance(e, SendResult) and not e.ok for e in events))
-    # without echo-message our own lines are shown locally
-    assert Message("room", "alice", "#general", "hello all", own=True) in [
-        Message(e.kind, e.sender, e.target, e.text, own=e.own) for e in events if isinstance(e, Message)
-    ]
-    sess.close()
+        (dm,) = sess.send_message("dave", "are you there?", operation="DM", confirm=True)
+        await fake.expect("PRIVMSG dave")
+        token = (await fake.expect("PING")).split(":", 1)[1]
+        fake.send(":srv 401 alice dave :No such nick/channel", f":srv PONG srv :{token}")
+        result = await asyncio.wait_for(dm.future, 5)
+        assert not result.ok and result.not_online and result.reason == "dave is not online"
+        await _wait_for(lambda: any(isinstance(e, SendResult) and not e.ok for e in events))
+        # without echo-message our own lines are shown locally
+        assert Message("room", "alice", "#general", "hello all", own=True) in [
+            Message(e.kind, e.sender, e.target, e.text, own=e.own) for e in events if isinstance(e, Message)
+        ]
+        await sess.close()
+
+    asyncio.run(scenario())
 
 
 def test_confirmation_by_echo_message(fake: FakeServer) -> None:
-    sess, events = _logged_in(fake, caps="echo-message multi-prefix")
-    assert sess.echo
-    (p,) = sess.send_message("bob", "psst", operation="DM", confirm=True)
-    assert fake.expect("PRIVMSG") == "PRIVMSG bob :psst"
-    fake.send(":alice!alice@h PRIVMSG bob :psst")
-    result = p.future.result(5)
-    assert result.ok and result.via == "echo"
-    _wait_for(lambda: any(isinstance(e, Message) and e.own for e in events))
-    own = [e for e in events if isinstance(e, Message) and e.own]
-    assert own[0].kind == "dm" and own[0].target == "bob"  # the echo, not a local copy
-    sess.close()
+    async def scenario() -> None:
+        sess, events = await _logged_in(fake, caps="echo-message multi-prefix")
+        assert sess.echo
+        (p,) = sess.send_message("bob", "psst", operation="DM", confirm=True)
+        assert await fake.expect("PRIVMSG") == "PRIVMSG bob :psst"
+        fake.send(":alice!alice@h PRIVMSG bob :psst")
+        result = await asyncio.wait_for(p.future, 5)
+        assert result.ok and result.via == "echo"
+        await _wait_for(lambda: any(isinstance(e, Message) and e.own for e in events))
+        own = [e for e in events if isinstance(e, Message) and e.own]
+        assert own[0].kind == "dm" and own[0].target == "bob"  # the echo, not a local copy
+        await sess.close()
+
+    asyncio.run(scenario())
 
 
 def test_confirmation_by_label(fake: FakeServer) -> None:
-    sess, _ = _logged_in(fake, caps="echo-message labeled-response batch")
-    (p,) = sess.send_message("#general", "labelled", operation="PM", confirm=True)
-    line = fake.expect("@label=")
-    label = line.split(" ", 1)[0].split("=", 1)[1]
-    assert line.endswith("PRIVMSG #general :labelled")
-    fake.send(f"@label={label} :alice!alice@h PRIVMSG #general :labelled")
-    assert p.future.result(5).via == "label"
-    (q,) = sess.send_message("nobody", "hi", operation="DM", confirm=True)
-    label = fake.expect("@label=").split(" ", 1)[0].split("=", 1)[1]
-    fake.send(f"@label={label} :srv 401 alice nobody :No such nick/channel")
-    assert q.future.result(5).not_online
-    sess.close()
+    async def scenario() -> None:
+        sess, _ = await _logged_in(fake, caps="echo-message labeled-response batch")
+        (p,) = sess.send_message("#general", "labelled", operation="PM", confirm=True)
+        line = await fake.expect("@label=")
+        label = line.split(" ", 1)[0].split("=", 1)[1]
+        assert line.endswith("PRIVMSG #general :labelled")
+        fake.send(f"@label={label} :alice!alice@h PRIVMSG #general :labelled")
+        assert (await asyncio.wait_for(p.future, 5)).via == "label"
+        (q,) = sess.send_message("nobody", "hi", operation="DM", confirm=True)
+        label = (await fake.expect("@label=")).split(" ", 1)[0].split("=", 1)[1]
+        fake.send(f"@label={label} :srv 401 alice nobody :No such nick/channel")
+        assert (await asyncio.wait_for(q.future, 5)).not_online
+        await sess.close()
+
+    asyncio.run(scenario())
 
 
 def test_incoming_events_and_room_state(fake: FakeServer) -> None:
-    sess, events = _logged_in(fake)
-    fake.send(
-        ":dave!d@h JOIN #general",
-        ":bob!b@h PRIVMSG #general :hi all",
-        ":bob!b@h PRIVMSG alice :just you",
-        ":carol!c@h QUIT :Quit: bye",
-        ":bob!b@h PRIVMSG #general :\x01ACTION waves\x01",
-    )
-    _wait_for(lambda: len([e for e in events if isinstance(e, Message)]) == 3)
-    assert sess.online_users() == ("bob", "dave")
-    kinds = [(type(e).__name__, getattr(e, "kind", "")) for e in events]
-    assert kinds == [("Presence", "join"), ("Message", "room"), ("Message", "dm"), ("Presence", "quit"), ("Message", "room")]
-    assert events[4].action and events[4].text == "waves"
-    fake.sock.close()
-    _wait_for(lambda: any(isinstance(e, Disconnected) for e in events))
-    assert sess.disconnected.result(5)
-    sess.close()
-    assert not sess.reader_alive
+    async def scenario() -> None:
+        sess, events = await _logged_in(fake)
+        fake.send(
+            ":dave!d@h JOIN #general",
+            ":bob!b@h PRIVMSG #general :hi all",
+            ":bob!b@h PRIVMSG alice :just you",
+            ":carol!c@h QUIT :Quit: bye",
+            ":bob!b@h PRIVMSG #general :\x01ACTION waves\x01",
+        )
+        await _wait_for(lambda: len([e for e in events if isinstance(e, Message)]) == 3)
+        assert sess.online_users() == ("bob", "dave")
+        kinds = [(type(e).__name__, getattr(e, "kind", "")) for e in events]
+        assert kinds == [("Presence", "join"), ("Message", "room"), ("Message", "dm"), ("Presence", "quit"), ("Message", "room")]
+        assert events[4].action and events[4].text == "waves"
+        fake.sock.close()
+        await _wait_for(lambda: any(isinstance(e, Disconnected) for e in events))
+        assert await asyncio.wait_for(sess.disconnected, 5)
+        await sess.close()
+        assert not sess.reader_alive
+
+    asyncio.run(scenario())
+
+
+def test_quit_sends_quit_waits_for_the_close_and_ends_the_reader(fake: FakeServer) -> None:
+    async def scenario() -> None:
+        sess, events = await _logged_in(fake)
+        quitting = asyncio.create_task(sess.quit("see you"))
+        assert await fake.expect("QUIT") == "QUIT :see you"
+        assert not quitting.done()  # waits for the server to close the connection
+        fake.send("ERROR :Closing Link: alice (Quit: see you)")
+        fake.sock.close()
+        await asyncio.wait_for(quitting, 5)
+        assert sess.disconnected.result() == "Closing Link: alice (Quit: see you)"
+        assert not sess.reader_alive and not sess.connected
+        assert not any(isinstance(e, Disconnected) for e in events)  # the user asked: nothing to report
+        with pytest.raises(ConnectionLost):
+            sess.send_message("#general", "too late")
+
+    asyncio.run(scenario())
 
 
 # --------------------------------------------------------------------------- end to end: helpers
