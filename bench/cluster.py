@@ -33,6 +33,10 @@ from bench.servers import SERVER_CPU, ServerError, ServerProcess, ServerSpec
 from ircd.cluster.log import unpack
 
 STREAM = "chatserver:log"
+ROUTED = "chatserver:routed"
+"""The number of routed batches so far (each one script call, like a stream entry)."""
+INBOXES = "chatserver:inbox:*"
+"""The nodes' inbox streams of routed messages (docs/cluster.md "Routed messages")."""
 """The cluster's log stream (ircd/cluster/redis.py)."""
 
 _POSTGRES: list[PostgresProcess] = []
@@ -140,8 +144,10 @@ class ClusterProcess:
         return Meter(self.pid, others)
 
     def counters(self) -> dict[str, float] | None:
-        """Redis's counters now: ``entries`` added to the log stream (ever), ``net_in`` /
-        ``net_out`` bytes, ``commands`` processed, ``postgres_cpu`` seconds."""
+        """Redis's counters now: ``entries`` added to the log stream (ever) plus routed
+        batches (each sent with one script call, to the inboxes of the nodes it
+        concerns), ``net_in`` / ``net_out`` bytes, ``commands`` processed,
+        ``postgres_cpu`` seconds."""
         if self.redis is None:
             return None
         r = self.redis.client()
@@ -150,7 +156,8 @@ class ClusterProcess:
             out = {"net_in": float(stats["total_net_input_bytes"]),
                    "net_out": float(stats["total_net_output_bytes"]),
                    "commands": float(stats["total_commands_processed"]),
-                   "entries": float(_xinfo(r).get("entries-added", 0))}
+                   "entries": float(_xinfo(r).get("entries-added", 0))
+                   + float(r.command("GET", ROUTED) or 0)}
         except (OSError, RespError, KeyError, ValueError):
             return None
         finally:
@@ -161,9 +168,10 @@ class ClusterProcess:
 
     def stream_stats(self) -> dict[str, float]:
         """The log stream's size now: ``length`` (XLEN, stream entries), ``bytes``
-        (MEMORY USAGE, all samples), and from the last 1,000 stream entries
-        ``entry_bytes`` (mean payload per log entry) and ``per_stream_entry``
-        (mean log entries per stream entry: a field ``b`` is a batch)."""
+        (MEMORY USAGE, all samples), and from the last 1,000 stream entries of
+        the log and of each inbox ``entry_bytes`` (mean payload per log entry
+        or routed message) and ``per_stream_entry`` (mean log entries or
+        messages per stream entry: a field ``b`` is a batch)."""
         if self.redis is None:
             return {}
         r = self.redis.client()
@@ -171,6 +179,9 @@ class ClusterProcess:
             length = float(r.command("XLEN", STREAM))
             used = r.command("MEMORY", "USAGE", STREAM, "SAMPLES", "0")
             recent = r.command("XREVRANGE", STREAM, "+", "-", "COUNT", "1000") or []
+            inboxes = r.command("KEYS", INBOXES) or []
+            routed = [e for key in inboxes
+                      for e in r.command("XREVRANGE", key, "+", "-", "COUNT", "1000") or []]
         except (OSError, RespError):
             return {}
         finally:
@@ -182,6 +193,13 @@ class ClusterProcess:
                     continue
                 payload += len(value)
                 entries += sum(1 for _ in unpack(value)) if name == b"b" else 1
+        for _id, fields in routed:   # b: index, message, index, message...
+            for name, value in zip(fields[::2], fields[1::2], strict=False):
+                if name == b"b":
+                    messages = list(unpack(value))[1::2]
+                    payload += sum(len(m) for m in messages)
+                    entries += len(messages)
+        recent = recent + routed
         out = {"length": length, "bytes": float(used or 0)}
         if entries:
             out["entry_bytes"] = payload / entries

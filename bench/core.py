@@ -11,11 +11,13 @@ versions of the server can be compared on a busy machine
 (``PYTHONPATH=<other checkout> python -m bench.core``).
 
 ``--cluster`` adds the replication path (:mod:`ircd.cluster.log`) without
-Redis: two cores with their :class:`~ircd.cluster.log.Replication`, the log
-an in-memory list. A direct PRIVMSG from a user on node A to a user on node B
-costs A's submit (parse, encode the entry), A's apply (the sender's reply)
-and B's apply (the delivery); a channel PRIVMSG the same with ``--members``
-members split over the two nodes. What ``python -m bench --cluster-nodes``
+Redis: three cores with their :class:`~ircd.cluster.log.Replication`, the
+log in memory (:mod:`ircd.cluster.memory`, routed messages included). A
+direct PRIVMSG from a user on node A to a user on node B costs A's submit
+(parse, judge, encode the entry), A's apply (the sender's reply) and B's
+apply (the delivery); node C, with no recipient, applies nothing for a
+routed message; a channel PRIVMSG the same with ``--members`` members split
+over A and B. What ``python -m bench --cluster-nodes``
 measures per entry beyond these is the edge: redis-py, asyncio, the sockets.
 """
 
@@ -27,17 +29,19 @@ import time
 from pathlib import Path
 
 
-def _server(tmp: Path):
+def _server(tmp: Path, cluster: bool = False):
     from ircd.accounts import AccountStore
     from ircd.config import Config
     from ircd.core import ImmediateScheduler, Server
     from ircd.storage.sqlite import SQLiteAccountRows
+    from ircd.worldlog import EntryClock
 
     config = (Config().with_overrides("simple", echobot=False)
               .with_overrides("services", enabled=False))
     tmp.mkdir(parents=True, exist_ok=True)
     store = AccountStore(SQLiteAccountRows(tmp / "db"), time_cost=1, memory_cost=1024)
-    return Server(config, store, ImmediateScheduler()), store
+    clock = EntryClock(time.time) if cluster else time.time
+    return Server(config, store, ImmediateScheduler(), clock=clock), store
 
 
 def _user(server, nick: str, sink: list[bytes]):
@@ -85,93 +89,79 @@ def direct(messages: int) -> float:
     return spent / messages * 1e6
 
 
-class _Log:
-    """The cluster log as a list, and each node's position in it."""
-
-    def __init__(self) -> None:
-        self.entries: list[bytes] = []
-        self.snapshots: dict[str, bytes] = {}
-        self.available = True
-
-    def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
-        self.entries.append(data)
-
-    def put_snapshot(self, entry_id: str, data: bytes) -> None:
-        self.snapshots[entry_id] = data
-
-    def reset(self, why: str) -> None:
-        raise RuntimeError(f"replica reset: {why}")
-
-
-def _entry_id(index: int) -> str:
-    return f"{1_700_000_000_000 + index}-0"
-
-
-def cluster(members: int, messages: int) -> tuple[float, float]:
+def cluster(members: int, messages: int) -> tuple[float, float, float]:
     """CPU µs per entry of a clustered PRIVMSG (``members`` = 0: direct, else to a channel
-    of that many members, alternately on the two nodes): ``(origin node: submit and
-    apply, other node: apply)``. The origin's submit and apply interleave (at most 32
-    lines in flight, as the edge allows 64), so they are measured together."""
+    of that many members, alternately on nodes a and b), on the in-process log
+    (:mod:`ircd.cluster.memory`): ``(origin node a: submit and apply, node b with
+    recipients: apply, node c with none: apply)``. The origin's submit and apply
+    interleave (at most 32 lines in flight, as the edge allows 64), so they are
+    measured together."""
     from ircd.cluster.log import NodeInfo, Replication
+    from ircd.cluster.memory import MemoryLog, MemoryPort
 
     with tempfile.TemporaryDirectory() as tmp:
-        a, store = _server(Path(tmp) / "a")
-        b, store_b = _server(Path(tmp) / "b")
-        log = _Log()
-        ra = Replication(a, NodeInfo(1 << 30 | 1, "a", "a.bench"), log)
-        rb = Replication(b, NodeInfo(1 << 30 | 2, "b", "b.bench"), log)
-        pos = {id(ra): 0, id(rb): 0}
-        log.entries.append(ra.hello_entry())
-        ra.found()
-        pos[id(ra)] = 1
-        log.entries.append(rb.hello_entry())
+        log = MemoryLog(time.time)
+        servers, stores, ports = [], [], []
+        for i, name in enumerate("abc"):
+            server, store = _server(Path(tmp) / name, cluster=True)
+            port = MemoryPort(log)
+            port.repl = Replication(server, NodeInfo(1 << 30 | (i + 1), name, f"{name}.bench"),
+                                    port)
+            log.entries.append(port.repl.hello_entry())
+            if i == 0:
+                port.repl.found()
+            else:
+                for p in ports:
+                    log.step(p, 1 << 30)
+                port.repl.load_snapshot(log.snapshots[log.entry_id(len(log.entries) - 1)])
+            port.pos = len(log.entries)
+            servers.append(server)
+            stores.append(store)
+            ports.append(port)
+        a, b, _c = servers
+        pa, pb, pc = ports
+        ra = pa.repl
 
-        def pump(repl: Replication) -> None:
-            i = pos[id(repl)]
-            entries = log.entries
-            while i < len(entries):
-                repl.apply(_entry_id(i), entries[i])
-                i += 1
-            pos[id(repl)] = i
+        def pump_all() -> None:
+            for p in ports:
+                log.step(p, 1 << 30)
 
-        pump(ra)
-        rb.load_snapshot(log.snapshots[_entry_id(1)])
-        pos[id(rb)] = 2
         sink: list[bytes] = []
         n = max(2, members)
         users = [_user(a if i % 2 == 0 else b, f"u{i}", sink) for i in range(n)]
         for _ in range(2):
-            pump(ra)
-            pump(rb)
+            pump_all()
         sender = users[0]
         if members:
             for u in users:
                 (a if u.node == ra.node.id else b).handle_line(u, b"JOIN #bench")
-            pump(ra)
-            pump(rb)
+                pump_all()
             line = b"PRIVMSG #bench :" + b"x" * 64
         else:
             line = f"PRIVMSG {users[1].nick} :".encode() + b"x" * 64
         assert sender.registered and users[1].registered
         sink.clear()
-        first = len(log.entries)
+        first = len(log.entries) + len(log.routed)
         t0 = time.process_time()
         for _ in range(messages):
             a.handle_line(sender, line)
             if sender.in_flight >= 32:   # stay below MAX_IN_FLIGHT, as the edge would
-                pump(ra)
-        pump(ra)
+                log.step(pa, 1 << 30)
+        log.step(pa, 1 << 30)
         t1 = time.process_time()
-        pump(rb)
+        log.step(pb, 1 << 30)
         t2 = time.process_time()
-        entries = len(log.entries) - first
+        log.step(pc, 1 << 30)
+        t3 = time.process_time()
+        entries = len(log.entries) + len(log.routed) - first
         assert entries == messages, (entries, messages)
         got = sum(chunk.count(b" PRIVMSG ") for chunk in sink)
         expected = messages * (max(1, members - 1) if members else 1)
         assert got >= expected, (got, expected)
-        store.close()
-        store_b.close()
-    return (t1 - t0) / messages * 1e6, (t2 - t1) / messages * 1e6
+        for store in stores:
+            store.close()
+    return ((t1 - t0) / messages * 1e6, (t2 - t1) / messages * 1e6,
+            (t3 - t2) / messages * 1e6)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             runs = [cluster(members, count) for _ in range(args.repeat)]
             rows.append((f"cluster {label}: origin node (submit + apply)", "µs per entry",
                          min(r[0] for r in runs)))
-            rows.append((f"cluster {label}: other node (apply)", "µs per entry",
+            rows.append((f"cluster {label}: node with recipients (apply)", "µs per entry",
                          min(r[1] for r in runs)))
+            rows.append((f"cluster {label}: node without recipients (apply)", "µs per entry",
+                         min(r[2] for r in runs)))
     print(f"core: {Path(ircd.__file__).parent} (best of {args.repeat})\n")
     print("| path | unit | CPU |")
     print("| --- | --- | ---: |")

@@ -39,6 +39,7 @@ from ircd.services import start_services
 from ircd.simple import EchoBot
 from ircd.storage.stores import StartupError, open_stores
 from ircd.websocket import listen_websocket
+from ircd.worldlog import EntryClock
 
 log = logging.getLogger("ircd")
 
@@ -184,9 +185,12 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             stores.close()
             return 1
     scheduler = ExecutorScheduler(loop, a.hash_workers, a.max_queued_jobs)
-    core = Server(config, accounts, scheduler, history=history, ban_store=ban_store,
-                  channel_store=channel_store, account_names=stores.account_names,
-                  cloak_key=cloak_key)
+    # A cluster node reads its time through an EntryClock: the time of the log entry
+    # being applied, else the wall clock (ircd/worldlog.py); a single node the wall clock.
+    clock = EntryClock(time.time) if config.cluster.url else time.time
+    core = Server(config, accounts, scheduler, clock=clock, history=history,
+                  ban_store=ban_store, channel_store=channel_store,
+                  account_names=stores.account_names, cloak_key=cloak_key)
     core.load_serverbans(bans)
     if bans:
         log.info("server bans: %d loaded", len(core.serverbans))

@@ -40,6 +40,7 @@ from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
 from ircd.state import NAMELEN, USERLEN, Channel, Client, World
 from ircd.whowas import WhowasEntry, WhowasLog
+from ircd.worldlog import Apply, LocalLog, WorldLog
 
 log = logging.getLogger("ircd")
 
@@ -169,15 +170,19 @@ class Server:
         # Registered channels (ChanServ, server.registered_channels), saved to channel_store.
         self.chanreg = ChannelRegistry(self, channel_store)
         self.services: Any = None  # ircd.services.Services once started (cli.py)
-        # Cluster mode (ircd/cluster/): the replica's log handling, this node's id, and
-        # whether a log entry is being applied (then quits are final: the log decided
-        # them) and whether that entry came from this node (then this node writes it
-        # to the database).
-        self.cluster: Any = None
+        # Where the world's changes go (ircd/worldlog.py): applied at once on a single
+        # node; a cluster's log (ircd/cluster/) replaces it through attach_log.
+        self.log: WorldLog = LocalLog(self)
         self.node_id = 0
-        self.applying = False
-        self.origin_here = True
         self.reconfigure(config)
+
+    def attach_log(self, log: WorldLog, node_id: int) -> None:
+        """Make ``log`` (a sequenced :class:`~ircd.worldlog.WorldLog`: a cluster's) the
+        way the world changes, before any client connects; ``node_id`` is this node's
+        id in it (the high bits of every new client's id). The server must have been
+        built with an :class:`~ircd.worldlog.EntryClock` as its clock."""
+        self.log = log
+        self.node_id = node_id
 
     # -- configuration -----------------------------------------------------
 
@@ -262,8 +267,8 @@ class Server:
 
     def node_info(self, client: Client) -> str:
         """The description of the server ``client`` is on (WHOIS 312's last parameter)."""
-        if self.cluster is not None and not self.is_local(client):
-            node = self.cluster.nodes.get(client.node)
+        if self.log.sequenced and not self.is_local(client):
+            node = self.log.nodes.get(client.node)
             if node is not None:
                 return node.info
         return self.config.server.description
@@ -273,26 +278,43 @@ class Server:
         return client.node == self.node_id
 
     def run_command(self, client: Client, msg: Message) -> None:
-        """Run ``msg`` as if ``client`` had sent it (a pseudo-user's answer); in a
-        cluster it goes through the log like a user's line."""
-        if self.cluster is not None:
-            self.cluster.submit_message(client, msg)
-        else:
-            dispatch(self, client, msg)
+        """Run ``msg`` as if ``client`` had sent it (a pseudo-user's answer), through
+        the world log like a user's line (at once on a single node)."""
+        self.log.submit_message(client, msg)
 
     def user_changed(self, client: Client) -> None:
         """``client``'s account, oper status or capabilities changed outside a command
-        that goes through the log (a login, OPER): tell the other nodes."""
-        if self.cluster is not None and client.registered and not self.applying:
-            self.cluster.publish_user(client)
+        that goes through the log (a login, OPER): tell the other nodes (the log)."""
+        if client.registered and self.log.current is None:
+            self.log.publish_user(client)
 
     def account_name_changed(self, name: str, present: bool) -> None:
         """Account ``name`` was created (``present``) or dropped: tell the other nodes."""
-        if self.cluster is not None and not self.applying:
-            self.cluster.publish_account_name(name, present)
+        if self.log.current is None:
+            self.log.publish_account_name(name, present)
 
     def handle_line(self, client: Client, line: bytes | object) -> None:
-        """Parse and run one received line (bytes without CR LF, or ``LineTooLong``).
+        """Take one received line (bytes without CR LF, or ``LineTooLong``).
+
+        A sequenced world log (a cluster) takes it
+        (:meth:`ircd.worldlog.WorldLog.handle_line`); on a single node it runs
+        at once, as :meth:`run_line` does.
+        """
+        if self.log.sequenced:
+            self.log.handle_line(client, line)
+            return
+        if client.quitting:
+            return
+        client.last_seen = self.clock()
+        if not isinstance(line, bytes):  # LineTooLong
+            self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
+            return
+        self.run_parsed(client, parse_received(line))
+
+    def run_line(self, client: Client, line: bytes | object) -> None:
+        """Parse and run one received line now, on this node.
 
         A line over the limits gets 417 ERR_INPUTTOOLONG and is dropped
         ("Modern IRC"); the connection stays usable. A line that is not valid
@@ -332,24 +354,28 @@ class Server:
         """Write a server NOTICE to ``client``."""
         client.write((fit_line(f":{self.name} NOTICE {client.nick} :{text}") + "\r\n").encode())
 
-    def quit(self, client: Client, reason: str, *, error: str | None = None) -> None:
+    def quit(self, client: Client, reason: str, *, error: str | None = None,
+             apply: Apply | None = None) -> None:
         """Remove ``client`` from the world and tell everyone who shares a channel.
 
         ``reason`` is the QUIT message others see. If ``error`` is given the
         client is sent ``ERROR :<error>`` and its connection is closed.
-        Idempotent: later calls do nothing.
+        Idempotent: later calls do nothing. ``apply`` is the log entry that
+        decided the quit (a cluster); without one, a registered user's quit on
+        a sequenced log only closes the connection and is published: the log
+        decides when the user leaves the world.
         """
-        cluster = self.cluster
-        if cluster is not None and client.registered and not client.is_pseudo:
-            if not self.applying:
+        log = self.log
+        if log.sequenced and client.registered and not client.is_pseudo:
+            if apply is None:
                 # A local event (connection closed, ping timeout): close the
                 # connection now; the log decides when the user leaves the world.
                 if not client.quitting:
                     client.quitting = True
                     client.close(error if error is not None else reason)
-                    cluster.publish_quit(client, reason)
+                    log.publish_quit(client, reason)
                 return
-            if cluster.by_id.pop(client.id, None) is None:
+            if not log.forget(client):
                 return  # already gone from the replica
         elif client.quitting:
             return
@@ -433,7 +459,7 @@ class Server:
         if self._bans_latest and now - self._last_ban_retry >= BAN_RETRY_INTERVAL:
             self._last_ban_retry = now
             self._retry_serverbans()
-        if (self.accounts.shared and self.cluster is None
+        if (self.accounts.shared and not self.log.sequenced
                 and now - self._last_names_refresh >= ACCOUNT_NAMES_REFRESH):
             self._last_names_refresh = now
             self.refresh_account_names()
@@ -465,12 +491,14 @@ class Server:
             else:
                 self.serverbans.add(ban)
 
-    def store_serverban(self, ban: ServerBan, delete: bool = False) -> None:
+    def store_serverban(self, ban: ServerBan, delete: bool = False, *,
+                        apply: Apply | None = None) -> None:
         """Save (or delete) ``ban`` in the ban store, off the loop; a failure is logged
         and retried (:meth:`tick`) until it succeeds or a newer change of that ban is
-        written."""
-        if self.ban_store is None or not self.origin_here:
-            return  # (in a cluster, the node the command came from writes it)
+        written. ``apply``: the log entry that changed it (a cluster: only the node
+        the command came from writes it)."""
+        if self.ban_store is None or (apply is not None and not apply.here):
+            return
         self._bans_seq += 1
         self._bans_latest[ban.key] = (self._bans_seq, ban, delete)
         self._write_bans([ban.key])

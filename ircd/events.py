@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import time as _time
+from collections.abc import Callable
 
 from ircd.capabilities import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from ircd.protocol.message import escape_tag_value
@@ -20,28 +21,14 @@ _BOOT = os.urandom(4).hex()
 _COUNTER = itertools.count(1)
 
 
-_prefix: str | None = None
-_entry_counter = itertools.count(1)
-
-
 def new_msgid() -> str:
     """A server-unique message id (IRCv3 message-ids): process prefix + counter.
 
-    While a cluster log entry is applied (:func:`set_msgid_prefix`), the id is
-    the entry's id + a counter instead, so every node gives one message the same id.
+    A node of a cluster makes the ids of an entry it applies with
+    :meth:`ircd.worldlog.Apply.new_msgid` instead (from the entry id, the same
+    on every node); the handler passes that factory to :class:`Event`.
     """
-    if _prefix is not None:
-        return f"{_prefix}.{next(_entry_counter)}"
     return f"{_BOOT}{next(_COUNTER):x}"
-
-
-def set_msgid_prefix(prefix: str | None) -> None:
-    """Make message ids from ``prefix`` (a log entry id, e.g. ``"1733140000000.0"``)
-    until called with None (ircd.cluster.log)."""
-    global _prefix, _entry_counter
-    _prefix = prefix
-    if prefix is not None:
-        _entry_counter = itertools.count(1)
 
 
 def format_time(t: float) -> str:
@@ -73,17 +60,19 @@ class Event:
     """A line from a user (or the server) to be relayed to many clients.
 
     ``line`` is the line without tags and without CR LF. ``t`` is unix
-    seconds; ``msgid`` is set for PRIVMSG/NOTICE/TAGMSG; ``account`` is the
+    seconds; ``msgid`` is set for PRIVMSG/NOTICE/TAGMSG: a string, or a
+    function making one (called once, when a recipient first needs it:
+    :func:`new_msgid`, or an :class:`~ircd.worldlog.Apply`'s); ``account`` is the
     sender's account; ``client_tags`` are the sender's ``+`` tags (raw values).
     """
 
     __slots__ = ("line", "t", "_msgid", "account", "client_tags", "plain", "_variants")
 
-    def __init__(self, line: str, t: float, msgid: str | bool | None = None,
+    def __init__(self, line: str, t: float, msgid: str | Callable[[], str] | None = None,
                  account: str | None = None, client_tags: dict[str, str] | None = None) -> None:
         self.line = line
         self.t = t
-        self._msgid = msgid  # True: make one when first needed
+        self._msgid = msgid  # a function: make the id when first needed
         self.account = account
         self.client_tags = client_tags
         self.plain = (line + "\r\n").encode("utf-8")
@@ -93,9 +82,10 @@ class Event:
     def msgid(self) -> str | None:
         """The message id (IRCv3 message-ids), made on first use when the event has one."""
         msgid = self._msgid
-        if msgid is True:
-            msgid = self._msgid = new_msgid()
-        return msgid  # type: ignore[return-value]
+        if msgid is None or msgid.__class__ is str:
+            return msgid  # type: ignore[return-value]
+        msgid = self._msgid = msgid()  # type: ignore[operator]
+        return msgid
 
     def tags_for(self, mask: int, extra: dict[str, str] | None = None) -> str:
         """The tag section (``@...`` without the space) for ``mask``, or ``""``."""

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -130,8 +130,8 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("chatserver_history_write_backlog",
                                 "History messages waiting to be written to the database",
                                 value=backlog)
-        cluster = core.cluster
-        if cluster is not None:  # cluster mode (docs/cluster.md)
+        cluster: Any = core.log
+        if cluster.sequenced:  # cluster mode (docs/cluster.md)
             yield GaugeMetricFamily("chatserver_cluster_nodes",
                                     "Nodes of the network this node's replica knows",
                                     value=len(cluster.nodes))

@@ -12,13 +12,16 @@ Lines written to *other* clients go straight to them.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ircd.events import new_msgid
 from ircd.protocol.message import escape_tag_value, fit_line, format_line
 
 if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.state import Client
+    from ircd.worldlog import Apply
 
 
 def _middle(param: str) -> str:
@@ -84,23 +87,47 @@ class Reply:
 
 
 class Context(Reply):
-    """What a handler works with: ``server``, the issuing ``client``, and ``reply``.
+    """What a handler works with: ``server``, the issuing ``client``, ``reply``
+    and ``apply``.
 
     The context is itself the command's :class:`Reply` (``ctx.reply is
     ctx``): one object per command on the hot path instead of two.
+    ``apply`` is the log entry being applied (:class:`ircd.worldlog.Apply`:
+    its time, origin node and message ids), or None when the command runs at
+    once (a single node, or a command that only reads); :attr:`now`,
+    :attr:`here` and :attr:`new_msgid` read it.
     """
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "apply")
 
-    def __init__(self, server: Server, client: Client) -> None:
+    def __init__(self, server: Server, client: Client, apply: Apply | None = None) -> None:
         self.server_name = server.name
         self.client = client
         self.lines = []
         self.server = server
+        self.apply = apply
 
     @property
     def reply(self) -> Reply:
         return self
+
+    @property
+    def now(self) -> float:
+        """The command's time (unix seconds): the entry's when one is applied."""
+        apply = self.apply
+        return self.server.clock() if apply is None else apply.now
+
+    @property
+    def here(self) -> bool:
+        """True if the command came from a user of this node (always, run at once)."""
+        apply = self.apply
+        return apply is None or apply.here
+
+    @property
+    def new_msgid(self) -> Callable[[], str]:
+        """What makes the command's message ids (for :class:`ircd.events.Event`)."""
+        apply = self.apply
+        return new_msgid if apply is None else apply.new_msgid
 
 
 def take_label(client: Client, reply: Reply) -> None:

@@ -237,7 +237,7 @@ class SimpleSession:
             return
         core = self.core
         pieces = message_pieces(core, client, target, text)
-        if core.cluster is not None:
+        if core.log.sequenced:
             self._send_through_log(client, target, pieces)
             return
         for piece in pieces:
@@ -251,7 +251,7 @@ class SimpleSession:
         """SEND in a cluster: each piece goes through the log in turn; ``SEND-OK``
         once the last one was applied (so delivered on every node), else the refusal."""
         self._busy = True
-        cluster = self.core.cluster
+        cluster = self.core.log
 
         def send(i: int) -> None:
             if i == len(pieces):
@@ -329,7 +329,7 @@ class EchoBot:
             sender = (msg.source or "").split("!", 1)[0]
             if casefold(sender) == self.client.nick_cf:
                 continue
-            if core.cluster is not None:
+            if core.log.sequenced:
                 # Every node has an echobot; the sender's node answers.
                 user = core.world.find_user(sender)
                 if user is None or not core.is_local(user):

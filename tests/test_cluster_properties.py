@@ -35,11 +35,13 @@ from hypothesis import strategies as st
 
 from ircd.accounts import AccountStore
 from ircd.cluster.log import NodeInfo, Replication
+from ircd.cluster.memory import MemoryLog, MemoryPort
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.protocol.message import Message, parse_line
 from ircd.services import start_services
 from ircd.storage.sqlite import SQLiteAccountRows
+from ircd.worldlog import EntryClock
 from tests.test_core import Conn, FakeClock
 
 SECRET = "SECRETpw"
@@ -126,44 +128,24 @@ action = st.one_of(
 # -- the in-process network ---------------------------------------------------------------------
 
 
-class Port:
-    """One node's transport: appends go to the one shared list; ``pos`` is what it applied."""
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-        self.available = True
-        self.pos = 0
-        self.repl: Replication
-
-    def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
-        self.log.entries.append(data)
-
-    def put_snapshot(self, entry_id: str, data: bytes) -> None:
-        self.log.snapshots[entry_id] = data
-
-    def reset(self, why: str) -> None:
-        raise AssertionError(f"no node is declared lost here: {why}")
+Port = MemoryPort
+"""One node's transport: appends go to the shared lists; ``pos`` is what it applied."""
 
 
-class Log:
-    """The log as one list; each :class:`Port` applies it at its own pace."""
+class Log(MemoryLog):
+    """The log as lists (:mod:`ircd.cluster.memory`); each :class:`Port` applies it at
+    its own pace."""
 
     def __init__(self, store: AccountStore) -> None:
+        super().__init__(FakeClock())
         self.store = store
-        self.entries: list[bytes] = []
-        self.snapshots: dict[str, bytes] = {}
         self.ports: list[Port] = []
-        self.clock = FakeClock()
         self.users: list[User] = []
-
-    @staticmethod
-    def entry_id(index: int) -> str:
-        return f"{1_700_000_000_000 + index}-0"
 
     def node(self, node_id: int) -> Server:
         name = f"n{node_id}"
         server = Server(CONFIG.with_overrides("server", name=f"{name}.test"), self.store,
-                        ImmediateScheduler(), clock=self.clock)
+                        ImmediateScheduler(), clock=EntryClock(self.clock))
         start_services(server)
         port = Port(self)
         port.repl = Replication(server, NodeInfo(node_id, name, f"{name}.test"), port)
@@ -178,24 +160,20 @@ class Log:
         self.ports.append(port)
         return server
 
-    def step(self, port: Port, count: int) -> None:
+    def step(self, port: Port, count: int) -> int:
         """``port``'s node applies up to ``count`` more entries, then its users go on."""
-        for _ in range(count):
-            if port.pos >= len(self.entries):
-                break
-            index = port.pos
-            port.pos += 1
-            port.repl.apply(self.entry_id(index), self.entries[index])
+        done = super().step(port, count)
         for user in self.users:
             user.flush()
+        return done
 
     def settle(self) -> None:
         """Every node applies everything (entries appended meanwhile too)."""
-        while any(p.pos < len(self.entries) for p in self.ports) or any(
+        while any(self.behind(p) for p in self.ports) or any(
                 u.outbox and not u.conn.client.pending and not u.conn.client.quitting
                 for u in self.users):
             for port in self.ports:
-                self.step(port, len(self.entries))
+                self.step(port, 1 << 30)
 
 
 class User:
@@ -286,7 +264,8 @@ def run_network(n_nodes: int, actions: list[tuple[str, int, Any]]) -> list[User]
             first = world_of(servers[0])
             for server in servers[1:]:
                 assert world_of(server) == first
-            leaked = [e for e in net.entries if SECRET.encode() in e]
+            leaked = [e for e in [*net.entries, *(r.data for r in net.routed)]
+                      if SECRET.encode() in e]
             assert leaked == [], leaked[:3]
         finally:
             store.close()

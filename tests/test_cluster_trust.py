@@ -40,13 +40,16 @@ def services_on() -> str:
 
 
 def stream_bytes(url: str) -> bytes:
-    """Every field of every entry of ``chatserver:log``, read with XRANGE - +."""
+    """Every field of every entry of ``chatserver:log`` and of every node's inbox
+    (``chatserver:inbox:<id>``, the routed messages), read with XRANGE - +."""
     r = redis_py.Redis.from_url(url)
     try:
         entries = r.xrange("chatserver:log", "-", "+")
+        assert entries, "the stream is empty"
+        for key in r.scan_iter(match="chatserver:inbox:*"):
+            entries += r.xrange(key, "-", "+")
     finally:
         r.close()
-    assert entries, "the stream is empty"
     return b"\n".join(k + b"=" + v for _id, fields in entries for k, v in fields.items())
 
 

@@ -14,6 +14,7 @@ import random
 import pytest
 
 from ircd.accounts import AccountStore
+from ircd.cluster import memory
 from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, entry_time
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
@@ -21,49 +22,37 @@ from ircd.history import HistoryStore, Item, log_position
 from ircd.protocol.message import parse_line
 from ircd.simple import EchoBot
 from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
+from ircd.worldlog import EntryClock
 from tests.test_core import Conn, FakeClock
 
 CONFIG = Config().with_overrides("simple", echobot=False).with_overrides("services", enabled=False)
 
 
-class Port:
+class Port(memory.MemoryPort):
     """One node's :class:`ircd.cluster.log.Transport` on a :class:`MemoryLog`."""
 
     def __init__(self, log: MemoryLog) -> None:
-        self.log = log
-        self.available = True
-        self.pos = 0
+        super().__init__(log)
         self.resets: list[str] = []
-        self.repl: Replication
-
-    def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
-        self.log.entries.append(data)
-
-    def put_snapshot(self, entry_id: str, data: bytes) -> None:
-        self.log.snapshots[entry_id] = data
 
     def reset(self, why: str) -> None:
         self.resets.append(why)
 
 
-class MemoryLog:
-    """The log as a list; :meth:`pump` lets every node apply what it has not applied."""
+class MemoryLog(memory.MemoryLog):
+    """The log as lists (:mod:`ircd.cluster.memory`); :meth:`pump` lets every node
+    apply what it has not applied."""
 
     def __init__(self, store: AccountStore) -> None:
+        super().__init__(FakeClock())
         self.store = store
-        self.entries: list[bytes] = []
-        self.snapshots: dict[str, bytes] = {}
         self.ports: list[Port] = []
-        self.clock = FakeClock()
 
-    @staticmethod
-    def entry_id(index: int) -> str:
-        return f"{1_700_000_000_000 + index}-0"
-
-    def node(self, node_id: int, name: str, config: Config = CONFIG) -> Server:
+    def node(self, node_id: int, name: str, config: Config = CONFIG,
+             history: HistoryStore | None = None) -> Server:
         """A new node that joins the network (founds it, or loads a snapshot)."""
         server = Server(config.with_overrides("server", name=f"{name}.test"), self.store,
-                        ImmediateScheduler(), clock=self.clock)
+                        ImmediateScheduler(), clock=EntryClock(self.clock), history=history)
         if config.simple.echobot:
             EchoBot(server)    # pseudo-users exist on every node before it joins
         port = Port(self)
@@ -84,10 +73,7 @@ class MemoryLog:
         while moved:
             moved = False
             for port in self.ports:
-                while port.pos < len(self.entries):
-                    index = port.pos
-                    port.pos += 1
-                    port.repl.apply(self.entry_id(index), self.entries[index])
+                if self.step(port, 1 << 30):
                     moved = True
 
 

@@ -3,7 +3,10 @@
 - :mod:`ircd.cluster.log`: the sans-I/O half. Log entries (bytes), applying
   them to this node's replica of the world, snapshots, node membership.
 - :mod:`ircd.cluster.redis`: the asyncio edge. The Redis stream the entries
-  go through (XADD, XREAD), liveness keys, the epoch, snapshot exchange.
+  go through and the nodes' inboxes of routed messages (one Lua script per
+  write, XREAD), liveness keys, the epoch, snapshot exchange.
+- :mod:`ircd.cluster.memory`: the same log in process, for tests and
+  ``bench.core``.
 
 This module only checks a ``[cluster] url`` without importing redis-py, so a
 single node never imports it.

@@ -22,9 +22,19 @@ RobustIRC does with Raft; here the log is one Redis stream, see
   changed off the log), ``acct`` (an account name was created or dropped),
   ``hello`` (a node joins), ``lost`` (a node's liveness key expired).
 
-Nothing here does I/O: the edge gives each entry it reads to
-:meth:`Replication.apply` and sends what :meth:`Replication.submit` and
-friends hand to the :class:`Transport`.
+PRIVMSG, NOTICE and TAGMSG that change nothing and that the sender's node
+can judge (:meth:`Replication.route_targets`) are *routed*: the edge sends
+them only to the nodes holding their recipients, stamped with the state
+position they were judged at, if the state stream has not moved since, and
+each of those nodes applies them right after that state entry
+(:meth:`Replication.apply` ``routed_at``; docs/cluster.md "Routed messages").
+
+:class:`Replication` is the server's :class:`~ircd.worldlog.WorldLog` in a
+cluster: the core hands it lines and publishes changes to it, and it passes
+each entry's :class:`~ircd.worldlog.Apply` to the handlers. Nothing here does
+I/O: the edge (:mod:`ircd.cluster.redis`, or :mod:`ircd.cluster.memory` in
+process) gives each entry it reads to :meth:`Replication.apply` and sends
+what :meth:`Replication.submit` and friends hand to the :class:`Transport`.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
+from ircd.chanaccess import is_banned, is_muted
 from ircd.commands import COMMANDS, Effect, dispatch
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
@@ -51,6 +62,7 @@ from ircd.protocol.message import (
 from ircd.reply import Reply, take_label
 from ircd.serverbans import ServerBan
 from ircd.state import Channel, Client
+from ircd.worldlog import Apply, EntryClock
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -62,6 +74,21 @@ REPLICATED = frozenset(name for name, spec in COMMANDS.items() if spec.effect is
 (``ircd/commands/table.py``) marks as changing the world, and the routed messages
 (PRIVMSG, NOTICE, TAGMSG). Every other command (WHO, WHOIS, NAMES, LIST, MONITOR,
 CHATHISTORY, CAP, PING...) reads this node's replica and is answered at once."""
+
+ROUTED = frozenset(name for name, spec in COMMANDS.items() if spec.effect is Effect.ROUTED)
+"""Commands that change no state (the table's ``ROUTED`` rows: PRIVMSG, NOTICE,
+TAGMSG): a node may route them to the nodes of their
+recipients only (:meth:`Replication.route_targets`) instead of the state stream."""
+
+ROUTED_BASE = 10 ** 12
+"""Added to a routed batch's number in its entries' ids (``<P>.<ROUTED_BASE + n>.<i>``),
+so a routed message's ids sort after every id made by state entry ``P``'s batch
+(whose indexes are far smaller) and before those of the next state entry."""
+
+HISTORY_CATCH_UP = 3.0
+"""Seconds after which a node reads from the database again what it loaded when it
+began to follow a target (:meth:`Replication.follow_history`): the messages sent
+just before, which their senders' nodes write within about a second."""
 
 MAX_IN_FLIGHT = 64
 """Lines of one client that may be in the log, not yet applied, before its input pauses."""
@@ -84,6 +111,13 @@ class Transport(Protocol):
         """Queue one entry for the log. If it cannot be appended, the edge calls
         :meth:`Replication.failed` with ``seq`` (``retry``: keep it and try again
         when the log is back instead, for quits)."""
+
+    def route(self, data: bytes, seq: int, position: str, targets: frozenset[int]) -> None:
+        """Queue one message (an ``L`` entry) judged at state position ``position`` for
+        the nodes ``targets`` (compare and route, docs/cluster.md "Routed messages"):
+        if the state stream's last entry is still ``position`` when the edge sends
+        it, it goes to those nodes' inboxes only, stamped ``position``; otherwise it
+        is appended to the state stream like :meth:`append`."""
 
     def put_snapshot(self, entry_id: str, data: bytes) -> None:
         """Store this node's snapshot taken right after entry ``entry_id``."""
@@ -172,16 +206,24 @@ def encode_json(obj: dict[str, Any]) -> bytes:
 
 
 class Replication:
-    """This node's side of the replicated world, for one :class:`~ircd.core.Server`.
+    """This node's side of the replicated world, for one :class:`~ircd.core.Server`:
+    the server's :class:`~ircd.worldlog.WorldLog` in cluster mode (``sequenced``).
 
     ``node`` is this node; ``transport`` the edge. ``by_id`` holds every
     registered user of the network (this node's and the others') by network
     id; ``nodes`` every node this replica knows. ``synced`` turns true once
     the replica holds the world (founded, or loaded from a snapshot).
+    The server must have been built with an :class:`~ircd.worldlog.EntryClock`
+    (``TypeError`` otherwise): while an entry is applied it reads the entry's time.
     """
 
+    sequenced = True
+
     def __init__(self, server: Server, node: NodeInfo, transport: Transport) -> None:
+        if not isinstance(server.clock, EntryClock):
+            raise TypeError("a cluster node's Server needs clock=EntryClock(...)")
         self.server = server
+        self.clock: EntryClock = server.clock
         self.node = node
         self.transport = transport
         self.by_id: dict[int, Client] = {}
@@ -189,33 +231,33 @@ class Replication:
         self.waiting: dict[int, Done] = {}
         self.synced = False
         self.applied = 0                       # entries applied (metrics, bench)
+        self.position = "0-0"                  # the last state stream entry applied
         self._seq = itertools.count(1)
-        self._now: float | None = None         # the entry's time while one is applied
-        self._real_clock = server.clock
-        server.clock = self._clock
-        server.cluster = self
-        server.node_id = node.id
-        server.handle_line = self.handle_line  # type: ignore[method-assign]
+        self._state_lines: dict[int, int] = {}  # client id -> its state lines in flight
+        # channel name -> (position, its members' nodes or None: not routable)
+        self._channel_nodes: dict[str, tuple[str, frozenset[int] | None]] = {}
+        server.attach_log(self, node.id)
 
-    # -- the clock and the apply context -------------------------------------
+    # -- the apply context -----------------------------------------------------
 
-    def _clock(self) -> float:
-        now = self._now
-        return self._real_clock() if now is None else now
+    @property
+    def current(self) -> Apply | None:
+        """The entry being applied (:class:`~ircd.worldlog.Apply`), or None."""
+        return self.clock.current
 
-    def _enter(self, entry_id: str, origin: int) -> None:
-        server = self.server
-        self._now = entry_time(entry_id)
-        server.applying = True
-        server.origin_here = origin == self.node.id
-        events.set_msgid_prefix(entry_id.replace("-", "."))
+    def _enter(self, entry_id: str, origin: int, at: float | None = None) -> Apply:
+        """The context of entry ``entry_id`` from node ``origin`` (its time: ``at``, or
+        the entry id's), made current."""
+        apply = self.clock.current = Apply(entry_time(entry_id) if at is None else at, origin,
+                                           origin == self.node.id, entry_id.replace("-", "."))
+        return apply
 
     def _leave(self) -> None:
-        server = self.server
-        self._now = None
-        server.applying = False
-        server.origin_here = True
-        events.set_msgid_prefix(None)
+        self.clock.current = None
+
+    def forget(self, client: Client) -> bool:
+        """An applied entry removes ``client``: drop it from :attr:`by_id`; False if gone."""
+        return self.by_id.pop(client.id, None) is not None
 
     # -- lines from this node's users ------------------------------------------
 
@@ -259,11 +301,68 @@ class Replication:
             self._run_here(client, Parsed(local))
         if shared is not None:
             client.in_flight += 1
+            # A message may be routed only while none of its sender's state changes
+            # is in flight: it is judged here, now, on this replica.
+            targets = (self.route_targets(client, shared)
+                       if shared.command in ROUTED and not self._state_lines.get(client.id)
+                       else None)
+            if targets is None:
+                self._state_lines[client.id] = self._state_lines.get(client.id, 0) + 1
             self.submit(client, shared.command, canonical_line(shared),
-                        self._replier(client, shared.command))
+                        self._replier(client, shared.command, targets is None), targets)
             if client.in_flight >= MAX_IN_FLIGHT:
                 client.pending = True
 
+    def route_targets(self, client: Client, msg: Message) -> frozenset[int] | None:
+        """The nodes a PRIVMSG/NOTICE/TAGMSG of ``client`` must reach, judged on this
+        replica as it is now (state position :attr:`position`), or None: it goes
+        through the state stream as every other change.
+
+        Routed are only messages to one target that pass every check here (so
+        the sender's node and the recipients' nodes, applying it at the same
+        position, run the same handler on the same state): to a user who is
+        not a pseudo-user, or to a channel without a status prefix and without
+        pseudo-users among its members, that ``client`` may send to (+n, +m,
+        bans and mutes as :mod:`ircd.commands.messaging` checks them). The
+        nodes are this one (the sender's replies and echo) and the nodes of
+        the recipients. Anything else (several targets, errors, services) is
+        None: every node runs it, in the state stream, exactly as before.
+        """
+        params = msg.params
+        if not params or "," in params[0] or (msg.command != "TAGMSG" and
+                                              (len(params) < 2 or not params[1])):
+            return None
+        name = params[0]
+        world = self.server.world
+        here = self.node.id
+        if name[:1] == "#":
+            chan = world.channels.get(casefold(name))
+            if chan is None:
+                return None
+            members = chan.members
+            modes = members.get(client)
+            if modes is None and "n" in chan.modes:
+                return None
+            if not modes and ("m" in chan.modes or (chan.bans and (
+                    is_banned(chan, client) or is_muted(chan, client)))):
+                return None
+            # The members' nodes change only with state entries: kept per position.
+            cached = self._channel_nodes.get(chan.name)
+            if cached is not None and cached[0] == self.position:
+                return cached[1]
+            nodes: frozenset[int] | None = frozenset({here, *(m.node for m in members)})
+            if any(m.is_pseudo for m in members):
+                nodes = None
+            if len(self._channel_nodes) > 4096:
+                self._channel_nodes.clear()
+            self._channel_nodes[chan.name] = (self.position, nodes)
+            return nodes
+        if name[:1] in "@+":
+            return None
+        user = world.users.get(casefold(name))
+        if user is None or user.is_pseudo:
+            return None
+        return frozenset((here, user.node))
     def route(self, msg: Message) -> tuple[Message | None, Message | None]:
         """Where a registered user's parsed line runs: ``(shared, local)``.
 
@@ -341,11 +440,17 @@ class Replication:
         if isinstance(line, Parsed):
             server.run_parsed(client, line)   # (parsed once, in _handle)
         else:
-            type(server).handle_line(server, client, line)
+            server.run_line(client, line)
 
-    def _replier(self, client: Client, command: str) -> Done:
+    def _replier(self, client: Client, command: str, state: bool = True) -> Done:
         def done(reply: Reply | None) -> None:
             client.in_flight -= 1
+            if state:
+                left = self._state_lines.get(client.id, 1) - 1
+                if left > 0:
+                    self._state_lines[client.id] = left
+                else:
+                    self._state_lines.pop(client.id, None)
             if client.quitting:
                 return
             if reply is None:
@@ -381,18 +486,23 @@ class Replication:
         if client.resume is not None:
             client.resume()
 
-    def submit(self, client: Client, command: str, line: bytes, done: Done) -> None:
+    def submit(self, client: Client, command: str, line: bytes, done: Done,
+               targets: frozenset[int] | None = None) -> None:
         """Append ``line`` (raw bytes, no CR LF) from ``client`` to the log; ``done``
         gets the reply once it is applied here, or None (at once, or when the edge
-        reports the append failed) if the log is unavailable."""
+        reports the append failed) if the log is unavailable. ``targets``: the
+        nodes to route it to (:meth:`route_targets`), judged at :attr:`position`."""
         if not self.transport.available:
             done(None)
             return
         seq = next(self._seq)
         self.waiting[seq] = done
         sender = f"~{client.nick_cf}" if client.is_pseudo else str(client.id)
-        self.transport.append(encode_line(self.node.id, seq, sender, line),
-                              seq)
+        data = encode_line(self.node.id, seq, sender, line)
+        if targets is None:
+            self.transport.append(data, seq)
+        else:
+            self.transport.route(data, seq, self.position, targets)
 
     def submit_message(self, client: Client, msg: Message, done: Done | None = None) -> None:
         """Run ``msg`` for ``client`` through the log (echobot's answers, SEND).
@@ -485,17 +595,26 @@ class Replication:
 
     # -- applying the log ---------------------------------------------------------
 
-    def apply(self, entry_id: str, data: bytes) -> None:
-        """Apply one log entry (``entry_id`` is the stream id, ``"<ms>-<n>"``).
+    def apply(self, entry_id: str, data: bytes, routed_at: float | None = None) -> None:
+        """Apply one log entry (``entry_id`` is the stream id, ``"<ms>-<n>"``, and its
+        place in the batch, ``".<i>"``).
 
+        ``routed_at``: the entry is a routed message from this node's inbox
+        (unix seconds: when it was routed), applied right after the state
+        entry it is stamped with and before the next (``entry_id`` is then
+        ``"<stamp>.<ROUTED_BASE + batch>.<i>"``, the same on every node it
+        reached); otherwise it is the next entry of the state stream, and
+        :attr:`position` moves to its stream entry.
         Entries from nodes this replica does not know (declared lost, or not
         yet joined) are ignored, except ``hello``. Never raises: a failing
         entry is logged and skipped.
         """
         self.applied += 1
+        if routed_at is None:
+            self.position = entry_id.partition(".")[0]
         try:
             if data[:1] == b"L":
-                self._apply_line(entry_id, data)
+                self._apply_line(entry_id, data, routed_at)
             elif data[:1] == b"J":
                 obj = json.loads(data[1:])
                 kind = obj.get("k")
@@ -507,10 +626,10 @@ class Replication:
         except Exception:
             log.exception("applying log entry %s failed", entry_id)
         finally:
-            if self.server.applying:
+            if self.clock.current is not None:
                 self._leave()
 
-    def _apply_line(self, entry_id: str, data: bytes) -> None:
+    def _apply_line(self, entry_id: str, data: bytes, routed_at: float | None = None) -> None:
         header, _, line = data[1:].partition(b"\n")
         origin_s, seq_s, sender = header.split(b" ")
         origin = int(origin_s)
@@ -537,21 +656,72 @@ class Replication:
             return
         history = server.history
         mark = len(history.pending) if history is not None else 0
-        self._enter(entry_id, origin)
+        apply = self._enter(entry_id, origin, routed_at)
         try:
             paused = client.pending
             if local:
                 client.pending = False  # (else dispatch keeps a label for a later answer)
             else:
-                client.last_seen = self._clock()
-            reply = dispatch(server, client, msg)
+                client.last_seen = apply.now
+            if routed_at is not None and not local:
+                self._deliver_routed(client, msg, apply)
+                reply = None
+            else:
+                reply = dispatch(server, client, msg, apply)
             client.pending = client.pending or paused
         finally:
             self._leave()
             if not local and history is not None:
                 del history.pending[mark:]   # the origin node writes it to the database
+        if local and msg.command == "JOIN" and history is not None:
+            self._follow_channels(client, {casefold(n) for n in msg.params[0].split(",")}
+                                  if msg.params else set())
         if done is not None:
             done(reply)
+
+    def _deliver_routed(self, client: Client, msg: Message, apply: Apply) -> None:
+        """Deliver a routed message of another node's user to this node's recipients,
+        straight from the entry: no dispatch, no checks. Its sender's node judged
+        it (:meth:`route_targets`) on the state this node has now (the entry's
+        stamp), so what :mod:`ircd.commands.messaging` would do here is only the
+        delivery, the history and the sender's idle time: the same bytes, the
+        same msgid (``tests/test_cluster_routing.py`` compares both paths)."""
+        verb = msg.command
+        params = msg.params
+        server = self.server
+        world = server.world
+        client.last_active = client.last_seen   # (PRIVMSG, NOTICE, TAGMSG: updates_idle)
+        text = None if verb == "TAGMSG" else params[1]
+        tags = msg.tags
+        client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
+        if "B" in client.modes:
+            client_tags = {**(client_tags or {}), "bot": ""}
+        name = params[0]
+        history = server.history
+        if name[:1] == "#":
+            chan = world.channels.get(casefold(name))
+            if chan is None:
+                return
+            line = (f":{client.source} {verb} {chan.name} :{text}" if text is not None
+                    else f":{client.source} TAGMSG {chan.name}")
+            event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
+            members = chan.members
+            event.send_to([m for m in members if m.tagmask & 1] if text is None else members,
+                          exclude=client)
+            if text is not None and history is not None:
+                history.record_channel(chan, client, verb, text, event)
+            return
+        user = world.users.get(casefold(name))
+        if user is None:
+            return
+        line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
+                else f":{client.source} TAGMSG {user.nick}")
+        event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
+        if text is not None or user.tagmask & 1:
+            mask = user.tagmask
+            user.write(event.bytes_for(mask) if mask else event.plain)
+        if text is not None and history is not None:
+            history.record_direct(client, user, verb, text, event)
 
     def _apply_intro(self, entry_id: str, obj: dict[str, Any]) -> None:
         from ircd.ops.welcome import complete_registration
@@ -573,14 +743,18 @@ class Replication:
         else:
             client = self._replica(rec)
         reply = Reply(server.name, client)
-        self._enter(entry_id, origin)
+        apply = self._enter(entry_id, origin)
         try:
             complete_registration(server, client, reply, created=obj.get("created", False),
-                                  autojoin=obj.get("autojoin", []))
+                                  autojoin=obj.get("autojoin", []), apply=apply)
         finally:
             self._leave()
         if client.registered:
             self.by_id[client.id] = client
+            if local and not gone and server.history is not None:
+                self._follow_channels(client)
+                if client.account:
+                    self.follow_account(client.account)
             if gone:
                 self.publish_quit(client, "Connection closed")
         if done is not None and not gone:
@@ -590,8 +764,8 @@ class Replication:
         client = self.by_id.get(obj["id"])
         if client is None:
             return
-        self._enter(entry_id, obj["o"])
-        self.server.quit(client, obj["reason"])
+        apply = self._enter(entry_id, obj["o"])
+        self.server.quit(client, obj["reason"], apply=apply)
 
     def _apply_user(self, entry_id: str, obj: dict[str, Any]) -> None:
         from ircd.ops import presence
@@ -601,6 +775,8 @@ class Replication:
             return
         self._enter(entry_id, obj["o"])
         local = obj["o"] == self.node.id
+        if local and obj["account"] and self.server.history is not None:
+            self.follow_account(obj["account"])   # (a login after registration)
         if not local:
             client.oper = tuple(obj["oper"]) if obj["oper"] else None  # type: ignore[assignment]
             client.modes = set(obj["modes"])
@@ -609,7 +785,7 @@ class Replication:
             if account != client.account:
                 client.account = account
                 event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
-                                     self._clock())
+                                     self.clock())
                 event.send_to(presence.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
@@ -641,9 +817,65 @@ class Replication:
         log.warning("node %s (%s) lost: its users quit", lost.name, lost.server)
         reason = f"node {lost.name} lost"
         for client in [c for c in self.by_id.values() if c.node == lost.id]:
-            self._enter(entry_id, obj["o"])
-            self.server.quit(client, reason)
+            apply = self._enter(entry_id, obj["o"])
+            self.server.quit(client, reason, apply=apply)
             self._leave()
+
+    # -- history of the targets this node follows ----------------------------------
+
+    def _follow_channels(self, client: Client, names: set[str] | None = None) -> None:
+        """``client`` (of this node) may have joined channels (``names``, casefolded;
+        None: any of its channels): for each in which it is this node's only
+        member, this node begins to receive the channel's routed messages now,
+        so it loads the channel's recent history."""
+        here = self.node.id
+        for cf, chan in client.channels.items():
+            if names is not None and cf not in names:
+                continue
+            if all(m is client or m.node != here for m in chan.members):
+                self.follow_history(cf.__eq__)
+
+    def follow_account(self, account: str) -> None:
+        """A user of this node is logged in as ``account``: load its direct messages
+        (this node receives them from now on; before, they went to other nodes)."""
+        mine = casefold(account)
+        self.follow_history(lambda target: target.startswith("dm:")
+                            and mine in target.split(":")[1:])
+
+    def follow_history(self, wanted: Callable[[str], bool]) -> None:
+        """Merge into the in-memory history the stored messages of the targets
+        ``wanted`` accepts (history keys: a casefolded channel, ``dm:a:b``), off
+        the loop, and again :data:`HISTORY_CATCH_UP` seconds later for those
+        their senders' nodes had not written yet (docs/cluster.md "History").
+
+        With routed messages a node holds in memory only what was routed to it:
+        the messages of channels it has members in and of its users'
+        conversations, since it has them. CHATHISTORY is answered only to a
+        channel's members and a conversation's participants, so a node begins
+        to need a target's messages exactly when a user of its joins the
+        channel or logs in; it reads them from the database then.
+        """
+        server = self.server
+        history = server.history
+        if history is None:
+            return
+        days = history.retention_days
+        cutoff = self.clock.wall() - days * 86400 if days > 0 else 0.0
+
+        def read() -> list[Any]:
+            return [row for row in history.recent_rows(cutoff) if wanted(row[0])]
+
+        def done(rows: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.warning("history of a followed target not loaded: %r", error)
+                return
+            history.merge(rows)
+
+        def load() -> None:
+            server.scheduler.run_blocking(read, done)
+
+        load()
+        server.scheduler.call_later(HISTORY_CATCH_UP, load)
 
     # -- replicas of other nodes' users -------------------------------------------
 

@@ -12,6 +12,17 @@ Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
   3, ... without holes, so a node that reads offset 9 after 5 knows that the
   stream was trimmed past entries it had not read yet (it fell too far
   behind): its replica missed changes, and it rejoins as a new node.
+- ``last``: the id of the state stream's last entry (set by the same scripts).
+- ``inbox:<id>``: node ``<id>``'s inbox, the routed messages for it (compare
+  and route, :data:`WRITE_SCRIPT`): each stream entry has ``b`` (a batch:
+  :func:`pack` of index, entry, index, entry...), ``p`` (the state entry it
+  is stamped with), ``n`` (the routed batch's number, from ``routed``) and
+  ``t`` (Redis's time, ms). A node reads its inbox and the state stream in
+  one XREAD and applies an inbox entry stamped ``p`` right after state entry
+  ``p`` (:meth:`RedisLog._read_loop`).
+- ``routed``: the number of the last routed batch.
+- ``inbox_offsets``: a hash, inbox key -> the last offset given in that inbox
+  (each inbox entry has it as ``o``, like the stream's).
 - ``node:<id>``: a node's liveness key, expiring after ``node_timeout``
   seconds, refreshed every :data:`HEARTBEAT` seconds.
 - ``nodes``: a hash ``<id>`` -> ``synced`` or ``joining``, to find a node
@@ -42,8 +53,9 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ircd.cluster.log import NodeInfo, Replication, pack, unpack
+from ircd.cluster.log import ROUTED_BASE, NodeInfo, Replication, pack, unpack
 from ircd.storage import redact_text, redact_url
+from ircd.worldlog import Apply
 
 if TYPE_CHECKING:
     from ircd.core import Server
@@ -74,11 +86,52 @@ HISTORY_MARGIN = 10.0
 APPEND_SCRIPT = """
 local offset = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3], 'o', offset)
+redis.call('SET', KEYS[3], id)
 return {id, offset}
 """
-"""Append one stream entry with the next offset, atomically (Lua; KEYS: log, offset;
-ARGV: maxlen, field, value). Returns ``[entry id, offset]``. The approach of
+"""Append one stream entry with the next offset, atomically (Lua; KEYS: log, offset,
+last; ARGV: maxlen, field, value). Returns ``[entry id, offset]``. The approach of
 Centrifugo's Redis engine, whose publish script gives each stream entry an offset."""
+
+WRITE_SCRIPT = """
+local routed = 0
+local state = ARGV[4]
+if ARGV[3] ~= '' then
+  if (redis.call('GET', KEYS[3]) or '0-0') == ARGV[2] then
+    routed = redis.call('INCR', KEYS[4])
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    for i = 6, #KEYS do
+      local o = redis.call('HINCRBY', KEYS[5], KEYS[i], 1)
+      redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], '*', 'b', ARGV[i], 'p', ARGV[2],
+                 'n', routed, 't', ms, 'o', o)
+    end
+  else
+    state = ARGV[3] .. state
+  end
+end
+if state == '' then
+  return {routed, false, false}
+end
+local offset = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'b', state, 'o', offset)
+redis.call('SET', KEYS[3], id)
+return {routed, id, offset}
+"""
+"""One write batch, atomically (Lua): compare and route, then append.
+
+KEYS: log, offset, last, routed, inbox_offsets, then one inbox per target node; ARGV:
+maxlen, P (the state position the routed messages were judged at), the
+routed messages as one :func:`pack` (for the fall-back), the state entries
+as one :func:`pack`, an unused slot, then for each inbox its messages (pack
+of index, entry...). Each inbox entry gets the next offset of its inbox
+(``inbox_offsets``), so a node sees a trimmed gap as it does in the stream. If the state stream's last entry is still P, the routed messages
+go to the inboxes only, stamped P, and the batch's number (``routed``) is
+returned first; otherwise (0) they go to the state stream, ahead of the
+state entries. Returns ``[routed number or 0, state entry id or false,
+offset or false]``. One script runs at a time, so every inbox sees routed
+batches in one global order, and no state entry can come between the check
+and the routing."""
 
 
 class ClusterError(Exception):
@@ -110,7 +163,12 @@ class RedisLog:
         self.last_id = "0-0"
         self.last_offset = 0                  # offset of last_id's entry (0: not known)
         self._append_script = self.redis.register_script(APPEND_SCRIPT)
-        self._queue: list[tuple[bytes, int, bool]] = []
+        # (entry, seq, retry, route: (state position, target nodes) or None)
+        self._queue: list[tuple[bytes, int, bool, tuple[str, frozenset[int]] | None]] = []
+        self.inbox_id = "0-0"                 # the last inbox entry read
+        self.inbox_offset = 0                 # its offset (0: none read yet)
+        self.routed_batches = 0               # write batches routed (metrics, bench)
+        self._write_script = self.redis.register_script(WRITE_SCRIPT)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()   # running; see _spawn
         self._down_since: float | None = None
@@ -166,6 +224,7 @@ class RedisLog:
             await self._append("e", self.replication.lost_entry(node.id))
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.delete(self._key(f"node:{node.id}"))
+                pipe.delete(self._key(f"inbox:{node.id}"))
                 pipe.hdel(self._key("nodes"), str(node.id))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -204,6 +263,9 @@ class RedisLog:
             log.warning("no snapshot from %s within %.0f s; saying hello again",
                         ", ".join(f"{p:x}" for p in peers), SNAPSHOT_WAIT)
         self.last_id, self.last_offset = hello_id, hello_offset
+        self.inbox_id = "0-0"   # a new node id: a new, empty inbox
+        self.inbox_offset = 0
+        repl.position = hello_id   # the replica is the world right after its hello
         self._spawn(self._catch_up_history())
         self._generation += 1
         self.available = True
@@ -262,7 +324,8 @@ class RedisLog:
         Raises :class:`redis.exceptions.RedisError` or :class:`OSError` if Redis fails.
         """
         entry_id, offset = await self._append_script(
-            keys=[self._key("log"), self._key("offset")], args=[STREAM_MAXLEN, field, value])
+            keys=[self._key("log"), self._key("offset"), self._key("last")],
+            args=[STREAM_MAXLEN, field, value])
         return entry_id.decode(), int(offset)
 
     async def _check_epoch(self) -> bool:
@@ -287,7 +350,13 @@ class RedisLog:
 
     def append(self, data: bytes, seq: int, *, retry: bool = False) -> None:
         """Queue one entry; the writer task appends the queue as one stream entry (a batch)."""
-        self._queue.append((data, seq, retry))
+        self._queue.append((data, seq, retry, None))
+        self._wake.set()
+
+    def route(self, data: bytes, seq: int, position: str, targets: frozenset[int]) -> None:
+        """Queue one message judged at ``position`` for the nodes ``targets``: the
+        writer task routes it (:data:`WRITE_SCRIPT`) or appends it."""
+        self._queue.append((data, seq, False, (position, targets)))
         self._wake.set()
 
     def put_snapshot(self, entry_id: str, data: bytes) -> None:
@@ -322,14 +391,16 @@ class RedisLog:
         for client in repl.local_users():
             client.quitting = True
             client.close(error)
-        server.applying = True
+        # The users leave this replica as if an entry of this node said so (nothing
+        # they trigger is published: the others drop them when this node is lost).
+        repl.clock.current = Apply(time.time(), repl.node.id, True, f"{repl.node.id:x}.drop")
         try:
             for client in list(repl.by_id.values()):
                 repl.by_id.pop(client.id, None)
                 client.quitting = True
                 server._leave_world(client, "Cluster unavailable")
         finally:
-            server.applying = False
+            repl.clock.current = None
         repl.nodes.clear()
         repl.synced = False
 
@@ -347,20 +418,51 @@ class RedisLog:
                 continue
             self._sending = True
             try:
-                # One stream entry per batch: redis-py spends tens of µs of CPU per
-                # command, even pipelined, and a batch is appended whole or not at all.
-                await self._append("b", pack(item[0] for item in batch))
+                # One script per batch: redis-py spends tens of µs of CPU per command,
+                # even pipelined, and a batch is appended whole or not at all.
+                await self._write(batch)
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
                 self._give_up(batch)
             finally:
                 self._sending = False
 
-    def _give_up(self, batch: list[tuple[bytes, int, bool]]) -> None:
+    async def _write(self, batch: list[tuple[bytes, int, bool,
+                                            tuple[str, frozenset[int]] | None]]) -> None:
+        """Send one write batch with :data:`WRITE_SCRIPT`: its routed messages to
+        their nodes' inboxes if they were all judged at the state stream's last
+        entry, else (and its other entries always) to the state stream, in the
+        order queued."""
+        routed = [item for item in batch if item[3] is not None]
+        state = [item[0] for item in batch if item[3] is None]
+        positions = {item[3][0] for item in routed if item[3] is not None}
+        if len(positions) > 1:  # judged at different positions: some judgement is stale
+            routed, state = [], [item[0] for item in batch]
+        if not routed:
+            if state:
+                await self._append("b", pack(state))
+            return
+        position = positions.pop()
+        per_node: dict[int, list[bytes]] = {}
+        for i, (data, _seq, _retry, route) in enumerate(routed):
+            assert route is not None
+            for node in route[1]:
+                per_node.setdefault(node, []).extend((b"%d" % i, data))
+        nodes = sorted(per_node)
+        number, _id, _offset = await self._write_script(
+            keys=[self._key("log"), self._key("offset"), self._key("last"),
+                  self._key("routed"), self._key("inbox_offsets"),
+                  *(self._key(f"inbox:{n}") for n in nodes)],
+            args=[STREAM_MAXLEN, position, pack(item[0] for item in routed), pack(state), "",
+                  *(pack(per_node[n]) for n in nodes)])
+        self.routed_batches += bool(number)
+
+    def _give_up(self, batch: list[tuple[bytes, int, bool,
+                                         tuple[str, frozenset[int]] | None]]) -> None:
         """Entries that could not be appended: refuse them, or keep them (``retry``)."""
         keep = [item for item in batch if item[2]]
         self._queue[:0] = keep
-        for _data, seq, retry in batch:
+        for _data, seq, retry, _route in batch:
             if not retry:
                 self.replication.failed(seq)
 
@@ -372,38 +474,107 @@ class RedisLog:
             self._down_since = time.monotonic()
 
     async def _read_loop(self) -> None:
+        """Read the state stream and this node's inbox and apply them, merged.
+
+        Both are read by one XREAD: one snapshot, in which every inbox entry
+        stamped P is present if state entry P+1 is (the routing script checks,
+        atomically, that P is the last state entry). An inbox entry stamped P
+        is applied right after state entry P; a state entry is applied only
+        once every inbox entry stamped before it is known to be read (the
+        inbox part of the reply was not cut by COUNT). What is left is read
+        again. An XREAD BLOCK that had to wait may be answered with the one
+        stream that woke it: a reply with state entries and no inbox part is
+        therefore read again without BLOCK (a snapshot) before it is applied;
+        one with inbox entries only is applied as it is (they are stamped at
+        state entries this node has, or wait).
+        """
         r = self.reader_redis
         key = self._key("log")
+        key_b = key.encode()
         repl = self.replication
         while True:
             generation = self._generation
             if not repl.synced:
                 await asyncio.sleep(0.1)
                 continue
+            inbox = self._key(f"inbox:{repl.node.id}")
+            streams = {key: self.last_id, inbox: self.inbox_id}
             try:
-                result = await r.xread({key: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS)
+                result = await r.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                if not result:
+                    continue
+                if len(result) == 1 and result[0][0] == key_b:
+                    result = await r.xread(streams, count=READ_COUNT)   # a snapshot
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
                 await asyncio.sleep(0.5)
                 continue
             if generation != self._generation:
                 continue  # this node rejoined meanwhile: read from its new position
-            for _stream, entries in result or ():
-                for raw_id, fields in entries:
-                    entry_id = raw_id.decode()
-                    if self._gap(int(fields.get(b"o", 0))):
-                        break
-                    self.last_id = entry_id
-                    packed = fields.get(b"b")
-                    if packed is not None:
-                        for i, data in enumerate(unpack(packed)):
-                            repl.apply(f"{entry_id}.{i}", data)
-                            if generation != self._generation:
-                                break
-                    elif (data := fields.get(b"e")) is not None:
-                        repl.apply(entry_id, data)
+            state: list[Any] = []
+            routed: list[Any] = []
+            for stream, entries in result:
+                (state if stream == key_b else routed).extend(entries)
+            self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
+
+    def _apply_merged(self, state: list[Any], routed: list[Any], inbox_complete: bool,
+                      generation: int) -> None:
+        """Apply ``state`` entries and ``routed`` inbox entries (XREAD replies, in
+        stream order) in log order, as far as that order is known (see
+        :meth:`_read_loop`); ``last_id`` and ``inbox_id`` follow what was applied."""
+        repl = self.replication
+        ri = 0
+        for raw_id, fields in state:
+            position = _stream_pos(self.last_id)
+            while ri < len(routed) and _stream_pos(routed[ri][1][b"p"].decode()) <= position:
+                self._apply_routed(*routed[ri])
+                ri += 1
+                if generation != self._generation:
+                    return
+            if ri == len(routed) and not inbox_complete:
+                return  # more inbox entries may be stamped before this state entry
+            entry_id = raw_id.decode()
+            if self._gap(int(fields.get(b"o", 0))):
+                return
+            self.last_id = entry_id
+            packed = fields.get(b"b")
+            if packed is not None:
+                for i, data in enumerate(unpack(packed)):
+                    repl.apply(f"{entry_id}.{i}", data)
                     if generation != self._generation:
-                        break
+                        return
+            elif (data := fields.get(b"e")) is not None:
+                repl.apply(entry_id, data)
+            if generation != self._generation:
+                return
+        position = _stream_pos(self.last_id)
+        while ri < len(routed) and _stream_pos(routed[ri][1][b"p"].decode()) <= position:
+            self._apply_routed(*routed[ri])
+            ri += 1
+            if generation != self._generation:
+                return
+
+    def _apply_routed(self, raw_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Apply one inbox entry: its messages, under ids every target node shares.
+
+        Its offset must follow the last one read, as in the stream (:meth:`_gap`):
+        a jump means the inbox was trimmed past entries this node had not read,
+        and it rejoins as a new node (its users lost messages)."""
+        offset = int(fields.get(b"o", 0))
+        last, self.inbox_offset = self.inbox_offset, offset or self.inbox_offset
+        if last and offset > last + 1:
+            log.error("missed %d inbox entries (trimmed before this node read them): "
+                      "rejoining", offset - last - 1)
+            self.reset("inbox entries missed")
+            return
+        self.inbox_id = raw_id.decode()
+        stamp = fields[b"p"].decode()
+        number = int(fields[b"n"]) + ROUTED_BASE
+        at = int(fields[b"t"]) / 1000
+        items = list(unpack(fields[b"b"]))
+        for k in range(0, len(items) - 1, 2):
+            self.replication.apply(f"{stamp}.{number}.{int(items[k])}", items[k + 1],
+                                   routed_at=at)
 
     def _gap(self, offset: int) -> bool:
         """Check the offset of the next stream entry read; True if entries were missed.
@@ -485,6 +656,12 @@ class RedisLog:
                 log.warning("node %x's liveness key expired: declaring it lost", n)
                 self._reported.add(n)
                 self.append(repl.lost_entry(n), 0, retry=True)
+
+
+def _stream_pos(entry_id: str) -> tuple[int, int]:
+    """A stream id ``"<ms>-<n>"`` as a comparable pair."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
 
 
 def default_node_name(port: int) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from ircd.chanaccess import is_banned, is_muted
 from ircd.commands.registry import Context
-from ircd.events import Event
+from ircd.events import Event, new_msgid
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import RFC1459
 from ircd.protocol.message import MAX_LINE_BODY, Message
@@ -63,6 +63,9 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
         targets = (params[0],)
     world = server.world
     now = server.clock()
+    apply = ctx.apply   # the log entry it comes from (a cluster), or None: it runs at once
+    msgids = new_msgid if apply is None else apply.new_msgid
+    here = apply is None or apply.here   # the node that took the line counts it
     echo = "echo-message" in client.caps
     for target in targets:
         if not target:   # an empty item of the list ("bob,,carol", "bob,"): no recipient
@@ -96,7 +99,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                 continue
             line = (f":{client.source} {verb} {status}{chan.name} :{text}" if text is not None
                     else f":{client.source} TAGMSG {status}{chan.name}")
-            event = Event(line, now, True, client.account, client_tags)
+            event = Event(line, now, msgids, client.account, client_tags)
             recipients: Iterable[Client]
             if tagmsg:
                 recipients = [m for m in members if m.tagmask & 1]
@@ -106,7 +109,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             else:
                 recipients = members
             event.send_to(recipients, exclude=client)
-            server.stats.messages_relayed += server.origin_here  # counted by the node that took it
+            server.stats.messages_relayed += here
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and not status and server.history is not None:
@@ -120,13 +123,13 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                 continue
             line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                     else f":{client.source} TAGMSG {user.nick}")
-            event = Event(line, now, True, client.account, client_tags)
+            event = Event(line, now, msgids, client.account, client_tags)
             # To yourself with echo-message: the delivery and then the echo, two lines
             # (Ergo, InspIRCd); only the echo, part of the reply, carries a label.
             if not tagmsg or user.tagmask & 1:
                 mask = user.tagmask
                 user.write(event.bytes_for(mask) if mask else event.plain)
-            server.stats.messages_relayed += server.origin_here
+            server.stats.messages_relayed += here
             if echo:
                 reply.raw(event.str_for(client.tagmask))
             if text is not None and server.history is not None:

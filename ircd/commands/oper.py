@@ -182,7 +182,8 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     quit_reason = f"Killed ({client.nick} ({reason}))"
     log.warning("KILL %s by %s (oper %s): %s", target.nick, client.source,
                 client.oper[0] if client.oper else "?", reason)
-    server.quit(target, quit_reason, error=f"Closing Link: {target.host} ({quit_reason})")
+    server.quit(target, quit_reason, error=f"Closing Link: {target.host} ({quit_reason})",
+                apply=ctx.apply)
 
 
 def handle_wallops(ctx: Context, msg: Message) -> None:
@@ -301,14 +302,14 @@ def _add_ban(ctx: Context, kind: str, mask: str, duration: int, reason: str) -> 
     now = server.clock()
     ban = ServerBan(kind, mask, reason, client.source, now, now + duration if duration else 0.0)
     replaced = server.serverbans.add(ban)
-    server.store_serverban(ban)
+    server.store_serverban(ban, apply=ctx.apply)
     length = format_duration(duration)
     log.warning("%s-line %s on %s (%s) by %s: %s", kind, "updated" if replaced else "added",
                 mask, length, client.source, reason)
     ctx.reply.send("NOTICE", client.nick,
                    f"{'Updated' if replaced else 'Added'} {kind}-line on {mask} ({length}): {reason}",
                    trailing=True)
-    hit = apply_ban(server, ban)
+    hit = apply_ban(server, ban, ctx.apply)
     if hit:
         ctx.reply.send("NOTICE", client.nick,
                        f"{kind}-line on {mask} disconnected: {', '.join(hit)}", trailing=True)
@@ -330,6 +331,6 @@ def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
     if ban is None:
         ctx.reply.send("NOTICE", client.nick, f"No {kind}-line on {mask}", trailing=True)
         return
-    server.store_serverban(ban, delete=True)
+    server.store_serverban(ban, delete=True, apply=ctx.apply)
     log.warning("%s-line on %s removed by %s", kind, ban.mask, client.source)
     ctx.reply.send("NOTICE", client.nick, f"Removed {kind}-line on {ban.mask}", trailing=True)

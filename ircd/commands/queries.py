@@ -302,8 +302,8 @@ def handle_links(ctx: Context, msg: Message) -> None:
     server = ctx.server
     ctx.reply.numeric(N.RPL_LINKS, server.name, server.name,
                       f"0 {server.config.server.description}")
-    if server.cluster is not None:
-        for node in sorted(server.cluster.nodes.values(), key=lambda n: n.server):
+    if server.log.sequenced:
+        for node in sorted(server.log.nodes.values(), key=lambda n: n.server):
             if node.id != server.node_id:
                 ctx.reply.numeric(N.RPL_LINKS, node.server, server.name, f"1 {node.info}")
     ctx.reply.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")

@@ -157,7 +157,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
     if nick_cf != client.nick_cf and nick_reserved_for_other(ctx, nick_cf):
         reply.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is reserved by a registered account")
         return
-    if kline_on_nick_change(server, client, nick):
+    if kline_on_nick_change(server, client, nick, ctx.apply):
         return
     event = Event(f":{client.source} NICK :{nick}", server.clock(), account=client.account)
     event.send_to(server.world.peers(client))
@@ -212,7 +212,8 @@ def handle_quit(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.7: leave; others see ``Quit: <reason>``."""
     reason = f"Quit: {msg.params[0]}" if msg.params and msg.params[0] else "Quit"
     client = ctx.client
-    ctx.server.quit(client, reason, error=f"Closing Link: {client.host} ({reason})")
+    ctx.server.quit(client, reason, error=f"Closing Link: {client.host} ({reason})",
+                    apply=ctx.apply)
 
 
 # -- the registration flow -------------------------------------------------

@@ -31,6 +31,7 @@ from ircd.reply import Context, Reply, label_reply, take_label
 if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.state import Client
+    from ircd.worldlog import Apply
 
 __all__ = ["ADMIN", "COMMANDS", "OPER", "CommandSpec", "Context", "Effect", "dispatch",
            "label_reply", "take_label"]
@@ -91,9 +92,13 @@ COMMANDS: dict[str, CommandSpec] = {}
 :mod:`ircd.commands` package is imported."""
 
 
-def dispatch(server: Server, client: Client, msg: Message) -> Reply:
-    """Run one command for ``client``; return the reply lines for it (not yet sent)."""
-    reply = ctx = Context(server, client)
+def dispatch(server: Server, client: Client, msg: Message,
+             apply: Apply | None = None) -> Reply:
+    """Run one command for ``client``; return the reply lines for it (not yet sent).
+
+    ``apply``: the log entry it comes from (a cluster node applying its log),
+    handed to the handler as ``ctx.apply``; None when it runs at once."""
+    reply = ctx = Context(server, client, apply)
     spec = COMMANDS.get(msg.command)
     if spec is None:
         if client.registered:

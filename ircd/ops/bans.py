@@ -16,6 +16,7 @@ from ircd.protocol.masks import mask_match
 from ircd.reply import Context, Reply
 from ircd.serverbans import DLINE, KLINE, ServerBan
 from ircd.state import Client
+from ircd.worldlog import Apply
 
 log = logging.getLogger("ircd.oper")
 
@@ -24,8 +25,10 @@ def _sources(client: Client) -> tuple[str, ...]:
     return (client.source, f"{client.nick}!{client.user}@{client.ip}")
 
 
-def apply_ban(server, ban: ServerBan) -> list[str]:
-    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks."""
+def apply_ban(server, ban: ServerBan, apply: Apply | None = None) -> list[str]:
+    """Disconnect the connections ``ban`` matches (not opers, not services); return their nicks.
+
+    ``apply``: the log entry that set the ban (a cluster), passed to :meth:`Server.quit`."""
     now = server.clock()
     hit = []
     for client in list(server.world.clients.values()):
@@ -37,7 +40,7 @@ def apply_ban(server, ban: ServerBan) -> list[str]:
         elif server.serverbans.dline_for(client.ip, now) is not ban:
             continue
         hit.append(client.nick)
-        disconnect_banned(server, client, ban)
+        disconnect_banned(server, client, ban, apply)
     return hit
 
 
@@ -46,19 +49,24 @@ def ban_message(ban: ServerBan) -> str:
     return f"You are banned from this server: {ban.reason}"
 
 
-def disconnect_banned(server, client: Client, ban: ServerBan) -> None:
-    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT."""
+def disconnect_banned(server, client: Client, ban: ServerBan,
+                      apply: Apply | None = None) -> None:
+    """465 ERR_YOUREBANNEDCREEP (K-lines), then ``ERROR`` and close; others see the QUIT.
+
+    ``apply``: the log entry this happens in (a cluster), passed to :meth:`Server.quit`."""
     if ban.kind == KLINE:
         server.send_numeric(client, N.ERR_YOUREBANNEDCREEP, ban_message(ban))
     quit_reason = f"{ban.kind}-Lined ({ban.reason})"
     log.info("%s-line on %s disconnects %s from %s", ban.kind, ban.mask, client.nick, client.ip)
-    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})")
+    server.quit(client, quit_reason, error=f"Closing Link: {client.host} ({quit_reason})",
+                apply=apply)
 
 
-def refused_by_kline(server, client: Client, reply: Reply) -> bool:
+def refused_by_kline(server, client: Client, reply: Reply, apply: Apply | None = None) -> bool:
     """At registration: if a K-line matches ``client``, answer 465 and ERROR, close; return True.
 
-    ``reply`` holds lines not yet sent; they go out first.
+    ``reply`` holds lines not yet sent; they go out first. ``apply``: the log
+    entry of the registration (a cluster's ``intro``).
     """
     if client.is_pseudo or not len(server.serverbans):
         return False
@@ -67,16 +75,18 @@ def refused_by_kline(server, client: Client, reply: Reply) -> bool:
         return False
     client.write(reply.to_bytes())
     reply.lines.clear()
-    disconnect_banned(server, client, ban)
+    disconnect_banned(server, client, ban, apply)
     return True
 
 
-def kline_on_nick_change(server, client: Client, new_nick: str) -> bool:
+def kline_on_nick_change(server, client: Client, new_nick: str,
+                         apply: Apply | None = None) -> bool:
     """Before ``client`` (registered) becomes ``new_nick``: if a K-line matches the new
     ``nick!user@host``, disconnect it as :func:`apply_ban` would and return True.
 
     A ``nick!user@host`` K-line holds for a nick taken after registering too.
-    Opers and pseudo-users are exempt, as from every server ban.
+    Opers and pseudo-users are exempt, as from every server ban. ``apply``: the
+    log entry of the NICK (a cluster).
     """
     if client.is_pseudo or client.oper is not None or not len(server.serverbans):
         return False
@@ -84,7 +94,7 @@ def kline_on_nick_change(server, client: Client, new_nick: str) -> bool:
     ban = server.serverbans.kline_for(sources, server.clock())
     if ban is None:
         return False
-    disconnect_banned(server, client, ban)
+    disconnect_banned(server, client, ban, apply)
     return True
 
 

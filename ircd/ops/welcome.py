@@ -18,6 +18,7 @@ from ircd.ops.bans import refused_by_kline
 from ircd.ops.membership import join_channel
 from ircd.protocol import numerics as N
 from ircd.reply import Reply
+from ircd.worldlog import Apply
 
 log = logging.getLogger("ircd.registration")
 
@@ -26,33 +27,34 @@ USER_MODES = "Biow"
 
 
 def complete_registration(server, client, reply: Reply, created: bool = False,
-                          autojoin: list[str] | None = None) -> None:
+                          autojoin: list[str] | None = None, apply: Apply | None = None) -> None:
     """Make ``client`` a user: the nick table, the welcome burst, autojoin.
 
     Sends 001-005, LUSERS (251-255, 265, 266), the MOTD (375/372/376 or 422);
     then, for an account login, a NOTICE for a new account and 900
     RPL_LOGGEDIN; then joins the ``server.autojoin`` channels (or ``autojoin``).
 
-    In a cluster this is the nick claim: outside the log it only appends the
-    ``intro`` entry (:meth:`ircd.cluster.log.Replication.introduce`), and every
-    node runs the rest when it applies that entry.
+    In a cluster this is the nick claim: outside the log (``apply`` None) it
+    only appends the ``intro`` entry (:meth:`ircd.worldlog.WorldLog.introduce`),
+    and every node runs the rest when it applies that entry (``apply``: the
+    entry, :class:`ircd.worldlog.Apply`).
     """
     world = server.world
     if autojoin is None:
         autojoin = list(server.config.server.autojoin)
-    if server.cluster is not None and not server.applying and not client.is_pseudo:
+    if server.log.sequenced and apply is None and not client.is_pseudo:
         if client.nick_cf in world.users:
             client.account = None
             refuse_nick(client, reply, "Nickname is already in use")
             return
-        server.cluster.introduce(client, created, autojoin)
+        server.log.introduce(client, created, autojoin)
         return
     local = server.is_local(client)
     if client.nick_cf in world.users:
         client.account = None
         refuse_nick(client, reply, "Nickname is already in use")
         return
-    if refused_by_kline(server, client, reply):  # 465 and ERROR (ircd/ops/bans.py)
+    if refused_by_kline(server, client, reply, apply):  # 465 and ERROR (ircd/ops/bans.py)
         return
     client.registered = True
     client.update_source()
@@ -119,7 +121,7 @@ def send_lusers(server, reply: Reply) -> None:
     users = len(world.users) - world.pseudo_users
     invisible = sum(1 for u in world.users.values() if "i" in u.modes and not u.is_pseudo)
     unknown = sum(1 for c in world.clients.values() if not c.registered)
-    servers = len(server.cluster.nodes) if server.cluster is not None else 1
+    servers = len(server.log.nodes) if server.log.sequenced else 1
     local = sum(1 for u in world.users.values() if server.is_local(u) and not u.is_pseudo)
     reply.numeric(N.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} "
                                      f"invisible on {servers} servers")

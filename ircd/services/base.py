@@ -63,7 +63,7 @@ class Service:
             if sender is None or sender.source != msg.source or sender.kind == "service":
                 continue
             core = self.core
-            if core.cluster is not None and not self.replicated and core.applying:
+            if core.log.current is not None and not self.replicated:
                 # (A message to NickServ runs on its sender's node only and never comes
                 # from the log, see ircd.cluster.log Replication.route; should one come,
                 # only the sender's node answers, after the entry.)

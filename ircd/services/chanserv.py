@@ -96,7 +96,7 @@ class ChanServ(Service):
 
         core.chanreg.when_saved(saved)
         state["sync"] = False
-        if not state["answered"] and core.cluster is None and not client.pending:
+        if not state["answered"] and not core.log.sequenced and not client.pending:
             # The client's later lines wait for the answer, in order (a cluster's
             # log paces its input instead).
             state["pause"] = True
