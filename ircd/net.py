@@ -4,12 +4,18 @@ Everything protocol-related happens in the sans-I/O core (:class:`ircd.core.Serv
 and the SEND dialect (:class:`ircd.simple.SimpleSession`); this module only
 moves bytes and applies the limits of :mod:`ircd.limits`:
 
-- :class:`Connection` (an ``asyncio.Protocol``) splits received bytes into
-  lines (:class:`~ircd.protocol.framing.LineDecoder`) and hands them to the
-  core. Lines wait, in order, in a backlog while the core checks a password
-  off the loop or while the client's flood budget (a token bucket) is spent;
-  a client whose backlog exceeds its class's ``flood_backlog`` is
-  disconnected with ``ERROR :Excess Flood``.
+- :class:`Connection` (an ``asyncio.Protocol``, and itself the user's
+  :class:`~ircd.state.Session`) splits received bytes into lines
+  (:class:`~ircd.protocol.framing.LineDecoder`) and hands them to the core.
+  Lines wait, in order, in a backlog while the session is ``pending`` (an
+  answer off the loop: a password check, a services write, a cluster log
+  entry) or while the client's flood budget (a token bucket) is spent, and
+  are handled from its front, O(1) a line; a client whose backlog exceeds
+  its class's ``flood_backlog`` is disconnected with ``ERROR :Excess
+  Flood`` (while it waits for our own answer, reading pauses instead).
+- :class:`TLSListener` counts a TLS connection from its accept;
+  :class:`ExecutorScheduler` is the core's thread pool for blocking work;
+  :class:`Node` runs the listeners and timers of one server.
 - Output is coalesced: ``write()`` only appends to a list, and one callback
   per event-loop iteration (:class:`Flusher`) joins each connection's pending
   lines into a single ``transport.write``.

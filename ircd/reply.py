@@ -1,12 +1,16 @@
 """The per-command response buffer, the handler's context, labeled-response.
 
-A handler never writes to its own client directly: it adds lines to a
-:class:`Reply` (its :class:`Context` is one), and the dispatcher sends them as
-one write when the handler returns. That is what lets :func:`label_reply`
-wrap a command's whole answer (IRCv3 labeled-response: one labeled line, an
-``ACK``, or a ``labeled-response`` batch), as Ergo's ``ResponseBuffer`` does;
-:func:`take_label` does the same for an answer given later, off the loop.
-Lines written to *other* clients go straight to them.
+A handler does not write its answer itself: it adds lines to a
+:class:`Reply` (its :class:`Context` is one);
+:func:`ircd.commands.registry.dispatch` returns that reply, and its caller
+writes it as one write to the session the line came from
+(:meth:`ircd.core.Server.run_parsed`; in a cluster, the sender's node once
+the log entry is applied there). That is what lets :func:`label_reply` wrap
+a command's whole answer (IRCv3 labeled-response: one labeled line, an
+``ACK``, or a ``labeled-response`` batch), as Ergo's ``ResponseBuffer`` does.
+An answer given later, off the loop (a password check), is a fresh
+:class:`Reply` written to the session when it is ready; :func:`take_label`
+labels it. Lines for *other* users go straight to their sessions.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ ending in LF (CR LF accepted), sent with a bare LF.
 A :class:`SimpleSession` is sans-I/O: lines go in through
 :meth:`SimpleSession.handle_line`, output leaves through the ``send``
 callable. After ``HELLO-FROM`` the session owns an ordinary
-:class:`~ircd.state.Client` of kind ``"simple"`` in the core's world, so IRC
+:class:`~ircd.state.User` of kind ``"simple"`` in the core's world, connected
+through a :class:`~ircd.state.CallbackSession`, so IRC
 users see it in NAMES/WHO/WHOIS/ISON and #general. Commands are translated to
 IRC and run through the same dispatcher (``SEND bob hi`` is ``PRIVMSG bob
 :hi``); IRC lines written to the user are translated back (a PRIVMSG or

@@ -9,9 +9,9 @@ nothing here. Today a user has at most one session.
 
 Nothing here knows which dialect a connection speaks or how bytes reach it:
 the front end that owns it subclasses :class:`Session` (the asyncio edge in
-:mod:`ircd.net`, WebSocket in :mod:`ircd.websocket`, the course dialect in
-:mod:`ircd.simple`) or uses a :class:`CallbackSession` (unit tests,
-pseudo-users). Every name lookup is casefolded (:mod:`ircd.protocol.casemap`).
+:mod:`ircd.net`, WebSocket in :mod:`ircd.websocket`) or uses a
+:class:`CallbackSession` (the course dialect in :mod:`ircd.simple`,
+pseudo-users, unit tests). Every name lookup is casefolded (:mod:`ircd.protocol.casemap`).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ class Session:
     """One connection of a user: what belongs to the socket, not to the identity.
 
     The front end that owns the connection subclasses it and implements
-    :meth:`write` and :meth:`close` (:class:`ircd.net.Connection`, the
-    WebSocket and SEND-dialect front ends); :class:`CallbackSession` wraps
-    two callables (unit tests, pseudo-users). ``user`` is the :class:`User`
+    :meth:`write` and :meth:`close` (:class:`ircd.net.Connection` and the
+    WebSocket front end); :class:`CallbackSession` wraps two callables (the
+    SEND dialect, pseudo-users, unit tests). ``user`` is the :class:`User`
     this connection belongs to. ``caps`` holds the IRCv3 capabilities this
     connection enabled (:data:`EMPTY_SET` until the first ``CAP REQ``) and
     ``tagmask`` their ``ircd.capabilities`` TAG_* bits; ``cap_negotiating``
