@@ -1,13 +1,17 @@
 """The ``chatserver`` command (also ``python -m ircd``).
 
 ``chatserver [PORT] [--host HOST] [--config FILE] [--data-dir DIR]
-[--server-name NAME] [--server-password PW] [--metrics-port PORT] [--database URL]``. Command-line options override
+[--server-name NAME] [--server-password PW] [--simple-port PORT] [--tls-cert FILE
+--tls-key FILE --tls-port PORT] [--websocket-port PORT] [--metrics-port PORT]
+[--database URL] [--cluster URL [--node-name NAME]] [--log-level LEVEL]
+[--version]``. Command-line options override
 the config file, which overrides the built-in defaults (:mod:`ircd.config`).
 ``chatserver mkpasswd`` prints a password hash for ``[[opers]]`` (:func:`mkpasswd`).
 
 Exit codes: 0 after a graceful shutdown (SIGINT or SIGTERM), 1 when a
-listener cannot be opened (e.g. the port is in use) or the database cannot
-be opened or reached (``--database``), 2 for a bad
+listener cannot be opened (e.g. the port is in use), the database cannot
+be opened or reached (``--database``), the cloak key cannot be kept in the
+data directory, or the cluster's Redis cannot be used (``--cluster``), 2 for a bad
 configuration, bad arguments, or an unusable TLS certificate. SIGHUP reloads
 the config file (see :data:`NOT_RELOADABLE` for what needs a restart).
 The stores are opened, with the backend ``[database]`` asks for, by

@@ -1,6 +1,6 @@
 """The client's IRC session as a pure state machine: lines in, lines and events out.
 
-Theory of operation (the h11 shape, see ``/work/shared/STYLE.md``):
+Theory of operation (the h11 shape: a protocol object that does no I/O):
 :class:`SessionState` owns no socket, no thread and no clock. The I/O link
 (:class:`nativeclient.session.ChatSession`) drives it:
 
