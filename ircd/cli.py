@@ -2,7 +2,7 @@
 
 ``chatserver [PORT] [--host HOST] [--config FILE] [--data-dir DIR]
 [--server-name NAME] [--server-password PW] [--simple-port PORT] [--tls-cert FILE
---tls-key FILE --tls-port PORT] [--websocket-port PORT] [--metrics-port PORT]
+[--tls-key FILE] [--tls-port PORT]] [--websocket-port PORT] [--metrics-port PORT]
 [--database URL] [--cluster URL [--node-name NAME]] [--log-level LEVEL]
 [--version]``. Command-line options override
 the config file, which overrides the built-in defaults (:mod:`ircd.config`).
