@@ -1,6 +1,6 @@
 """Integrated services, as Ergo has them: the NickServ and ChanServ pseudo-users.
 
-Each service is a registered :class:`~ircd.state.Client` of kind
+Each service is a registered :class:`~ircd.state.User` of kind
 ``"service"`` in the nick table (so its nick can never be taken and it shows
 in WHOIS, WHO, NAMES and LUSERS like anyone), with ``user`` its own nick and
 the server's name as its host. A user talks to it with ``PRIVMSG NickServ
