@@ -1,10 +1,14 @@
 """UTF8ONLY: the answer to a line that is not valid UTF-8 (IRCv3 "utf8-only").
 
 The server advertises ISUPPORT ``UTF8ONLY``, so it must not relay anything
-that is not UTF-8. :meth:`ircd.core.Server.handle_line` checks every
-received line (:func:`ircd.protocol.message.is_valid_utf8`; ASCII lines cost
-one C-level ``isascii``) and hands an invalid one to :func:`refuse_invalid_utf8`
-instead of the command table. The line is never run, and never relayed:
+that is not UTF-8. Every received line is checked when it is parsed
+(:func:`ircd.protocol.message.parse_received`, with
+:func:`~ircd.protocol.message.is_valid_utf8`; ASCII lines cost one C-level
+``isascii``; the direct-message fast path checks its own bytes), and
+:meth:`ircd.core.Server.run_parsed` hands an invalid one to
+:func:`refuse_invalid_utf8` instead of the command table (on a cluster node
+too: such a line never enters the log). The line is never run, and never
+relayed:
 
 - ``NICK``: ``432 ERR_ERRONEUSNICKNAME`` (RFC 2812 section 3.1.2);
 - ``JOIN``: ``403 ERR_NOSUCHCHANNEL`` for each invalid channel name, as for
