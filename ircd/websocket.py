@@ -5,7 +5,8 @@ on its own listener (``[websocket]``). One TCP connection is one
 :class:`WebSocketConnection`, a subclass of :class:`ircd.net.Connection`, so a
 WebSocket user gets exactly what a TCP user gets: the same connection limits
 and classes, flood control (token bucket and backlog), bounded sendq, password
-checks off the loop and the same core client.
+checks off the loop; like a TCP connection, it is its user's session in
+the core.
 
 Theory of operation. The WebSocket protocol itself is the sans-I/O
 :class:`websockets.server.ServerProtocol` (bytes in with ``receive_data``,
@@ -18,8 +19,8 @@ events out, bytes to write from ``data_to_send``); this module only routes:
   checked against ``allowed_origins`` (403 when refused), the subprotocol is
   chosen in the *client's* order of preference among ``text.ircv3.net`` and
   ``binary.ircv3.net`` (none offered, or none known: no subprotocol, text
-  frames), and the 101 response is sent; then the connection gets a core
-  client. A connection is counted against the limits (after the D-line
+  frames), and the 101 response is sent; then the connection gets its
+  user in the core. A connection is counted against the limits (after the D-line
   check) from the moment it is accepted, HTTP or not, like an IRC one; a
   refused one gets an HTTP ``403`` (D-line) or ``503`` and is closed. After
   an upgrade from a trusted proxy it is counted under the real client address
