@@ -28,7 +28,7 @@ from ircd.chanstore import ChannelStore
 from ircd.cloak import cloak_host
 from ircd.commands import dispatch, refuse_invalid_utf8, relay_direct_fast
 from ircd.config import Config
-from ircd.events import Event
+from ircd.events import Event, Ids
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle, RegistrationThrottle
 from ircd.listfilter import ELIST
@@ -148,6 +148,7 @@ class Server:
         self.login_throttle = LoginThrottle(config.limits)
         self.registration_throttle = RegistrationThrottle(config.accounts, config.limits)
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
+        self.ids = Ids()  # message ids and batch reference tags (ircd.events)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
         self._last_names_refresh = self.created

@@ -15,16 +15,15 @@ labels it. Lines for *other* users go straight to their sessions.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ircd.events import new_msgid
 from ircd.protocol.message import escape_tag_value, fit_line, format_line
 from ircd.state import NO_SESSION, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
+    from ircd.events import Ids
     from ircd.state import Client
     from ircd.worldlog import Apply
 
@@ -145,34 +144,32 @@ class Context(Reply):
     def new_msgid(self) -> Callable[[], str]:
         """What makes the command's message ids (for :class:`ircd.events.Event`)."""
         apply = self.apply
-        return new_msgid if apply is None else apply.new_msgid
+        return self.server.ids.msgid if apply is None else apply.new_msgid
 
 
-def take_label(session: Session | None, reply: Reply) -> None:
+def take_label(session: Session | None, reply: Reply, ids: Ids) -> None:
     """Label a reply that completes a command ``session`` sent, answered
-    asynchronously (see :func:`ircd.commands.registry.dispatch`)."""
+    asynchronously (see :func:`ircd.commands.registry.dispatch`); ``ids`` is the
+    server's (``server.ids``), for a batch reference tag."""
     if session is None:
         return
     label = session.pending_label
     if label is not None:
         session.pending_label = None
-        label_reply(reply, label, "batch" in session.caps)
-
-
-_labels = itertools.count(1)
+        label_reply(reply, label, "batch" in session.caps, ids)
 
 
 def _with_tag(line: str, tag: str) -> str:
     return f"@{tag};{line[1:]}" if line.startswith("@") else f"@{tag} {line}"
 
 
-def label_reply(reply: Reply, label: str, batch: bool) -> None:
+def label_reply(reply: Reply, label: str, batch: bool, ids: Ids) -> None:
     """Mark a command's reply with its ``label`` (IRCv3 labeled-response).
 
     No lines: one ``ACK``. One line: the line carries the label. Several: a
     ``BATCH +id labeled-response`` carrying the label around them (every line
     tagged ``batch=id``), when the client has ``batch``; otherwise only the
-    first line is labeled.
+    first line is labeled. ``ids`` makes the batch's reference tag (``server.ids``).
     """
     tag = "label=" + escape_tag_value(label)
     lines = reply.lines
@@ -181,7 +178,7 @@ def label_reply(reply: Reply, label: str, batch: bool) -> None:
     elif len(lines) == 1 or not batch:
         lines[0] = _with_tag(lines[0], tag)
     else:
-        ref = f"L{next(_labels)}"
+        ref = ids.batch("L")
         # Lines already in a nested batch (e.g. chathistory) keep their own batch tag.
         inner = [line if line.startswith("@") and "batch=" in line.split(" ", 1)[0]
                  else _with_tag(line, f"batch={ref}") for line in lines]

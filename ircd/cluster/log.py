@@ -556,7 +556,7 @@ class Replication:
             if reply is None:
                 server.quit(client, "Cluster unavailable", error="Cluster unavailable")
                 return
-            take_label(session, reply)
+            take_label(session, reply, server.ids)
             if reply.lines:
                 session.write(reply.to_bytes())
             session.resume()

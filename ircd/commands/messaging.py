@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from ircd.capabilities import TAG_MESSAGE_TAGS
 from ircd.chanaccess import is_banned, is_muted
 from ircd.commands.registry import Context
-from ircd.events import Event, new_msgid
+from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import RFC1459
 from ircd.protocol.message import MAX_LINE_BODY, Message
@@ -65,7 +65,7 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
     world = server.world
     now = server.clock()
     apply = ctx.apply   # the log entry it comes from (a cluster), or None: it runs at once
-    msgids = new_msgid if apply is None else apply.new_msgid
+    msgids = server.ids.msgid if apply is None else apply.new_msgid
     here = apply is None or apply.here   # the node that took the line counts it
     echo = "echo-message" in session.caps
     for target in targets:

@@ -23,7 +23,7 @@ ban matching and expiry live in :mod:`ircd.serverbans`; storage behind
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from passlib.hash import argon2
 
@@ -44,6 +44,10 @@ from ircd.serverbans import (
     parse_duration,
 )
 from ircd.state import Client, Session
+
+if TYPE_CHECKING:
+    from ircd.core import Server
+
 
 log = logging.getLogger("ircd.oper")
 
@@ -111,7 +115,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
             log.error("OPER password check for %s failed: %r", name, error)
             reply = Reply(server.name, client, session)
             reply.numeric(N.ERR_UNKNOWNERROR, "OPER", "Password check failed, try again later")
-            _send(session, reply)
+            _send(server, session, reply)
         elif not ok:
             _failed(server, client, session, name, N.ERR_PASSWDMISMATCH, "Password incorrect",
                     why or "wrong password")
@@ -126,14 +130,14 @@ def handle_oper(ctx: Context, msg: Message) -> None:
             reply.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")
             log.warning("OPER: %s from %s is now oper %s (class %s)", client.nick, client.ip,
                         oper[0], oper[1])
-            _send(session, reply)
+            _send(server, session, reply)
         session.resume()
 
     server.scheduler.run_blocking(verify, done)
 
 
-def _send(session: Session, reply: Reply) -> None:
-    take_label(session, reply)
+def _send(server: Server, session: Session, reply: Reply) -> None:
+    take_label(session, reply, server.ids)
     session.write(reply.to_bytes())
 
 
@@ -152,7 +156,7 @@ def _failed(server, client: Client, session: Session, name: str, code: str, text
             return
         reply = Reply(server.name, client, session)
         reply.numeric(code, text)
-        _send(session, reply)
+        _send(server, session, reply)
         session.resume()
 
     server.scheduler.call_later(delay, answer)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
@@ -337,7 +336,7 @@ def _start_login(server, client, session) -> None:
     reserved = (client.nick_cf not in server.account_names
                 and regs.reserve(client.ip, server.clock()) == 0)
     session.pending = True
-    started = time.monotonic()
+    started = server.clock()
 
     def done(result: LoginResult | None, error: BaseException | None) -> None:
         session.pending = False
@@ -345,7 +344,7 @@ def _start_login(server, client, session) -> None:
             regs.refund(client.ip, server.clock())
         if not client.quitting:
             _finish_login(server, client, session, nick, result, error,
-                          time.monotonic() - started)
+                          server.clock() - started)
         if not client.quitting:
             session.resume()
 
@@ -399,5 +398,5 @@ def _finish_login(server, client, session, nick: str, result: LoginResult | None
         server.account_name_changed(nick, True)
         log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
     complete_registration(server, client, reply, created=created)
-    take_label(session, reply)
+    take_label(session, reply, server.ids)
     session.write(reply.to_bytes())

@@ -129,5 +129,5 @@ def dispatch(server: Server, client: Client, msg: Message,
                 # Answered later, off the loop (a password check): label that answer.
                 session.pending_label = label
             else:
-                label_reply(reply, label, "batch" in session.caps)
+                label_reply(reply, label, "batch" in session.caps, server.ids)
     return reply

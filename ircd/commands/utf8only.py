@@ -87,7 +87,7 @@ def refuse_invalid_utf8(server: Server, client: Client, msg: Message,
     if msg.tags and "labeled-response" in reply.session.caps:
         label = msg.tags.get("label")
         if label:
-            label_reply(reply, label, "batch" in reply.session.caps)
+            label_reply(reply, label, "batch" in reply.session.caps, server.ids)
     if command == "QUIT":
         reply.session.write(reply.to_bytes())
         reply.lines.clear()

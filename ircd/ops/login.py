@@ -66,7 +66,7 @@ def answer_later(server, client, delay: float, finish: Callable[[Reply], None],
             return
         reply = Reply(server.name, client, session)
         finish(reply)
-        take_label(session, reply)
+        take_label(session, reply, server.ids)
         if reply.lines:
             session.write(reply.to_bytes())
         session.resume()
@@ -112,7 +112,7 @@ def _run(server, client, fn: Callable[[], Any],
             reply = Reply(server.name, client, session)
             finish(result, error, reply)
             if reply.lines or not session.pending:  # (else a delayed answer takes the label)
-                take_label(session, reply)
+                take_label(session, reply, server.ids)
             if reply.lines:
                 session.write(reply.to_bytes())
         if not client.quitting:

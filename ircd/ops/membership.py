@@ -85,7 +85,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     if replay and server.history is not None:
         items = server.history.items(cf)[-replay:]
         if items:
-            send_batch(client, reply, chan.name, items)
+            send_batch(server.ids, reply, chan.name, items)
 
 
 def send_topic(chan: Channel, reply: Reply) -> None:

@@ -90,7 +90,7 @@ class ChanServ(Service):
                 return
             out = Reply(core.name, client, session)
             self._saved_notice(out, text, error)
-            take_label(session, out)
+            take_label(session, out, core.ids)
             session.write(out.to_bytes())
             if state["pause"]:
                 session.resume()
