@@ -5,6 +5,9 @@ IRCv3 tags (server-time's ``time``, message-tags' ``msgid`` and client-only
 tags, account-tag's ``account``). An :class:`Event` holds the line without
 tags and builds each variant the first time a session needs it, so a fan-out
 costs at most eight serialisations (one per combination), usually one.
+
+:class:`Ids` makes the server's message ids and batch reference tags (one
+per :class:`ircd.core.Server`, ``server.ids``).
 """
 
 from __future__ import annotations
