@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ircd.cluster.log import ROUTED_BASE, NodeInfo, Replication, pack, unpack
+from ircd.cluster.log import NodeInfo, Replication, pack, unpack
 from ircd.storage import redact_text, redact_url
 from ircd.worldlog import Apply
 
@@ -515,7 +515,11 @@ class RedisLog:
             routed: list[Any] = []
             for stream, entries in result:
                 (state if stream == key_b else routed).extend(entries)
-            self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
+            repl.begin_batch()
+            try:
+                self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
+            finally:
+                repl.end_batch()   # the senders resume once per read batch
 
     def _apply_merged(self, state: list[Any], routed: list[Any], inbox_complete: bool,
                       generation: int) -> None:
@@ -568,13 +572,8 @@ class RedisLog:
             self.reset("inbox entries missed")
             return
         self.inbox_id = raw_id.decode()
-        stamp = fields[b"p"].decode()
-        number = int(fields[b"n"]) + ROUTED_BASE
-        at = int(fields[b"t"]) / 1000
-        items = list(unpack(fields[b"b"]))
-        for k in range(0, len(items) - 1, 2):
-            self.replication.apply(f"{stamp}.{number}.{int(items[k])}", items[k + 1],
-                                   routed_at=at)
+        self.replication.apply_routed(fields[b"p"].decode(), int(fields[b"n"]),
+                                      int(fields[b"t"]) / 1000, list(unpack(fields[b"b"])))
 
     def _gap(self, offset: int) -> bool:
         """Check the offset of the next stream entry read; True if entries were missed.
