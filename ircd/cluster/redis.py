@@ -134,6 +134,10 @@ batches in one global order, and no state entry can come between the check
 and the routing."""
 
 
+_FRAMED_INDEX = [pack((b"%d" % i,)) for i in range(READ_COUNT * 2)]
+"""The indexes 0, 1, ... of a routed batch as :func:`pack` frames (``b"1\\n0"``...)."""
+
+
 class ClusterError(Exception):
     """The cluster's Redis cannot be used at start (one line for the operator)."""
 
@@ -443,18 +447,26 @@ class RedisLog:
                 await self._append("b", pack(state))
             return
         position = positions.pop()
+        # Each message is framed (pack's "<length>\n<entry>") once, and its frame is
+        # joined into the fall-back and into each target node's inbox value.
+        framed = [b"%d\n%s" % (len(item[0]), item[0]) for item in routed]
         per_node: dict[int, list[bytes]] = {}
-        for i, (data, _seq, _retry, route) in enumerate(routed):
-            assert route is not None
-            for node in route[1]:
-                per_node.setdefault(node, []).extend((b"%d" % i, data))
+        for i, item in enumerate(routed):
+            index = _FRAMED_INDEX[i] if i < len(_FRAMED_INDEX) else pack((b"%d" % i,))
+            frame = framed[i]
+            for node in item[3][1]:  # type: ignore[index]
+                parts = per_node.get(node)
+                if parts is None:
+                    parts = per_node[node] = []
+                parts.append(index)
+                parts.append(frame)
         nodes = sorted(per_node)
         number, _id, _offset = await self._write_script(
             keys=[self._key("log"), self._key("offset"), self._key("last"),
                   self._key("routed"), self._key("inbox_offsets"),
                   *(self._key(f"inbox:{n}") for n in nodes)],
-            args=[STREAM_MAXLEN, position, pack(item[0] for item in routed), pack(state), "",
-                  *(pack(per_node[n]) for n in nodes)])
+            args=[STREAM_MAXLEN, position, b"".join(framed), pack(state), "",
+                  *(b"".join(per_node[n]) for n in nodes)])
         self.routed_batches += bool(number)
 
     def _give_up(self, batch: list[tuple[bytes, int, bool,
