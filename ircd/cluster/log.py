@@ -27,7 +27,14 @@ can judge (:meth:`Replication.route_targets`) are *routed*: the edge sends
 them only to the nodes holding their recipients, stamped with the state
 position they were judged at, if the state stream has not moved since, and
 each of those nodes applies them right after that state entry
-(:meth:`Replication.apply` ``routed_at``; docs/cluster.md "Routed messages").
+(:meth:`Replication.apply_routed`, a batch at a time; docs/cluster.md
+"Routed messages").
+
+Per line, the node parses a received line once: the :class:`Message` it
+appends is the one it applies when the entry comes back (a node with
+recipients parses the entry's line once). A sender paused at
+:data:`MAX_IN_FLIGHT` resumes once per read batch (:meth:`Replication.begin_batch`,
+:meth:`Replication.end_batch`), not after each of its lines.
 
 :class:`Replication` is the server's :class:`~ircd.worldlog.WorldLog` in a
 cluster: the core hands it lines and publishes changes to it, and it passes
