@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from passlib.hash import argon2
@@ -84,17 +85,19 @@ class AccountStore:
     :class:`~ircd.storage.postgres.PostgresAccountRows`); the store owns it
     and closes it in :meth:`close`. ``time_cost``/``memory_cost``
     (KiB)/``parallelism`` are argon2id parameters. A path instead of a
-    backend raises :class:`TypeError`. Safe to call from several threads: the backend serialises or
+    backend raises :class:`TypeError`. ``clock`` gives unix seconds (an
+    account's creation time). Safe to call from several threads: the backend serialises or
     pools database access, hashing runs outside it so that several hashes
     proceed in parallel (argon2-cffi releases the GIL). Every method blocks.
     """
 
     def __init__(self, rows: AccountRows, time_cost: int = 2, memory_cost: int = 19_456,
-                 parallelism: int = 1) -> None:
+                 parallelism: int = 1, clock: Callable[[], float] = time.time) -> None:
         if isinstance(rows, (str, os.PathLike)):
             raise TypeError("AccountStore takes a backend, not a path: "
                             "AccountStore(ircd.storage.sqlite.SQLiteAccountRows(path), ...)")
         self.rows: AccountRows = rows
+        self.clock = clock  # unix seconds: an account's creation time
         self._hasher = argon2.using(type="ID", time_cost=time_cost, memory_cost=memory_cost,
                                     parallelism=parallelism)
 
@@ -143,7 +146,7 @@ class AccountStore:
         True the row is durable.
         """
         hashed = self._hasher.hash(password)
-        return self.rows.insert(casefold(name), name, hashed, time.time())
+        return self.rows.insert(casefold(name), name, hashed, self.clock())
 
     def login_or_register(self, name: str, password: str, create: bool = True) -> LoginResult:
         """Log in to ``name``, creating the account first if it does not exist.

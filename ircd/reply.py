@@ -1,10 +1,12 @@
-"""The per-command response buffer.
+"""The per-command response buffer, the handler's context, labeled-response.
 
 A handler never writes to its own client directly: it adds lines to a
-:class:`Reply`, and the dispatcher sends them as one write when the handler
-returns. This is the one place where labeled-response and batch framing can
-later wrap a command's whole answer (IRCv3 labeled-response), as Ergo's
-``ResponseBuffer`` does. Lines written to *other* clients go straight to them.
+:class:`Reply` (its :class:`Context` is one), and the dispatcher sends them as
+one write when the handler returns. That is what lets :func:`label_reply`
+wrap a command's whole answer (IRCv3 labeled-response: one labeled line, an
+``ACK``, or a ``labeled-response`` batch), as Ergo's ``ResponseBuffer`` does;
+:func:`take_label` does the same for an answer given later, off the loop.
+Lines written to *other* clients go straight to them.
 """
 
 from __future__ import annotations

@@ -62,6 +62,16 @@ def test_store_creates_its_directory_and_starts_empty(store, db_path):
     assert not store.exists("alice")
 
 
+def test_creation_time_comes_from_the_injected_clock(db_path):
+    store = AccountStore(SQLiteAccountRows(db_path), time_cost=1, memory_cost=1024,
+                         clock=lambda: 1_700_000_000.5)
+    try:
+        assert store.create("alice", "pw")
+        assert store.info("alice") == ("alice", 1_700_000_000.5, None)
+    finally:
+        store.close()
+
+
 def test_create_then_verify_right_and_wrong_password(store):
     assert store.create("alice", "s3cret") is True
     assert store.verify("alice", "s3cret") is True

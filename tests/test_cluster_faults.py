@@ -81,6 +81,13 @@ def irc(net: Cluster, i: int, nick: str, caps: Iterable[str] = (),
     return c
 
 
+def is_online(c: Client, nick: str) -> bool:
+    """Whether ``c``'s node says ``nick`` is online (ISON, 303)."""
+    c.send(f"ISON {nick}")
+    line = c.expect(lambda s: command_of(s) == "303")
+    return nick in untagged(line).split(" :", 1)[1].split()
+
+
 def text_of(line: str) -> str:
     return untagged(line).split(" :", 1)[1]
 
@@ -819,6 +826,9 @@ def test_accounts_and_history_survive_restarting_every_node(cluster, redis):  # 
     assert not any("Registered new account" in x for x in again.lines), again.lines
     again.send("QUIT")
     assert wait_dropped(again, 5.0)
+    # node 0 must have applied that QUIT too, or the intruder gets 433 (nick in use)
+    watcher = irc(net, 0, "watcher")
+    assert wait_until(lambda: not is_online(watcher, "alice"), 10.0), net.logs()
     intruder = Client(net.port(0))
     net.clients.append(intruder)
     intruder.send("PASS wrong-pw")

@@ -1366,6 +1366,45 @@ def test_registration_timeout_does_not_affect_registered_clients(trio, clock):
     assert alice.closed == []
 
 
+# -- the command table's shared checks ------------------------------------------------------
+
+
+def test_oper_commands_refuse_others_with_481_in_dispatch_before_the_handler(server, monkeypatch):
+    """Each command the table marks OPER or ADMIN: 461 first if too few parameters, then
+    481 for a non-oper (and for an oper of class ``oper`` on an ADMIN command); the
+    handler runs only for those allowed."""
+    alice = connect(server, "alice")
+    ran: list[str] = []
+    privileged = {name: spec for name, spec in COMMANDS.items() if spec.privilege}
+    assert {"KILL", "KLINE", "REHASH", "DIE"} <= set(privileged)
+    for name, spec in privileged.items():
+        monkeypatch.setitem(COMMANDS, name, dataclasses.replace(
+            spec, handler=lambda ctx, msg: ran.append(msg.command)))
+    not_oper = "Permission Denied- You're not an IRC operator"
+    not_admin = "Permission Denied- You need the admin oper class"
+    for name, spec in privileged.items():
+        if spec.min_params:
+            alice.send(name)
+            assert [m.command for m in alice.take()] == ["461"], name
+        line = " ".join([name, *["x"] * spec.min_params])
+        alice.send(line)
+        assert [(m.command, m.params) for m in alice.take()] == [("481", ["alice", not_oper])]
+    assert ran == []
+    alice.client.oper = ("ops", "oper")
+    for name, spec in privileged.items():
+        alice.send(" ".join([name, *["x"] * spec.min_params]))
+        if spec.privilege == "admin":
+            assert [(m.command, m.params) for m in alice.take()] == [("481", ["alice", not_admin])]
+        else:
+            assert alice.take() == []
+    assert ran == [name for name, spec in privileged.items() if spec.privilege == "oper"]
+    alice.client.oper = ("root", "admin")
+    ran.clear()
+    for name, spec in privileged.items():
+        alice.send(" ".join([name, *["x"] * spec.min_params]))
+    assert ran == list(privileged)
+
+
 # -- robustness ---------------------------------------------------------------------------
 
 

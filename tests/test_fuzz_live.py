@@ -482,7 +482,7 @@ def test_fuzz_findings_a_topic_or_away_with_cr_breaks_nobody_else(chat):
 # -- every command handler -------------------------------------------------------------------
 #
 # The fuzz above mutates a small corpus; this one walks the command table
-# (ircd/commands/registry.py COMMANDS) so that every handler gets random and
+# (ircd/commands/table.py, COMMANDS) so that every handler gets random and
 # adversarial parameters, from registered and unregistered connections.
 # CHATSERVER_FUZZ_SEED=<int> changes the seed (the default run is fixed);
 # CHATSERVER_FUZZ_KNOWN=1 adds inputs that trigger known bugs being fixed
@@ -544,7 +544,7 @@ WORDS["CS"] = WORDS["CHANSERV"]
 
 def command_table() -> list[str]:
     """Every command name in the server's command table, sorted."""
-    import ircd.core  # noqa: F401 - imports every command module, which fills the table
+    import ircd.core  # noqa: F401 - imports ircd.commands, whose table fills COMMANDS
     from ircd.commands.registry import COMMANDS
 
     return sorted(COMMANDS)

@@ -23,7 +23,7 @@ registered ``[accounts] registrations_per_ip`` accounts within
 
 from __future__ import annotations
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.ops.login import (
     acceptable_password,
     create_account,
@@ -39,7 +39,6 @@ def _fail(reply: Reply, command_name: str, code: str, *params: str) -> None:
     reply.send("FAIL", command_name, code, *params, trailing=True)
 
 
-@command("REGISTER", min_params=2, pre_registration=True)
 def handle_register(ctx: Context, msg: Message) -> None:
     """``REGISTER [<account>] <email|*> <password>`` (see the module docstring)."""
     server, client, reply = ctx.server, ctx.client, ctx.reply
@@ -89,7 +88,6 @@ def handle_register(ctx: Context, msg: Message) -> None:
     create_account(server, client, nick, password, reply, finish)
 
 
-@command("VERIFY", min_params=2, pre_registration=True)
 def handle_verify(ctx: Context, msg: Message) -> None:
     """``VERIFY <account> <code>``: registration never needs verification here."""
     client, reply = ctx.client, ctx.reply

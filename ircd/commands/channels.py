@@ -4,13 +4,15 @@ RFC 2812 section 3.2 (channel operations) and RFC 2811 (channel modes);
 "Modern IRC" for the numerics. The first member of a new channel becomes its
 operator; new channels are ``+nt``. Who may join and speak (bans, ``+e``,
 ``+I``, the ``m:`` mute) is decided in :mod:`ircd.chanaccess`; LIST filters
-are parsed in :mod:`ircd.listfilter`.
+are parsed in :mod:`ircd.listfilter`. Joining itself (also autojoin at
+registration), the topic and NAMES replies are :mod:`ircd.ops.membership`;
+the oper override of KICK and MODE is :mod:`ircd.ops.privileges`.
 """
 
 from __future__ import annotations
 
 from ircd.chanaccess import LIST_MODES, MAX_LIST_ENTRIES, list_for, normalize_list_mask
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.events import Event
 from ircd.listfilter import parse_list_filter
 from ircd.ops.membership import join_channel, send_names, send_topic
@@ -30,7 +32,6 @@ def broadcast(server, chan: Channel, client: Client, line: str, reply: Reply) ->
     reply.raw(event.str_for(client.tagmask))
 
 
-@command("JOIN", min_params=1)
 def handle_join(ctx: Context, msg: Message) -> None:
     """``JOIN <chan>{,<chan>} [<key>{,<key>}]``; ``JOIN 0`` leaves every channel."""
     names = msg.params[0]
@@ -56,7 +57,6 @@ def part_channel(server, client: Client, chan: Channel, reason: str | None, repl
         server.channel_gone(chan)
 
 
-@command("PART", min_params=1)
 def handle_part(ctx: Context, msg: Message) -> None:
     """``PART <chan>{,<chan>} [:<reason>]`` (RFC 2812 section 3.2.2; 403, 442)."""
     reason = msg.params[1] if len(msg.params) > 1 else None
@@ -68,7 +68,6 @@ def handle_part(ctx: Context, msg: Message) -> None:
 
 # -- TOPIC -----------------------------------------------------------------
 
-@command("TOPIC", min_params=1)
 def handle_topic(ctx: Context, msg: Message) -> None:
     """``TOPIC <chan> [:<topic>]`` (RFC 2812 section 3.2.4; 403, 442, 482 under +t)."""
     client, reply = ctx.client, ctx.reply
@@ -105,7 +104,6 @@ def _limit_targets(ctx: Context, targets: list[str]) -> list[str]:
     return targets[:maxtargets]
 
 
-@command("NAMES")
 def handle_names(ctx: Context, msg: Message) -> None:
     """``NAMES [<chan>{,<chan>}]`` (RFC 2812 section 3.2.5); secret channels only to members.
 
@@ -128,7 +126,6 @@ def handle_names(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFNAMES, ",".join(names) or "*", "End of /NAMES list")
 
 
-@command("LIST")
 def handle_list(ctx: Context, msg: Message) -> None:
     """``LIST [<item>{,<item>}]``: 321, one 322 per channel, 323 (RFC 2812 section 3.2.6).
 
@@ -179,7 +176,6 @@ def joined_channel(ctx: Context, name: str) -> Channel | None:
     return None
 
 
-@command("KICK", min_params=2)
 def handle_kick(ctx: Context, msg: Message) -> None:
     """``KICK <chan> <nick>{,<nick>} [:<reason>]`` (RFC 2812 section 3.2.8; 403 442 482 441).
 
@@ -222,7 +218,6 @@ def handle_kick(ctx: Context, msg: Message) -> None:
             server.channel_gone(chan)
 
 
-@command("INVITE", min_params=2)
 def handle_invite(ctx: Context, msg: Message) -> None:
     """``INVITE <nick> <chan>`` (RFC 2812 section 3.2.7; 401 403 442 443 482, 341).
 
@@ -267,7 +262,6 @@ FLAG_MODES = "imnst"
 MAX_MODE_PARAMS = 4
 
 
-@command("MODE", min_params=1)
 def handle_mode(ctx: Context, msg: Message) -> None:
     """``MODE <nick|chan> [<modestring> [<args>...]]`` (RFC 2812 3.1.5, RFC 2811 section 4).
 

@@ -13,7 +13,7 @@ TARGETS), each line with ``time`` and ``msgid``. At most ISUPPORT
 
 from __future__ import annotations
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.events import format_time, parse_time
 from ircd.history import dm_key
 from ircd.ops.batches import new_batch_id, send_batch
@@ -51,7 +51,6 @@ def _target_key(ctx: Context, target: str) -> str | None:
     return dm_key(client.account, user.account if user is not None and user.account else target)
 
 
-@command("CHATHISTORY", min_params=1)
 def handle_chathistory(ctx: Context, msg: Message) -> None:
     """``CHATHISTORY <subcommand> ...`` (see the module docstring)."""
     server = ctx.server

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ircd.chanaccess import is_banned, is_muted
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.events import Event, new_msgid
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import RFC1459
@@ -185,19 +185,16 @@ _NOT_A_NICK = frozenset(b"#@+:")
 _FOLDED: dict[bytes, str] = {}  # raw target -> casefolded nick (a small, bounded cache)
 
 
-@command("PRIVMSG", updates_idle=True)
 def handle_privmsg(ctx: Context, msg: Message) -> None:
     """``PRIVMSG <target>{,<target>} :<text>`` (401, 403, 404, 407, 411, 412, 301)."""
     _relay(ctx, msg, "PRIVMSG")
 
 
-@command("NOTICE", updates_idle=True)
 def handle_notice(ctx: Context, msg: Message) -> None:
     """``NOTICE <target>{,<target>} :<text>``: like PRIVMSG, but never answered with an error."""
     _relay(ctx, msg, "NOTICE")
 
 
-@command("TAGMSG", updates_idle=True)
 def handle_tagmsg(ctx: Context, msg: Message) -> None:
     """``@+tag TAGMSG <target>``: tags only, to recipients with message-tags (IRCv3 message-tags)."""
     _relay(ctx, msg, "TAGMSG")

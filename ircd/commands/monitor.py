@@ -6,6 +6,8 @@ whenever one of them comes online (registers, or a user takes the nick) or
 goes offline (quits, disconnects, or changes nick). ``-`` removes, ``C``
 clears, ``L`` lists (732/733), ``S`` shows the status of every entry. The
 list holds at most ISUPPORT ``MONITOR=`` entries (734 ERR_MONLISTFULL).
+The notifications themselves are sent from :mod:`ircd.ops.presence`, which
+registration, NICK, QUIT and the core call.
 
 This is the assignment's presence feature: who is online at login, then
 updates as users log in and out.
@@ -13,7 +15,7 @@ updates as users log in and out.
 
 from __future__ import annotations
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.ops.presence import MONITOR_LIMIT, forget, unwatch
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
@@ -47,7 +49,6 @@ def _chunks(items: list[str], size: int = 400) -> list[str]:
     return out
 
 
-@command("MONITOR", min_params=1)
 def handle_monitor(ctx: Context, msg: Message) -> None:
     """``MONITOR {+|-} <nick>{,<nick>}``, ``MONITOR C``, ``MONITOR L``, ``MONITOR S``."""
     server, client, reply = ctx.server, ctx.client, ctx.reply

@@ -1,5 +1,5 @@
 """Server operators and server bans: OPER, KILL, WALLOPS, REHASH, DIE, KLINE, DLINE,
-UNKLINE, UNDLINE (and STATS k/d, the channel override, the K-line check at registration).
+UNKLINE, UNDLINE.
 
 RFC 2812 sections 3.1.4 (OPER), 3.7.1 (KILL), 4.2 (DIE), 4.3 (REHASH), 4.7
 (WALLOPS); "Modern IRC" for the numerics; KLINE/DLINE as Hybrid and InspIRCd
@@ -10,8 +10,14 @@ the event loop and every failure counts in the login throttle
 
 Class ``oper`` may KILL, WALLOPS, KLINE/DLINE/UNKLINE/UNDLINE, STATS k/d and
 override channel operator checks for KICK and channel MODE (each override is
-logged); class ``admin`` may also REHASH and DIE. The ban matching and expiry
-live in :mod:`ircd.serverbans`; storage behind ``Server.ban_store``.
+logged); class ``admin`` may also REHASH and DIE. Which commands need which
+class is a column of the command table (``ircd/commands/table.py``), and the
+481 ERR_NOPRIVILEGES refusal is made by the dispatcher, before a handler here
+runs. The oper checks and the channel override are :mod:`ircd.ops.privileges`;
+bans in force (disconnecting who a new ban matches, the K-line check at
+registration and on a nick change, STATS k/d) are :mod:`ircd.ops.bans`; the
+ban matching and expiry live in :mod:`ircd.serverbans`; storage behind
+``Server.ban_store``.
 """
 
 from __future__ import annotations
@@ -21,9 +27,8 @@ from typing import Any
 
 from passlib.hash import argon2
 
-from ircd.commands.registry import Context, command, take_label
+from ircd.commands.registry import Context, take_label
 from ircd.ops.bans import apply_ban
-from ircd.ops.privileges import require
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
 from ircd.protocol.message import Message, fit_line, truncate_utf8
@@ -51,7 +56,6 @@ def _throttle_key(name: str) -> str:
     return "oper:" + name.lower()
 
 
-@command("OPER", min_params=2)
 def handle_oper(ctx: Context, msg: Message) -> None:
     """``OPER <name> <password>``: become a server operator (RFC 2812 section 3.1.4).
 
@@ -157,7 +161,6 @@ def _failed(server, client: Client, name: str, code: str, text: str, why: str) -
 
 # -- KILL / WALLOPS ----------------------------------------------------------
 
-@command("KILL", min_params=1)
 def handle_kill(ctx: Context, msg: Message) -> None:
     """``KILL <nick> [:<reason>]``: disconnect a user (RFC 2812 section 3.7.1; opers only).
 
@@ -166,8 +169,6 @@ def handle_kill(ctx: Context, msg: Message) -> None:
     481 for non-opers, 401 for an unknown nick, 483 for a built-in service.
     """
     server, client = ctx.server, ctx.client
-    if not require(ctx):
-        return
     target = server.world.find_user(msg.params[0])
     if target is None:
         ctx.reply.numeric(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
@@ -185,12 +186,9 @@ def handle_kill(ctx: Context, msg: Message) -> None:
                 apply=ctx.apply)
 
 
-@command("WALLOPS", min_params=1)
 def handle_wallops(ctx: Context, msg: Message) -> None:
     """``WALLOPS :<text>``: a message to every user with mode +w (RFC 2812 section 4.7; opers only)."""
     server, client = ctx.server, ctx.client
-    if not require(ctx):
-        return
     if not msg.params[0]:
         ctx.reply.numeric(N.ERR_NEEDMOREPARAMS, "WALLOPS", "Not enough parameters")
         return
@@ -206,15 +204,12 @@ def handle_wallops(ctx: Context, msg: Message) -> None:
 
 # -- REHASH / DIE ------------------------------------------------------------
 
-@command("REHASH")
 def handle_rehash(ctx: Context, msg: Message) -> None:
     """``REHASH``: reload the config file, exactly as SIGHUP does (RFC 2812 section 4.3; admins).
 
     382 RPL_REHASHING, then a NOTICE with the outcome (reloaded, or the error
     and the old configuration kept).
     """
-    if not require(ctx, admin=True):
-        return
     hook = ctx.server.rehash_hook
     client = ctx.client
     log.warning("REHASH by %s (oper %s)", client.source, client.oper[0] if client.oper else "?")
@@ -227,11 +222,8 @@ def handle_rehash(ctx: Context, msg: Message) -> None:
     ctx.reply.send("NOTICE", client.nick, f"REHASH: {outcome}", trailing=True)
 
 
-@command("DIE")
 def handle_die(ctx: Context, msg: Message) -> None:
     """``DIE``: shut the server down gracefully, as SIGTERM does (RFC 2812 section 4.2; admins)."""
-    if not require(ctx, admin=True):
-        return
     client = ctx.client
     log.warning("DIE by %s (oper %s)", client.source, client.oper[0] if client.oper else "?")
     hook = ctx.server.die_hook
@@ -256,7 +248,6 @@ def _ban_args(ctx: Context, msg: Message) -> tuple[int, str, str] | None:
     return duration or 0, params[0], truncate_utf8(reason, REASON_MAX)
 
 
-@command("KLINE", min_params=1)
 def handle_kline(ctx: Context, msg: Message) -> None:
     """``KLINE [<duration>] <[nick!]user@host | nick> [:<reason>]``: ban a mask (opers only).
 
@@ -266,8 +257,6 @@ def handle_kline(ctx: Context, msg: Message) -> None:
     excepted) are disconnected. 415 ERR_BADMASK for a bad mask, 401 for an
     unknown nick.
     """
-    if not require(ctx):
-        return
     args = _ban_args(ctx, msg)
     if args is None:
         return
@@ -286,7 +275,6 @@ def handle_kline(ctx: Context, msg: Message) -> None:
     _add_ban(ctx, KLINE, mask, duration, reason)
 
 
-@command("DLINE", min_params=1)
 def handle_dline(ctx: Context, msg: Message) -> None:
     """``DLINE [<duration>] <ip | cidr | nick> [:<reason>]``: ban an address (opers only).
 
@@ -294,8 +282,6 @@ def handle_dline(ctx: Context, msg: Message) -> None:
     online from it (opers excepted) are disconnected. A nick bans that online
     user's address. 415 ERR_BADMASK for what is no address or network.
     """
-    if not require(ctx):
-        return
     args = _ban_args(ctx, msg)
     if args is None:
         return
@@ -329,21 +315,17 @@ def _add_ban(ctx: Context, kind: str, mask: str, duration: int, reason: str) -> 
                        f"{kind}-line on {mask} disconnected: {', '.join(hit)}", trailing=True)
 
 
-@command("UNKLINE", min_params=1)
 def handle_unkline(ctx: Context, msg: Message) -> None:
     """``UNKLINE <[nick!]user@host>``: remove a K-line (opers only); a NOTICE says what happened."""
     _remove_ban(ctx, KLINE, msg.params[0])
 
 
-@command("UNDLINE", min_params=1)
 def handle_undline(ctx: Context, msg: Message) -> None:
     """``UNDLINE <ip | cidr>``: remove a D-line (opers only); a NOTICE says what happened."""
     _remove_ban(ctx, DLINE, msg.params[0])
 
 
 def _remove_ban(ctx: Context, kind: str, mask: str) -> None:
-    if not require(ctx):
-        return
     server, client = ctx.server, ctx.client
     ban = server.serverbans.remove(kind, mask)
     if ban is None:

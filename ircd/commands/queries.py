@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ircd.commands.registry import COMMANDS, Context, command
+from ircd.commands.registry import COMMANDS, Context
 from ircd.events import Event
 from ircd.ops import presence
 from ircd.ops.bans import stats_bans
@@ -68,7 +68,6 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
         ctx.reply.lines.append(f":{server.name} {N.RPL_WHOSPCRPL} {ctx.client.nick} " + " ".join(out))
 
 
-@command("WHO")
 def handle_who(ctx: Context, msg: Message) -> None:
     """``WHO [<mask> [%<fields>[,<token>]]]``: 352 (or WHOX 354) per match, then 315.
 
@@ -103,7 +102,6 @@ def handle_who(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
 
-@command("WHOIS", min_params=1)
 def handle_whois(ctx: Context, msg: Message) -> None:
     """``WHOIS [<server>] <nick>``: 311 319 312 313 335 301 330 317 318, or 401 (RFC 2812 section 3.6.2).
 
@@ -147,7 +145,6 @@ def handle_whois(ctx: Context, msg: Message) -> None:
     reply.numeric(N.RPL_ENDOFWHOIS, user.nick, "End of /WHOIS list")
 
 
-@command("WHOWAS")
 def handle_whowas(ctx: Context, msg: Message) -> None:
     """``WHOWAS <nick>{,<nick>} [<count> [<server>]]``: who had a nick (RFC 2812 section 3.6.3).
 
@@ -185,7 +182,6 @@ def _limit_whowas(ctx: Context, nicks: list[str]) -> list[str]:
     return nicks[:maxtargets]
 
 
-@command("ISON", min_params=1)
 def handle_ison(ctx: Context, msg: Message) -> None:
     """``ISON <nick> ...``: 303 with the nicks that are online (RFC 2812 section 4.9)."""
     world = ctx.server.world
@@ -198,7 +194,6 @@ def handle_ison(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ISON, " ".join(online))
 
 
-@command("USERHOST", min_params=1)
 def handle_userhost(ctx: Context, msg: Message) -> None:
     """``USERHOST <nick>{ <nick>}`` (up to 5): 302 ``nick=+user@host`` (RFC 2812 section 4.8)."""
     world = ctx.server.world
@@ -211,7 +206,6 @@ def handle_userhost(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_USERHOST, " ".join(out))
 
 
-@command("AWAY")
 def handle_away(ctx: Context, msg: Message) -> None:
     """``AWAY [:<message>]``: 306 RPL_NOWAWAY, or 305 RPL_UNAWAY without a message.
 
@@ -237,7 +231,6 @@ REALNAME_MAX = NAMELEN
 """Longest realname SETNAME accepts, in bytes of UTF-8 (ISUPPORT NAMELEN)."""
 
 
-@command("SETNAME", min_params=1)
 def handle_setname(ctx: Context, msg: Message) -> None:
     """``SETNAME :<realname>`` (IRCv3 setname): peers with ``setname`` see the change.
 
@@ -257,19 +250,16 @@ def handle_setname(ctx: Context, msg: Message) -> None:
         ctx.reply.raw(event.str_for(client.tagmask))
 
 
-@command("LUSERS")
 def handle_lusers(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.4.2."""
     send_lusers(ctx.server, ctx.reply)
 
 
-@command("MOTD")
 def handle_motd(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.4.1."""
     send_motd(ctx.server, ctx.reply)
 
 
-@command("VERSION")
 def handle_version(ctx: Context, msg: Message) -> None:
     """351 RPL_VERSION and the ISUPPORT lines (RFC 2812 section 3.4.3)."""
     server = ctx.server
@@ -277,7 +267,6 @@ def handle_version(ctx: Context, msg: Message) -> None:
     send_isupport(server, ctx.reply)
 
 
-@command("TIME")
 def handle_time(ctx: Context, msg: Message) -> None:
     """391 RPL_TIME (RFC 2812 section 3.4.6)."""
     now = ctx.server.clock()
@@ -287,7 +276,6 @@ def handle_time(ctx: Context, msg: Message) -> None:
 
 
 
-@command("INFO")
 def handle_info(ctx: Context, msg: Message) -> None:
     """``INFO``: 371 RPL_INFO lines (the first: ``<server>: <description>``), 374 (RFC 2812 3.4.10)."""
     server = ctx.server
@@ -299,7 +287,6 @@ def handle_info(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFINFO, "End of INFO list")
 
 
-@command("ADMIN")
 def handle_admin(ctx: Context, msg: Message) -> None:
     """``ADMIN``: 256-259 (RFC 2812 section 3.4.9)."""
     server = ctx.server
@@ -309,7 +296,6 @@ def handle_admin(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ADMINEMAIL, "The administrator has set no contact address")
 
 
-@command("LINKS")
 def handle_links(ctx: Context, msg: Message) -> None:
     """``LINKS``: 364 for this server (hop count 0, ``[server] description``) and, in a
     cluster, for every other node (hop count 1); then 365 (RFC 2812 section 3.4.5)."""
@@ -323,7 +309,6 @@ def handle_links(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")
 
 
-@command("STATS")
 def handle_stats(ctx: Context, msg: Message) -> None:
     """``STATS [<query>]``: ``u`` gives the uptime (242); ``k``/``d`` (opers) list the K-lines
     (216) and D-lines (225); others only 219 (RFC 2812 section 3.4.4)."""
@@ -339,8 +324,6 @@ def handle_stats(ctx: Context, msg: Message) -> None:
     ctx.reply.numeric(N.RPL_ENDOFSTATS, query, "End of /STATS report")
 
 
-@command("HELPOP")
-@command("HELP")
 def handle_help(ctx: Context, msg: Message) -> None:
     """``HELP [<command>]``: the list of commands, or the first paragraph of one's documentation.
 

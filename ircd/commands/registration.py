@@ -5,7 +5,7 @@ IRCv3 capability negotiation (``CAP``, "Capability Negotiation" 302).
 Registration completes when NICK and USER are known and no CAP negotiation is
 open; then the account check runs off the event loop (see
 :func:`try_register`), and on success the welcome burst is sent
-(:func:`complete_registration`).
+(:func:`ircd.ops.welcome.complete_registration`).
 
 Accounts (the assignment's login): ``PASS <password>`` with ``NICK <name>``
 logs in to account ``<name>``, creating it on first use. A registered name
@@ -28,7 +28,7 @@ import time
 
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
-from ircd.commands.registry import Context, command, take_label
+from ircd.commands.registry import Context, take_label
 from ircd.events import Event
 from ircd.ops import presence
 from ircd.ops.bans import kline_on_nick_change
@@ -48,7 +48,6 @@ def _cap_target(client) -> str:
     return client.nick if client.registered else "*"
 
 
-@command("CAP", min_params=1, pre_registration=True)
 def handle_cap(ctx: Context, msg: Message) -> None:
     """IRCv3 capability negotiation: LS, LIST, REQ, END (ircv3.net "capability-negotiation")."""
     client, reply = ctx.client, ctx.reply
@@ -120,7 +119,6 @@ def _send_cap_list(reply: Reply, target: str, sub: str, items: list[str], multil
 
 # -- PASS / NICK / USER ----------------------------------------------------
 
-@command("PASS", min_params=1, pre_registration=True)
 def handle_pass(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.1; here also the account password (see module docstring)."""
     if ctx.client.registered:
@@ -135,7 +133,6 @@ def nick_reserved_for_other(ctx: Context, nick_cf: str) -> bool:
     return nick_cf in ctx.server.account_names and (account is None or casefold(account) != nick_cf)
 
 
-@command("NICK", pre_registration=True)
 def handle_nick(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.2: set or change the nickname (431, 432, 433)."""
     client, reply, server = ctx.client, ctx.reply, ctx.server
@@ -178,7 +175,6 @@ def _clean_username(raw: str, fallback: str) -> str:
     return (name or casefold(fallback) or "user")[:USERLEN]
 
 
-@command("USER", min_params=4, pre_registration=True)
 def handle_user(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.3: ``USER <user> <mode> <unused> :<realname>`` (462 once registered).
 
@@ -200,7 +196,6 @@ def handle_user(ctx: Context, msg: Message) -> None:
 
 # -- PING / PONG / QUIT ----------------------------------------------------
 
-@command("PING", pre_registration=True)
 def handle_ping(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.7.2: answer ``PONG <server> :<token>`` (409 without a token)."""
     if not msg.params or not msg.params[0]:
@@ -209,12 +204,10 @@ def handle_ping(ctx: Context, msg: Message) -> None:
     ctx.reply.send("PONG", ctx.server.name, msg.params[0], trailing=True)
 
 
-@command("PONG", pre_registration=True)
 def handle_pong(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.7.3: any line already counts as activity; nothing more to do."""
 
 
-@command("QUIT", pre_registration=True)
 def handle_quit(ctx: Context, msg: Message) -> None:
     """RFC 2812 section 3.1.7: leave; others see ``Quit: <reason>``."""
     reason = f"Quit: {msg.params[0]}" if msg.params and msg.params[0] else "Quit"

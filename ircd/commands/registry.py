@@ -1,24 +1,29 @@
-"""The command table and the one dispatcher (in the manner of Ergo's ``irc/commands.go``).
+"""The shape of a command-table row, and the one dispatcher (in the manner of Ergo's
+``irc/commands.go``).
 
-Each command is declared once with :func:`command`, giving its handler, the
-minimum number of parameters and whether it may be used before registration.
-:func:`dispatch` applies the checks every command shares and answers them with
-the standard numerics, so handlers contain only their own logic:
+Every command is declared once, as a :class:`CommandSpec` row in
+:mod:`ircd.commands.table`, which fills :data:`COMMANDS`. :func:`dispatch`
+applies the checks every command shares and answers them with the standard
+numerics, in this order, so handlers contain only their own logic:
 
 - unknown command: 421 ERR_UNKNOWNCOMMAND (451 before registration);
 - not registered yet: 451 ERR_NOTREGISTERED (RFC 2812 section 5.2);
 - too few parameters: 461 ERR_NEEDMOREPARAMS;
+- an oper command from a non-oper: 481 ERR_NOPRIVILEGES
+  (:func:`ircd.ops.privileges.require`; RFC 2812 section 5.2);
 - an exception inside a handler: logged, answered with 400 ERR_UNKNOWNERROR,
   never fatal to the server or to other connections.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ircd.ops.privileges import require
 from ircd.protocol import numerics as N
 from ircd.protocol.message import Message
 from ircd.reply import Context, Reply, label_reply, take_label
@@ -28,7 +33,8 @@ if TYPE_CHECKING:
     from ircd.state import Client
     from ircd.worldlog import Apply
 
-__all__ = ["COMMANDS", "CommandSpec", "Context", "command", "dispatch", "label_reply", "take_label"]
+__all__ = ["ADMIN", "COMMANDS", "OPER", "CommandSpec", "Context", "Effect", "dispatch",
+           "label_reply", "take_label"]
 
 log = logging.getLogger("ircd.commands")
 
@@ -36,29 +42,54 @@ log = logging.getLogger("ircd.commands")
 Handler = Callable[[Context, Message], None]
 
 
+class Effect(enum.Enum):
+    """What a command does to the world, which decides where it runs in a cluster."""
+
+    WORLD = "world"
+    """Changes the shared world (nicks, channels, modes, bans, away...): in a cluster
+    it goes through the log and every node runs it, in log order."""
+
+    LOCAL = "local"
+    """Runs on the client's node only: it reads the world, or changes only the
+    connection (CAP, MONITOR) or this node (REHASH, DIE). What such a command
+    changes in the shared world (a login, an account, oper status) its code
+    submits as log entries of its own (``user``, ``acct``)."""
+
+    ROUTED = "routed"
+    """A message to users (PRIVMSG, NOTICE, TAGMSG): it changes nothing but the
+    recipients' screens and history."""
+
+
+OPER = "oper"
+"""``CommandSpec.privilege`` of commands for any server operator."""
+
+ADMIN = "admin"
+"""``CommandSpec.privilege`` of commands for opers of class ``admin`` only."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """One row of the command table."""
+    """One row of the command table (:mod:`ircd.commands.table`)."""
 
     name: str
+    """The command, upper case."""
     handler: Handler
+    """``handler(ctx, msg)``: the command's own logic, after :func:`dispatch`'s checks."""
     min_params: int = 0
+    """Fewer parameters are answered 461 ERR_NEEDMOREPARAMS."""
     pre_registration: bool = False
-    updates_idle: bool = False   # counts as activity for WHOIS idle time (PRIVMSG, NOTICE...)
+    """Usable before registration completes (otherwise 451 ERR_NOTREGISTERED)."""
+    privilege: str | None = None
+    """:data:`OPER` or :data:`ADMIN`: who else gets 481 ERR_NOPRIVILEGES; None: anyone."""
+    updates_idle: bool = False
+    """Counts as activity for WHOIS idle time (317)."""
+    effect: Effect = Effect.LOCAL
+    """World-changing, local, or a routed message (:class:`Effect`)."""
 
 
 COMMANDS: dict[str, CommandSpec] = {}
-
-
-def command(name: str, *, min_params: int = 0, pre_registration: bool = False,
-            updates_idle: bool = False) -> Callable[[Handler], Handler]:
-    """Decorator adding a handler to :data:`COMMANDS` under ``name`` (upper case)."""
-
-    def register(handler: Handler) -> Handler:
-        COMMANDS[name] = CommandSpec(name, handler, min_params, pre_registration, updates_idle)
-        return handler
-
-    return register
+"""Every command by name: filled from :data:`ircd.commands.table.TABLE` when the
+:mod:`ircd.commands` package is imported."""
 
 
 def dispatch(server: Server, client: Client, msg: Message,
@@ -78,6 +109,8 @@ def dispatch(server: Server, client: Client, msg: Message,
         reply.numeric(N.ERR_NOTREGISTERED, "You have not registered")
     elif len(msg.params) < spec.min_params:
         reply.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+    elif spec.privilege is not None and not require(ctx, admin=spec.privilege == ADMIN):
+        pass  # 481 ERR_NOPRIVILEGES
     else:
         if spec.updates_idle:
             client.last_active = client.last_seen  # set when this line arrived

@@ -27,7 +27,7 @@ import base64
 import binascii
 import logging
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.ops.login import log_in, login_or_create, registration_throttled_text
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
@@ -56,7 +56,6 @@ def _fail(ctx: Context, code: str = N.ERR_SASLFAIL, text: str = "SASL authentica
     ctx.reply.numeric(code, text)
 
 
-@command("AUTHENTICATE", min_params=1, pre_registration=True)
 def handle_authenticate(ctx: Context, msg: Message) -> None:
     """One step of a SASL exchange (see the module docstring)."""
     client, reply = ctx.client, ctx.reply

@@ -8,7 +8,7 @@ labels them. With ``[services] enabled = false`` both are unknown commands
 
 from __future__ import annotations
 
-from ircd.commands.registry import Context, command
+from ircd.commands.registry import Context
 from ircd.protocol import numerics as N
 from ircd.protocol.message import Message
 
@@ -22,25 +22,21 @@ def _run(ctx: Context, msg: Message, which: str) -> None:
     service.run(ctx.client, " ".join(msg.params), ctx.reply)
 
 
-@command("NS")
 def handle_ns(ctx: Context, msg: Message) -> None:
     """``NS <command> [<args>]``: a command for NickServ."""
     _run(ctx, msg, "nickserv")
 
 
-@command("NICKSERV")
 def handle_nickserv(ctx: Context, msg: Message) -> None:
     """``NICKSERV <command> [<args>]``: as NS."""
     _run(ctx, msg, "nickserv")
 
 
-@command("CS")
 def handle_cs(ctx: Context, msg: Message) -> None:
     """``CS <command> [<args>]``: a command for ChanServ."""
     _run(ctx, msg, "chanserv")
 
 
-@command("CHANSERV")
 def handle_chanserv(ctx: Context, msg: Message) -> None:
     """``CHANSERV <command> [<args>]``: as CS."""
     _run(ctx, msg, "chanserv")

@@ -58,7 +58,7 @@ def refuse_invalid_utf8(server: Server, client: Client, msg: Message) -> Context
     """The reply to ``msg``, a line that was not valid UTF-8, which is not run.
 
     ``msg`` comes from ``parse_line(raw, errors="surrogateescape")``. Returns
-    the reply (a :class:`~ircd.commands.registry.Context`) for the caller to
+    the reply (a :class:`~ircd.reply.Context`) for the caller to
     write; for ``QUIT`` the client has already been disconnected.
     """
     reply = Context(server, client)

@@ -12,6 +12,7 @@ _BATCH_IDS = itertools.count(1)
 
 
 def new_batch_id() -> str:
+    """A batch reference tag unique in this process (``h1``, ``h2``...)."""
     return f"h{next(_BATCH_IDS)}"
 
 

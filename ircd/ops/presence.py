@@ -3,8 +3,9 @@
 peers an IRCv3 ``*-notify`` capability announces a change to).
 
 The MONITOR command itself (adding and listing entries) is
-:mod:`ircd.commands.monitor`; registration, QUIT, NICK, account and away
-changes call these from their own handlers and from the core.
+:mod:`ircd.commands.monitor`. Callers: the welcome step and the services
+(online), NICK and the core's quit (offline, forget), logins, AWAY, SETNAME
+and the cluster's ``user`` entries (:func:`interested`).
 """
 
 from __future__ import annotations

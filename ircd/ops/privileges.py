@@ -26,7 +26,13 @@ def is_oper(client: Client) -> bool:
 
 
 def require(ctx: Context, admin: bool = False) -> bool:
-    """True if the client may use an oper command; otherwise answer 481 ERR_NOPRIVILEGES."""
+    """True if ``ctx.client`` is an oper (of class ``admin`` if ``admin``); otherwise
+    answer 481 ERR_NOPRIVILEGES (RFC 2812 section 5.2) and return False.
+
+    The dispatcher calls it for every command the table marks ``OPER`` or
+    ``ADMIN``; a command open to all with an oper-only part (STATS k/d) calls it
+    itself.
+    """
     oper = ctx.client.oper
     if oper is None:
         ctx.reply.numeric(N.ERR_NOPRIVILEGES, NO_PRIVILEGES)

@@ -1,8 +1,9 @@
 """Becoming a user: the nick-table entry and the welcome burst.
 
-:func:`complete_registration` is the one step that makes a registered
-connection a user (registration, the cluster's ``intro`` entry and
-pseudo-users all end here); the burst pieces (ISUPPORT, LUSERS, MOTD) are
+:func:`complete_registration` is the step that makes a registered
+connection a user (IRC registration, the SEND dialect, echobot and the
+cluster's ``intro`` entry end here; NickServ and ChanServ join the nick
+table in :mod:`ircd.services.base`); the burst pieces (ISUPPORT, LUSERS, MOTD) are
 also what the ``VERSION``, ``LUSERS`` and ``MOTD`` queries answer with.
 RFC 2812 sections 3.1 and 5.1; "Modern IRC" ("Connection Registration").
 """
@@ -53,7 +54,7 @@ def complete_registration(server, client, reply: Reply, created: bool = False,
         client.account = None
         refuse_nick(client, reply, "Nickname is already in use")
         return
-    if refused_by_kline(server, client, reply, apply):  # 465 and ERROR (ircd/commands/oper.py)
+    if refused_by_kline(server, client, reply, apply):  # 465 and ERROR (ircd/ops/bans.py)
         return
     client.registered = True
     client.update_source()

@@ -156,13 +156,14 @@ class NickServ(Service):
         core = self.core
 
         history = core.history
+        now = core.clock()
 
         def drop_account() -> bool:
             """Off the loop: delete the account, then its stored direct messages."""
             if not core.accounts.drop(account, args[0]):
                 return False
             if history is not None:
-                history.disk.delete_direct(casefold(account), time.time())
+                history.disk.delete_direct(casefold(account), now)
             return True
 
         def dropped(out: Reply) -> None:
