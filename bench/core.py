@@ -1,7 +1,7 @@
 """CPU cost of the sans-I/O core alone: ``python -m bench.core``.
 
 No sockets and no event loop: one :class:`ircd.core.Server` with in-memory
-clients whose ``write`` appends to a list, driven through
+users whose one session's ``write`` appends to a list, driven through
 :meth:`~ircd.core.Server.handle_line` exactly as the asyncio edge drives it.
 It measures the two hot paths, a channel PRIVMSG fanned out to every member
 and a direct PRIVMSG (the byte-level fast path), in CPU microseconds
@@ -45,9 +45,11 @@ def _server(tmp: Path, cluster: bool = False):
 
 
 def _user(server, nick: str, sink: list[bytes]):
-    client = server.new_client(sink.append, lambda reason: None, "127.0.0.1")
-    server.handle_line(client, f"NICK {nick}".encode())
-    server.handle_line(client, f"USER {nick} 0 * :{nick}".encode())
+    from ircd.state import CallbackSession
+
+    client = server.new_client(CallbackSession(sink.append), "127.0.0.1")
+    server.handle_line(client.session, f"NICK {nick}".encode())
+    server.handle_line(client.session, f"USER {nick} 0 * :{nick}".encode())
     return client
 
 
@@ -58,8 +60,8 @@ def fanout(members: int, messages: int) -> float:
         sink: list[bytes] = []
         users = [_user(server, f"u{i}", sink) for i in range(members)]
         for u in users:
-            server.handle_line(u, b"JOIN #bench")
-        sender = users[0]
+            server.handle_line(u.session, b"JOIN #bench")
+        sender = users[0].session
         line = b"PRIVMSG #bench :" + b"x" * 64
         sink.clear()
         start = time.process_time()
@@ -80,9 +82,10 @@ def direct(messages: int) -> float:
         _user(server, "bob", sink)
         line = b"PRIVMSG bob :" + b"x" * 64
         sink.clear()
+        session = a.session
         start = time.process_time()
         for _ in range(messages):
-            server.handle_line(a, line)
+            server.handle_line(session, line)
             sink.clear()
         spent = time.process_time() - start
         store.close()
@@ -134,7 +137,7 @@ def cluster(members: int, messages: int) -> tuple[float, float, float]:
         sender = users[0]
         if members:
             for u in users:
-                (a if u.node == ra.node.id else b).handle_line(u, b"JOIN #bench")
+                (a if u.node == ra.node.id else b).handle_line(u.session, b"JOIN #bench")
                 pump_all()
             line = b"PRIVMSG #bench :" + b"x" * 64
         else:
@@ -142,10 +145,11 @@ def cluster(members: int, messages: int) -> tuple[float, float, float]:
         assert sender.registered and users[1].registered
         sink.clear()
         first = len(log.entries) + len(log.routed)
+        session = sender.session
         t0 = time.process_time()
         for _ in range(messages):
-            a.handle_line(sender, line)
-            if sender.in_flight >= 32:   # stay below MAX_IN_FLIGHT, as the edge would
+            a.handle_line(session, line)
+            if session.in_flight >= 32:   # stay below MAX_IN_FLIGHT, as the edge would
                 log.step(pa, 1 << 30)
         log.step(pa, 1 << 30)
         t1 = time.process_time()

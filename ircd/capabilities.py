@@ -7,6 +7,8 @@ would break its whole negotiation). ``CAP LS 302`` shows the values.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 # name -> value shown by CAP LS 302 (None: no value)
 CAPABILITIES: dict[str, str | None] = {
     "account-notify": None,        # ACCOUNT when a user logs in after registration
@@ -31,13 +33,13 @@ CAPABILITIES: dict[str, str | None] = {
     "znc.in/self-message": None,   # messages you send to yourself come back with your source
 }
 
-# Bits of Client.tagmask: which tags a client gets on relayed messages.
+# Bits of Session.tagmask: which tags a session gets on relayed messages.
 TAG_MESSAGE_TAGS = 1   # msgid and client-only tags
 TAG_SERVER_TIME = 2    # time
 TAG_ACCOUNT = 4        # account
 
 
-def tagmask(caps: set[str]) -> int:
+def tagmask(caps: Collection[str]) -> int:
     """The tag bits for a client with ``caps`` enabled."""
     mask = 0
     if "message-tags" in caps:

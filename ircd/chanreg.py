@@ -300,7 +300,7 @@ class ChannelRegistry:
         if reply is not None:
             event.send_to(chan.members, exclude=reply.client)
             if reply.client in chan.members:
-                reply.raw(event.str_for(reply.client.tagmask))
+                reply.raw(event.str_for(reply.session.tagmask))
         else:
             event.send_to(chan.members)
         return True
@@ -352,8 +352,7 @@ class ChannelRegistry:
                 chan.members, exclude=cs)
         elif not on and cs in chan.members:
             Event(f":{cs.source} PART {chan.name} :Guard off", t).send_to(chan.members, exclude=cs)
-            chan.members.pop(cs, None)
-            cs.channels.pop(casefold(chan.name), None)
+            self.server.world.part(cs, chan)  # (a registered channel: never forgotten)
 
 
 def _entries(raw: list) -> list[tuple[str, str, float]]:

@@ -1,7 +1,8 @@
 """The server's sans-I/O core: one object that owns the world and runs commands.
 
 The asyncio edge (:mod:`ircd.net`) and the course dialect (:mod:`ircd.simple`)
-create clients with :meth:`Server.new_client`, feed each received line to
+create users with :meth:`Server.new_client`, giving each its connection's
+:class:`~ircd.state.Session`, feed each line a session received to
 :meth:`Server.handle_line`, report lost connections with :meth:`Server.quit`
 and call :meth:`Server.tick` about once a second. Blocking work (password
 hashing, database access) goes through the injected :class:`Scheduler`, and
@@ -27,7 +28,7 @@ from ircd.chanstore import ChannelStore
 from ircd.cloak import cloak_host
 from ircd.commands import dispatch, refuse_invalid_utf8, relay_direct_fast
 from ircd.config import Config
-from ircd.events import Event
+from ircd.events import Event, Ids
 from ircd.history import HistoryStore
 from ircd.limits import LoginThrottle, RegistrationThrottle
 from ircd.listfilter import ELIST
@@ -38,7 +39,7 @@ from ircd.protocol.casemap import CASEMAPPING, CHANTYPES, casefold
 from ircd.protocol.message import Message, Parsed, fit_line, parse_received
 from ircd.reply import Reply
 from ircd.serverbans import BanList, ServerBan, ServerBanStore
-from ircd.state import NAMELEN, USERLEN, Channel, Client, World
+from ircd.state import NAMELEN, USERLEN, Channel, Client, Session, World
 from ircd.whowas import WhowasEntry, WhowasLog
 from ircd.worldlog import Apply, LocalLog, WorldLog
 
@@ -147,6 +148,7 @@ class Server:
         self.login_throttle = LoginThrottle(config.limits)
         self.registration_throttle = RegistrationThrottle(config.accounts, config.limits)
         self.stats = Stats()  # counters for the metrics endpoint (ircd.metrics)
+        self.ids = Ids()  # message ids and batch reference tags (ircd.events)
         self.whowas = WhowasLog(config.server.whowas_length)
         self._last_prune = self.created
         self._last_names_refresh = self.created
@@ -238,15 +240,17 @@ class Server:
 
     # -- connections -------------------------------------------------------
 
-    def new_client(self, write: Callable[[bytes], None], close: Callable[[str], None],
-                   ip: str, kind: str = "irc") -> Client:
-        """Create the state for a new connection from ``ip``."""
+    def new_client(self, session: Session, ip: str, kind: str = "irc") -> Client:
+        """Create the (not yet registered) :class:`~ircd.state.User` of a new
+        connection from ``ip``, with ``session`` as its one session."""
         self._next_id += 1
+        now = self.clock()
         # In a cluster, ids are network-unique: the node's id in the high bits.
-        client = Client((self.node_id << 32) + self._next_id, write, close, ip, kind,
-                        self.clock())
+        client = Client((self.node_id << 32) + self._next_id, ip, kind, now)
         client.node = self.node_id
         client.host = self.visible_host(ip, client.host)
+        session.last_seen = now
+        client.attach(session)
         self.world.clients[client.id] = client
         return client
 
@@ -293,62 +297,68 @@ class Server:
         if self.log.current is None:
             self.log.publish_account_name(name, present)
 
-    def handle_line(self, client: Client, line: bytes | object) -> None:
-        """Take one received line (bytes without CR LF, or ``LineTooLong``).
+    def handle_line(self, session: Session, line: bytes | object) -> None:
+        """Take one line (bytes without CR LF, or ``LineTooLong``) that ``session``
+        received; its user issues the command, its replies go to ``session``.
 
         A sequenced world log (a cluster) takes it
         (:meth:`ircd.worldlog.WorldLog.handle_line`); on a single node it runs
-        at once, as :meth:`run_line` does.
+        at once, as :meth:`run_line` does (inlined: the hot path).
         """
         if self.log.sequenced:
-            self.log.handle_line(client, line)
+            self.log.handle_line(session, line)
             return
+        client = session.user
         if client.quitting:
             return
-        client.last_seen = self.clock()
+        session.last_seen = self.clock()
         if not isinstance(line, bytes):  # LineTooLong
-            self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            self.send_numeric(session, N.ERR_INPUTTOOLONG, "Input line was too long")
             return
-        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
+        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, session, line):
             return
-        self.run_parsed(client, parse_received(line))
+        self.run_parsed(session, parse_received(line))
 
-    def run_line(self, client: Client, line: bytes | object) -> None:
-        """Parse and run one received line now, on this node.
+    def run_line(self, session: Session, line: bytes | object) -> None:
+        """Parse and run one line ``session`` received now, on this node.
 
         A line over the limits gets 417 ERR_INPUTTOOLONG and is dropped
         ("Modern IRC"); the connection stays usable. A line that is not valid
         UTF-8 is not run: it gets the answer of
         :func:`~ircd.commands.utf8only.refuse_invalid_utf8` (IRCv3 utf8-only).
         """
+        client = session.user
         if client.quitting:
             return
-        client.last_seen = self.clock()
+        session.last_seen = self.clock()
         if not isinstance(line, bytes):  # LineTooLong
-            self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+            self.send_numeric(session, N.ERR_INPUTTOOLONG, "Input line was too long")
             return
-        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, client, line):
+        if line[:8] == b"PRIVMSG " and relay_direct_fast(self, session, line):
             return
-        self.run_parsed(client, parse_received(line))
+        self.run_parsed(session, parse_received(line))
 
-    def run_parsed(self, client: Client, parsed: Parsed) -> None:
-        """Run one received line, parsed by :func:`~ircd.protocol.message.parse_received`."""
+    def run_parsed(self, session: Session, parsed: Parsed) -> None:
+        """Run one line ``session`` received, parsed by
+        :func:`~ircd.protocol.message.parse_received`; the reply goes to ``session``."""
         msg = parsed.msg
         if msg is None:
             if parsed.too_long:
-                self.send_numeric(client, N.ERR_INPUTTOOLONG, "Input line was too long")
+                self.send_numeric(session, N.ERR_INPUTTOOLONG, "Input line was too long")
             return  # an empty or prefix-only line is ignored, as RFC 1459 allows
+        client = session.user
         # UTF8ONLY (IRCv3 utf8-only): a line that is not UTF-8 is answered, never run.
-        reply = (dispatch(self, client, msg) if parsed.valid
-                 else refuse_invalid_utf8(self, client, msg))
+        reply = (dispatch(self, client, msg, session) if parsed.valid
+                 else refuse_invalid_utf8(self, client, msg, session))
         if reply.lines and not client.quitting:
-            client.write(reply.to_bytes())
+            session.write(reply.to_bytes())
 
-    def send_numeric(self, client: Client, code: str, *params: str) -> None:
-        """Write one numeric to ``client`` at once (outside a command's reply)."""
-        reply = Reply(self.name, client)
+    def send_numeric(self, to: Client | Session, code: str, *params: str) -> None:
+        """Write one numeric at once (outside a command's reply) to a user (each of
+        its sessions) or to one session."""
+        reply = (Reply(self.name, to.user, to) if isinstance(to, Session) else Reply(self.name, to))
         reply.numeric(code, *params)
-        client.write(reply.to_bytes())
+        to.write(reply.to_bytes())
 
     def notice(self, client: Client, text: str) -> None:
         """Write a server NOTICE to ``client``."""
@@ -470,15 +480,18 @@ class Server:
                 if now - client.signon > s.registration_timeout:
                     self.quit(client, "Registration timeout", error="Registration timeout")
                 continue
-            silent = now - client.last_seen
-            if client.ping_sent and client.last_seen < client.ping_sent:
-                if now - client.ping_sent > s.ping_timeout:
-                    secs = int(now - client.last_seen)
-                    self.quit(client, f"Ping timeout: {secs} seconds",
-                              error=f"Ping timeout: {secs} seconds")
-            elif silent > s.ping_interval:
-                client.ping_sent = now
-                client.write(f"PING :{self.name}\r\n".encode())
+            for session in client.sessions:
+                silent = now - session.last_seen
+                if session.ping_sent and session.last_seen < session.ping_sent:
+                    if now - session.ping_sent > s.ping_timeout:
+                        secs = int(now - session.last_seen)
+                        # (one session per user today: its timeout ends the user)
+                        self.quit(client, f"Ping timeout: {secs} seconds",
+                                  error=f"Ping timeout: {secs} seconds")
+                        break
+                elif silent > s.ping_interval:
+                    session.ping_sent = now
+                    session.write(f"PING :{self.name}\r\n".encode())
 
     # -- server bans (storage; the commands are in ircd/commands/oper.py) --------
 

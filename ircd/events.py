@@ -1,9 +1,9 @@
 """Relayed messages: one event, serialised once per distinct set of tags.
 
-When a user's message goes to N clients, each client may want different
+When a user's message goes to N sessions, each may want different
 IRCv3 tags (server-time's ``time``, message-tags' ``msgid`` and client-only
 tags, account-tag's ``account``). An :class:`Event` holds the line without
-tags and builds each variant the first time a client needs it, so a fan-out
+tags and builds each variant the first time a session needs it, so a fan-out
 costs at most eight serialisations (one per combination), usually one.
 """
 
@@ -17,18 +17,35 @@ from collections.abc import Callable
 from ircd.capabilities import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from ircd.protocol.message import escape_tag_value
 
-_BOOT = os.urandom(4).hex()
-_COUNTER = itertools.count(1)
 
+class Ids:
+    """The identifiers one server makes: message ids and batch reference tags.
 
-def new_msgid() -> str:
-    """A server-unique message id (IRCv3 message-ids): process prefix + counter.
-
-    A node of a cluster makes the ids of an entry it applies with
+    :meth:`msgid` gives IRCv3 message-ids unique to this server's run: a random
+    prefix (``boot``, 8 hex digits unless given) and a hexadecimal counter. A
+    node of a cluster makes the ids of an entry it applies with
     :meth:`ircd.worldlog.Apply.new_msgid` instead (from the entry id, the same
     on every node); the handler passes that factory to :class:`Event`.
+    :meth:`batch` gives IRCv3 batch reference tags (``h1``, ``L2``...: ASCII
+    letters and digits, unique to this server's run, so never the same as a
+    batch still open on any connection). Owned by :class:`ircd.core.Server`
+    (``server.ids``), never shared between servers.
     """
-    return f"{_BOOT}{next(_COUNTER):x}"
+
+    __slots__ = ("boot", "_msgids", "_batches")
+
+    def __init__(self, boot: str | None = None) -> None:
+        self.boot = os.urandom(4).hex() if boot is None else boot
+        self._msgids = itertools.count(1)
+        self._batches = itertools.count(1)
+
+    def msgid(self) -> str:
+        """A new message id (``str``), e.g. ``"9f3c0a1b2a"``."""
+        return f"{self.boot}{next(self._msgids):x}"
+
+    def batch(self, prefix: str = "h") -> str:
+        """A new batch reference tag: ``prefix`` (ASCII letters) and a number."""
+        return f"{prefix}{next(self._batches)}"
 
 
 def format_time(t: float) -> str:
@@ -62,7 +79,7 @@ class Event:
     ``line`` is the line without tags and without CR LF. ``t`` is unix
     seconds; ``msgid`` is set for PRIVMSG/NOTICE/TAGMSG: a string, or a
     function making one (called once, when a recipient first needs it:
-    :func:`new_msgid`, or an :class:`~ircd.worldlog.Apply`'s); ``account`` is the
+    :meth:`Ids.msgid`, or an :class:`~ircd.worldlog.Apply`'s); ``account`` is the
     sender's account; ``client_tags`` are the sender's ``+`` tags (raw values).
     """
 
@@ -124,10 +141,40 @@ class Event:
         tags = self.tags_for(mask, extra)
         return (tags + " " if tags else "") + self.line
 
-    def send_to(self, clients, exclude=None) -> None:
-        """Write the event to each client (except ``exclude``), in the variant it needs."""
+    def send_to(self, users, exclude=None) -> None:
+        """Write the event to each local session of each user in ``users`` (except
+        user ``exclude``), in the variant each session needs; a user with no
+        session here (on another node) costs one empty loop."""
         plain = self.plain
-        for c in clients:
-            if c is not exclude:
-                m = c.tagmask
-                c.write(plain if not m else self.bytes_for(m))
+        for u in users:
+            if u is not exclude:
+                s = u.session  # the one session (the usual case), else None
+                if s is not None:
+                    m = s.tagmask
+                    s.write(plain if not m else self.bytes_for(m))
+                elif u.sessions:  # several
+                    for s in u.sessions:
+                        m = s.tagmask
+                        s.write(plain if not m else self.bytes_for(m))
+
+    def send_to_sessions(self, sessions, exclude=None) -> None:
+        """Write the event to each of ``sessions`` except ``exclude`` (a channel's
+        :meth:`~ircd.state.Channel.local_sessions`: the channel message hot path)."""
+        plain = self.plain
+        for s in sessions:
+            if s is not exclude:
+                m = s.tagmask
+                s.write(plain if not m else self.bytes_for(m))
+
+    def send_with_cap(self, users, cap: str, exclude=None) -> None:
+        """:meth:`send_to`, only to the sessions that enabled IRCv3 capability ``cap``."""
+        for u in users:
+            if u is not exclude:
+                for s in u.sessions:
+                    if cap in s.caps:
+                        s.write(self.bytes_for(s.tagmask))
+
+    def write_to(self, sessions) -> None:
+        """Write the event to each of ``sessions`` (:class:`~ircd.state.Session`)."""
+        for s in sessions:
+            s.write(self.bytes_for(s.tagmask))

@@ -21,7 +21,6 @@ moves bytes and applies the limits of :mod:`ircd.limits`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -37,6 +36,7 @@ from ircd.limits import ConnectionLimiter, TokenBucket
 from ircd.protocol.framing import LineDecoder, LineTooLong
 from ircd.protocol.message import fit_line
 from ircd.simple import SimpleSession
+from ircd.state import Session
 
 log = logging.getLogger("ircd.net")
 
@@ -124,26 +124,40 @@ class Flusher:
             conn.flush()
 
 
-class Connection(asyncio.Protocol):
+class Connection(Session, asyncio.Protocol):
     """One client connection speaking IRC, or the SEND/SEND-OK dialect.
 
     With ``dialect="auto"`` (the IRC and TLS ports) a first line starting with
     ``HELLO-FROM `` switches the connection to the SEND/SEND-OK dialect;
     ``dialect="simple"`` (the dedicated listener) speaks only that dialect.
+
+    An IRC connection is itself its user's :class:`~ircd.state.Session`
+    (``client`` is the :class:`~ircd.state.User`): the core writes to it and
+    pauses it directly, with no callables kept per connection. Memory per
+    idle connection is kept small (``__slots__``; ``out`` and ``backlog`` are
+    None until there is output or a line waits; no per-connection bound
+    methods).
     """
 
+    __slots__ = (
+        "node", "core", "dialect", "transport", "decoder", "out", "closed",
+        "sendq_exceeded", "admitted", "backlog", "paused", "timer", "client", "simple",
+        "first_line", "peer", "ip", "opened", "login_timer", "sendq", "flood_backlog",
+        "bucket",
+    )
+
     def __init__(self, node: Node, dialect: str = "auto") -> None:
+        Session.__init__(self)
         self.node = node
         self.core: Server = node.core
         self.dialect = dialect
         self.transport: Any = None
         self.decoder = LineDecoder()
-        self.out: list[bytes] = []
-        self.dirty = False
+        self.out: list[bytes] | None = None  # output not yet flushed (None: none)
         self.closed = False
         self.sendq_exceeded = False
         self.admitted = False
-        self.backlog: deque = deque()
+        self.backlog: deque | None = None    # lines waiting, oldest first (None: none)
         self.paused = False
         self.timer: asyncio.TimerHandle | None = None
         self.client: Any = None
@@ -165,11 +179,10 @@ class Connection(asyncio.Protocol):
         self.admit()
 
     def note_peer(self, transport: Any) -> None:
-        """Turn on TCP_NODELAY and record the peer's address (``ip``, ``peer`` as ``ip:port``)."""
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError, ValueError):  # (a socket closed meanwhile)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """Record the peer's address (``ip``, ``peer`` as ``ip:port``).
+
+        (TCP_NODELAY is on already: asyncio's and uvloop's TCP transports set it.)
+        """
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
         self.peer = f"{self.ip}:{peer[1]}" if peer else "?"
@@ -231,8 +244,7 @@ class Connection(asyncio.Protocol):
             self._start_simple()
             log.info("connect %s (SEND dialect)", self.peer)
             return
-        self.client = self.core.new_client(self.write, self.close, self.ip)
-        self.client.resume = self.resume
+        self.client = self.core.new_client(self, self.ip)
         log.info("connect %s (client %d%s)", self.peer, self.client.id,
                  ", TLS" if transport.get_extra_info("sslcontext") else "")
 
@@ -257,14 +269,21 @@ class Connection(asyncio.Protocol):
                 self.decoder.max_line = IRC_MAX_LINE
                 lines = [LineTooLong if isinstance(line, bytes) and len(line) > IRC_MAX_LINE
                          else line for line in lines]
-        if self.backlog or (self.client is not None and self.client.pending):
+        if self.backlog or self.pending:
             # Lines wait behind older ones, or behind the client's asynchronous step
             # (a password check, OPER, a services write, a line in the cluster log):
             # its answer comes first, then these, in order.
-            self.backlog.extend(lines)
+            self._keep(lines)
             self._check_backlog()
         else:
             self._run(lines)
+
+    def _keep(self, lines: Any) -> None:
+        """Append ``lines`` to the backlog (made on first use)."""
+        backlog = self.backlog
+        if backlog is None:
+            backlog = self.backlog = deque()
+        backlog.extend(lines)
 
     def connection_lost(self, exc: Exception | None) -> None:
         node = self.node
@@ -277,8 +296,8 @@ class Connection(asyncio.Protocol):
             self.login_timer = None
         was_closed = self.closed
         self.closed = True
-        self.out = []
-        self.backlog.clear()
+        self.out = None
+        self.backlog = None
         if self.simple is not None:
             self.simple.connection_lost(
                 "Connection reset by peer" if exc else "Connection closed")
@@ -330,11 +349,11 @@ class Connection(asyncio.Protocol):
                 if not self.closed:
                     # The lines after this one wait for its answer, in order.
                     self.bucket.give_back(allowed - i - 1)
-                    self.backlog.extend(lines[i + 1:])
+                    self._keep(lines[i + 1:])
                     self._check_backlog()
                 return
         if allowed < len(lines):
-            self.backlog.extend(lines[allowed:])
+            self._keep(lines[allowed:])
             self._wait_for_budget()
 
     def _handle(self, line: Any) -> bool:
@@ -347,9 +366,8 @@ class Connection(asyncio.Protocol):
             else:
                 simple.handle_line(line)
             return self.closed
-        client = self.client
-        self.core.handle_line(client, line)
-        return self.closed or client.pending
+        self.core.handle_line(self, line)
+        return self.closed or self.pending
 
     def _wait_for_budget(self) -> None:
         self._check_backlog()
@@ -361,7 +379,7 @@ class Connection(asyncio.Protocol):
         steps allow: each line is taken from the front of the deque, so a long
         backlog costs O(1) per line handled, never a copy per resumption."""
         backlog = self.backlog
-        if self.closed or (self.client is not None and self.client.pending):
+        if self.closed or self.pending:
             return
         if backlog:
             allowed = self.bucket.take_upto(self.node.loop.time(), len(backlog))
@@ -375,22 +393,27 @@ class Connection(asyncio.Protocol):
             else:
                 if backlog:
                     self._wait_for_budget()
-        if not self.closed and self.paused and len(backlog) <= self.flood_backlog:
+        if self.closed:
+            return
+        if self.paused and (not backlog or len(backlog) <= self.flood_backlog):
             self.paused = False
             self.transport.resume_reading()
+        if backlog is not None and not backlog and self.backlog is backlog:
+            self.backlog = None  # an idle connection keeps no empty deque
 
     def _on_timer(self) -> None:
         self.timer = None
         self._drain()
 
     def resume(self) -> None:
-        """Called by the core when a password check has finished."""
+        """Called by the core when ``pending`` clears (a password check has finished)."""
         self._drain()
 
     def _check_backlog(self) -> None:
-        if len(self.backlog) <= self.flood_backlog or self.closed:
+        backlog = self.backlog
+        if backlog is None or len(backlog) <= self.flood_backlog or self.closed:
             return
-        if self.client is not None and self.client.pending:
+        if self.pending:
             # Waiting for our own password check is not the client's fault: stop reading.
             if not self.paused:
                 self.paused = True
@@ -402,7 +425,7 @@ class Connection(asyncio.Protocol):
         """Disconnect this client for ``Excess Flood`` (counted in the metrics)."""
         log.warning("excess flood from %s", self.peer)
         self.core.stats.flood_disconnects += 1
-        self.backlog.clear()
+        self.backlog = None
         if self.client is not None:
             self.core.quit(self.client, "Excess Flood", error="Excess Flood")
         else:
@@ -416,19 +439,20 @@ class Connection(asyncio.Protocol):
         """Queue ``data`` (complete lines, bytes) for this connection."""
         if self.closed:
             return
-        self.out.append(data)
-        if not self.dirty:
-            self.dirty = True
+        out = self.out
+        if out is None:
+            self.out = [data]
             self.node.flusher.mark(self)
+        else:
+            out.append(data)
 
     def flush(self) -> None:
         """Hand the queued output to the transport; enforce the sendq."""
-        self.dirty = False
-        if not self.out or self.transport is None:
+        out = self.out
+        self.out = None
+        if not out or self.transport is None:
             return
-        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-        self.out = []
-        self.transport.write(data)
+        self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         self.enforce_sendq()
 
     def enforce_sendq(self) -> None:
@@ -454,7 +478,11 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         if self.simple is None:
-            self.out.append((fit_line(f"ERROR :{reason}") + "\r\n").encode())  # 512 bytes at most
+            error = (fit_line(f"ERROR :{reason}") + "\r\n").encode()  # 512 bytes at most
+            if self.out is None:
+                self.out = [error]
+            else:
+                self.out.append(error)
         self.flush()
         self.closed = True
         if self.timer is not None:

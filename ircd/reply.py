@@ -11,15 +11,15 @@ Lines written to *other* clients go straight to them.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ircd.events import new_msgid
 from ircd.protocol.message import escape_tag_value, fit_line, format_line
+from ircd.state import NO_SESSION, Session
 
 if TYPE_CHECKING:
     from ircd.core import Server
+    from ircd.events import Ids
     from ircd.state import Client
     from ircd.worldlog import Apply
 
@@ -33,17 +33,23 @@ def _middle(param: str) -> str:
 
 
 class Reply:
-    """Lines (``str`` without CR LF) for the client that issued one command.
+    """Lines (``str`` without CR LF) for the session that sent one command.
 
-    ``server_name`` is the source of numerics; ``nick`` the target nick
-    (``"*"`` before registration) and is read when each numeric is built.
+    ``server_name`` is the source of numerics; ``client`` the issuing user,
+    whose nick (``"*"`` before registration) is read when each numeric is
+    built; ``session`` the :class:`~ircd.state.Session` the lines are for,
+    whose capabilities decide their tags (default: the user's first session,
+    or a :class:`~ircd.state.NoSession` when it has none here).
     """
 
-    __slots__ = ("server_name", "client", "lines")
+    __slots__ = ("server_name", "client", "session", "lines")
 
-    def __init__(self, server_name: str, client) -> None:
+    def __init__(self, server_name: str, client, session: Session | None = None) -> None:
         self.server_name = server_name
         self.client = client
+        if session is None:
+            session = getattr(client, "session", None) or NO_SESSION
+        self.session = session
         self.lines: list[str] = []
 
     def numeric(self, code: str, *params: str) -> None:
@@ -87,9 +93,14 @@ class Reply:
 
 
 class Context(Reply):
-    """What a handler works with: ``server``, the issuing ``client``, ``reply``
-    and ``apply``.
+    """What a handler works with: ``server``, the issuing user ``client``, the
+    ``session`` (connection) the line came from, ``reply`` and ``apply``.
 
+    A handler acts on the user (identity, channels, modes); what is per
+    connection (capabilities, the label, the SASL exchange, CAP state) it
+    reads from ``session``, and its reply goes to that session only. For a
+    command with no connection of ours behind it (a remote user's, applied
+    from a cluster's log) ``session`` is the shared :data:`~ircd.state.NO_SESSION`.
     The context is itself the command's :class:`Reply` (``ctx.reply is
     ctx``): one object per command on the hot path instead of two.
     ``apply`` is the log entry being applied (:class:`ircd.worldlog.Apply`:
@@ -100,11 +111,13 @@ class Context(Reply):
 
     __slots__ = ("server", "apply")
 
-    def __init__(self, server: Server, client: Client, apply: Apply | None = None) -> None:
+    def __init__(self, server: Server, client: Client, session: Session | None = None,
+                 apply: Apply | None = None) -> None:
         self.server_name = server.name
         self.client = client
         self.lines = []
         self.server = server
+        self.session = session if session is not None else NO_SESSION
         self.apply = apply
 
     @property
@@ -127,31 +140,32 @@ class Context(Reply):
     def new_msgid(self) -> Callable[[], str]:
         """What makes the command's message ids (for :class:`ircd.events.Event`)."""
         apply = self.apply
-        return new_msgid if apply is None else apply.new_msgid
+        return self.server.ids.msgid if apply is None else apply.new_msgid
 
 
-def take_label(client: Client, reply: Reply) -> None:
-    """Label a reply that completes a command answered asynchronously (see :func:`dispatch`)."""
-    label = client.pending_label
+def take_label(session: Session | None, reply: Reply, ids: Ids) -> None:
+    """Label a reply that completes a command ``session`` sent, answered
+    asynchronously (see :func:`ircd.commands.registry.dispatch`); ``ids`` is the
+    server's (``server.ids``), for a batch reference tag."""
+    if session is None:
+        return
+    label = session.pending_label
     if label is not None:
-        client.pending_label = None
-        label_reply(reply, label, "batch" in client.caps)
-
-
-_labels = itertools.count(1)
+        session.pending_label = None
+        label_reply(reply, label, "batch" in session.caps, ids)
 
 
 def _with_tag(line: str, tag: str) -> str:
     return f"@{tag};{line[1:]}" if line.startswith("@") else f"@{tag} {line}"
 
 
-def label_reply(reply: Reply, label: str, batch: bool) -> None:
+def label_reply(reply: Reply, label: str, batch: bool, ids: Ids) -> None:
     """Mark a command's reply with its ``label`` (IRCv3 labeled-response).
 
     No lines: one ``ACK``. One line: the line carries the label. Several: a
     ``BATCH +id labeled-response`` carrying the label around them (every line
     tagged ``batch=id``), when the client has ``batch``; otherwise only the
-    first line is labeled.
+    first line is labeled. ``ids`` makes the batch's reference tag (``server.ids``).
     """
     tag = "label=" + escape_tag_value(label)
     lines = reply.lines
@@ -160,7 +174,7 @@ def label_reply(reply: Reply, label: str, batch: bool) -> None:
     elif len(lines) == 1 or not batch:
         lines[0] = _with_tag(lines[0], tag)
     else:
-        ref = f"L{next(_labels)}"
+        ref = ids.batch("L")
         # Lines already in a nested batch (e.g. chathistory) keep their own batch tag.
         inner = [line if line.startswith("@") and "batch=" in line.split(" ", 1)[0]
                  else _with_tag(line, f"batch={ref}") for line in lines]

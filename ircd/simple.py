@@ -25,7 +25,7 @@ from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.protocol.message import MAX_LINE_BODY, Message, MessageParseError, parse_line
 from ircd.reply import Reply
-from ircd.state import USERLEN, Client
+from ircd.state import USERLEN, CallbackSession, Client
 
 log = logging.getLogger("ircd.simple")
 
@@ -117,6 +117,7 @@ class SimpleSession:
         self._close = close
         self.ip = ip
         self.client: Client | None = None
+        self.session: CallbackSession | None = None  # the client's, once HELLO-FROM made it
         self.closed = False
         # In a cluster a HELLO-FROM or SEND waits for the log; lines after it wait here.
         self._busy = False
@@ -138,8 +139,8 @@ class SimpleSession:
             self._held.append(line)
             return
         text = line.decode("utf-8", "replace").replace("\r", "").replace("\0", "")
-        if self.client is not None:
-            self.client.last_seen = self.core.clock()
+        if self.session is not None:
+            self.session.last_seen = self.core.clock()
         verb, _, rest = text.partition(" ")
         if verb == "HELLO-FROM":
             self._hello(rest)
@@ -189,20 +190,21 @@ class SimpleSession:
         if online >= cfg.simple.max_clients:
             self._out("BUSY")
             return
-        client = core.new_client(self._from_irc, self._closed_by_core, self.ip, kind="simple")
+        session = self.session = CallbackSession(self._from_irc, self._closed_by_core)
+        client = core.new_client(session, self.ip, kind="simple")
         client.user = name[:USERLEN]
         client.realname = name
         client.set_nick(name)
         reply = Reply(core.name, client)
         complete_registration(core, client, reply)
-        if client.pending:  # a cluster: the nick claim is in the log
+        if session.pending:  # a cluster: the nick claim is in the log
             self._busy = True
 
             def claimed() -> None:
                 self._hello_done(client, name)
                 self._done()
 
-            client.resume = claimed
+            session.on_resume = claimed
             return
         self._hello_done(client, name)
 
@@ -241,7 +243,8 @@ class SimpleSession:
             self._send_through_log(client, target, pieces)
             return
         for piece in pieces:
-            refusal = _refusal(dispatch(core, client, Message("PRIVMSG", [target, piece])))
+            refusal = _refusal(dispatch(core, client, Message("PRIVMSG", [target, piece]),
+                                        self.session))
             if refusal:
                 self._out(refusal)
                 return
@@ -311,11 +314,13 @@ class EchoBot:
 
     def __init__(self, core, nick: str = "echobot") -> None:
         self.core = core
-        client = core.new_client(self._received, lambda reason: None, "127.0.0.1", kind="bot")
+        # The bot's session is its inbox: the lines delivered to it (no connection).
+        client = core.new_client(CallbackSession(self._received), "127.0.0.1",
+                                 kind="bot")
         client.user = "echobot"
         client.realname = "Echoes every direct message back"
         client.set_nick(nick)
-        client.modes.add("B")  # a bot (IRCv3 bot-mode): 335 in WHOIS, B in WHO, the bot tag
+        client.set_mode("B", True)  # a bot (IRCv3 bot-mode): 335 in WHOIS, B in WHO, the bot tag
         complete_registration(core, client, Reply(core.name, client))
         for chan in client.channels.values():
             chan.members[client] = ""  # a bot is never a channel operator

@@ -469,7 +469,7 @@ class WebSocketConnection(Connection):
         if self.closed:
             return
         tokens = self.bucket.charge(self.node.loop.time())
-        if len(self.backlog) + max(0.0, -tokens) > self.flood_backlog:
+        if len(self.backlog or ()) + max(0.0, -tokens) > self.flood_backlog:
             self.excess_flood()
 
     def _after_events(self) -> None:

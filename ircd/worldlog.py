@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ircd.core import Server
     from ircd.protocol.message import Message
     from ircd.reply import Reply
-    from ircd.state import Client
+    from ircd.state import Client, Session
 
 
 class Apply:
@@ -104,8 +104,8 @@ class WorldLog(Protocol):
     def current(self) -> Apply | None:
         """The entry being applied, or None."""
 
-    def handle_line(self, client: Client, line: bytes | object) -> None:
-        """Take one received line of ``client`` (bytes without CR LF, or
+    def handle_line(self, session: Session, line: bytes | object) -> None:
+        """Take one line ``session`` received (bytes without CR LF, or
         ``LineTooLong``): run it, or sequence it and run it when it comes back."""
 
     def submit_message(self, client: Client, msg: Message,
@@ -145,16 +145,16 @@ class LocalLog:
         self.server = server
         self.nodes: dict[int, Any] = {}
 
-    def handle_line(self, client: Client, line: bytes | object) -> None:
+    def handle_line(self, session: Session, line: bytes | object) -> None:
         """Run the line at once (:meth:`ircd.core.Server.run_line`)."""
-        self.server.run_line(client, line)
+        self.server.run_line(session, line)
 
     def submit_message(self, client: Client, msg: Message,
                        done: Callable[[Reply | None], None] | None = None) -> None:
         """Run ``msg`` as ``client`` at once; ``done`` gets its reply."""
         from ircd.commands.registry import dispatch
 
-        reply = dispatch(self.server, client, msg)
+        reply = dispatch(self.server, client, msg, client.session)
         if done is not None:
             done(reply)
 

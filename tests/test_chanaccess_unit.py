@@ -17,7 +17,7 @@ from ircd.state import Channel, Client
 
 
 def _client(nick: str, user: str = "u", ip: str = "10.0.0.1") -> Client:
-    c = Client(1, lambda data: None, lambda reason: None, ip)
+    c = Client(1, ip)
     c.user = user
     c.set_nick(nick)
     return c
@@ -88,7 +88,7 @@ def test_list_masks_are_compiled_once_per_channel_and_the_cache_is_bounded():
 
     chan = Channel("#c", 0.0)
     chan.bans = [(f"?????{i:03d}" + "?z" * 200, "op", 0.0) for i in range(100)]
-    user = Client(1, lambda b: None, lambda r: None, "127.0.0.1", "irc", 0.0)
+    user = Client(1, "127.0.0.1", "irc", 0.0)
     user.set_nick("someone")
     user.user, user.host = "u", "h"
     user.update_source()

@@ -170,7 +170,7 @@ class Log(MemoryLog):
     def settle(self) -> None:
         """Every node applies everything (entries appended meanwhile too)."""
         while any(self.behind(p) for p in self.ports) or any(
-                u.outbox and not u.conn.client.pending and not u.conn.client.quitting
+                u.outbox and not u.conn.client.session.pending and not u.conn.client.quitting
                 for u in self.users):
             for port in self.ports:
                 self.step(port, 1 << 30)
@@ -183,7 +183,7 @@ class User:
     def __init__(self, server: Server) -> None:
         self.conn = Conn(server)
         self.outbox: deque[bytes] = deque()
-        self.conn.client.resume = self.flush
+        self.conn.client.session.on_resume = self.flush
 
     def send(self, line: bytes) -> None:
         self.outbox.append(line)
@@ -191,8 +191,8 @@ class User:
 
     def flush(self) -> None:
         client = self.conn.client
-        while self.outbox and not client.pending and not client.quitting:
-            self.conn.server.handle_line(client, self.outbox.popleft())
+        while self.outbox and not client.session.pending and not client.quitting:
+            self.conn.server.handle_line(client.session, self.outbox.popleft())
 
 
 def world_of(server: Server) -> dict[str, Any]:

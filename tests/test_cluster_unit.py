@@ -242,11 +242,11 @@ def test_a_users_later_lines_wait_for_its_line_in_the_log(net):
     n1, _n2 = net.node(1, "n1"), net.node(2, "n2")
     a = user(net, n1, "a")
     a.send("JOIN #x", "PRIVMSG #x :one")   # two lines in the log at once
-    assert a.client.in_flight == 2 and not a.client.pending
+    assert a.client.session.in_flight == 2 and not a.client.session.pending
     a.send("NAMES #x")                     # a read: waits behind them
-    assert a.client.pending and a.take() == []
+    assert a.client.session.pending and a.take() == []
     net.pump()
-    assert not a.client.pending and a.client.in_flight == 0
+    assert not a.client.session.pending and a.client.session.in_flight == 0
     assert [m.command for m in a.take()] == ["JOIN", "353", "366", "353", "366"]
 
 
@@ -419,10 +419,10 @@ def test_at_most_max_in_flight_lines_of_a_client_wait_in_the_log_then_its_input_
     a.take()
     b.take()
     a.send(*[f"PRIVMSG #x :m{i}" for i in range(MAX_IN_FLIGHT - 1)])
-    assert a.client.in_flight == MAX_IN_FLIGHT - 1 and not a.client.pending
+    assert a.client.session.in_flight == MAX_IN_FLIGHT - 1 and not a.client.session.pending
     a.send("PRIVMSG #x :last")
-    assert a.client.in_flight == MAX_IN_FLIGHT and a.client.pending   # the edge stops reading
+    assert a.client.session.in_flight == MAX_IN_FLIGHT and a.client.session.pending   # the edge stops reading
     net.pump()
-    assert a.client.in_flight == 0 and not a.client.pending
+    assert a.client.session.in_flight == 0 and not a.client.session.pending
     texts = [m.params[-1] for m in b.take() if m.command == "PRIVMSG"]
     assert texts == [f"m{i}" for i in range(MAX_IN_FLIGHT - 1)] + ["last"]

@@ -13,7 +13,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.listfilter import parse_list_filter
-from ircd.state import Channel
+from ircd.state import CallbackSession, Channel
 from ircd.storage.sqlite import SQLiteAccountRows
 from tests.rawusers import WITH_ECHOBOT_TOML, chats, numerics, params, until_pong, user
 from tests.support import RawClient, command_of, config_with
@@ -175,17 +175,17 @@ def test_list_time_filters_with_a_fake_clock(tmp_path):
                                          memory_cost=1024),
                   ImmediateScheduler(), clock=lambda: now[0])
     out: list[bytes] = []
-    amy = core.new_client(out.append, lambda reason: None, "127.0.0.1")
+    amy = core.new_client(CallbackSession(out.append, lambda reason: None), "127.0.0.1")
     for line in (b"NICK amy", b"USER amy 0 * :Amy", b"JOIN #old"):
-        core.handle_line(amy, line)
+        core.handle_line(amy.session, line)
     now[0] += 120 * 60
-    core.handle_line(amy, b"TOPIC #old :set two hours after creation")
-    core.handle_line(amy, b"JOIN #new")
+    core.handle_line(amy.session, b"TOPIC #old :set two hours after creation")
+    core.handle_line(amy.session, b"JOIN #new")
     now[0] += 30 * 60
 
     def listed(arg: str) -> list[str]:
         out.clear()
-        core.handle_line(amy, b"LIST " + arg.encode())
+        core.handle_line(amy.session, b"LIST " + arg.encode())
         return sorted(line.split(" ")[3] for line in b"".join(out).decode().splitlines()
                       if line.split(" ")[1] == "322")
 

@@ -17,6 +17,7 @@ from ircd.core import ImmediateScheduler, Server
 from ircd.protocol.casemap import casefold
 from ircd.protocol.framing import LineTooLong
 from ircd.protocol.message import Message, parse_line
+from ircd.state import CallbackSession
 from ircd.storage.sqlite import SQLiteAccountRows
 
 SERVER_NAME = "irc.chatserver.local"
@@ -42,11 +43,11 @@ class Conn:
         self.server = server
         self.chunks: list[bytes] = []
         self.closed: list[str] = []
-        self.client = server.new_client(self.chunks.append, self.closed.append, ip)
+        self.client = server.new_client(CallbackSession(self.chunks.append, self.closed.append), ip)
 
     def send(self, *lines: str | bytes) -> None:
         for line in lines:
-            self.server.handle_line(self.client, line.encode() if isinstance(line, str) else line)
+            self.server.handle_line(self.client.session, line.encode() if isinstance(line, str) else line)
 
     def take(self) -> list[Message]:
         """Every message written since the last ``take``, parsed."""
@@ -1269,7 +1270,7 @@ def test_cap_req_of_unknown_capability_gets_nak_and_enables_nothing(server):
     assert [(m.command, m.params) for m in conn.take()] == [
         ("CAP", ["*", "NAK", "multi-prefix sasl-nonexistent"])
     ]
-    assert "multi-prefix" not in conn.client.caps
+    assert "multi-prefix" not in conn.client.session.caps
     conn.send("CAP LIST")
     assert [m.params for m in conn.take()] == [["*", "LIST", ""]]
 
@@ -1279,7 +1280,7 @@ def test_cap_req_can_remove_a_capability(server):
     conn.send("CAP REQ :multi-prefix", "CAP REQ :-multi-prefix")
     assert [m.params[1:] for m in conn.take()] == [["ACK", "multi-prefix"],
                                                    ["ACK", "-multi-prefix"]]
-    assert "multi-prefix" not in conn.client.caps
+    assert "multi-prefix" not in conn.client.session.caps
 
 
 def test_multi_prefix_shows_every_prefix_in_names(trio, server):

@@ -19,6 +19,7 @@ from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore
 from ircd.protocol.message import MessageParseError, parse_line
+from ircd.state import CallbackSession
 from ircd.storage.sqlite import SQLiteAccountRows, SQLiteHistoryDisk
 
 
@@ -33,9 +34,9 @@ class World:
 
     def user(self, nick: str, *lines: bytes):
         out = self.out.setdefault(nick, [])
-        client = self.core.new_client(out.append, lambda reason: None, "127.0.0.1")
+        client = self.core.new_client(CallbackSession(out.append, lambda reason: None), "127.0.0.1")
         for line in (f"NICK {nick}".encode(), b"USER u 0 * :U", *lines):
-            self.core.handle_line(client, line)
+            self.core.handle_line(client.session, line)
         out.clear()
         return client
 
@@ -49,13 +50,13 @@ def world(tmp_path):
 
 
 def general_path(world: World, line: bytes) -> bytes:
-    reply = dispatch(world.core, world.alice, parse_line(line))
+    reply = dispatch(world.core, world.alice, parse_line(line), world.alice.session)
     assert not reply.numerics(), reply.lines
     return b"".join(world.out["Bob[1]"])
 
 
 def fast_path(world: World, line: bytes) -> bytes:
-    assert relay_direct_fast(world.core, world.alice, line), line
+    assert relay_direct_fast(world.core, world.alice.session, line), line
     return b"".join(world.out["Bob[1]"])
 
 
@@ -92,7 +93,7 @@ def test_fast_path_writes_the_same_bytes_as_the_general_path(tmp_path_factory, t
     b"PRIVMSG Bob[1] :" + b"x" * 500,   # over 510 bytes: 417
 ])
 def test_fast_path_declines_what_the_general_path_must_handle(world, line):
-    assert relay_direct_fast(world.core, world.alice, line) is False
+    assert relay_direct_fast(world.core, world.alice.session, line) is False
     assert world.out["Bob[1]"] == []
 
 
@@ -103,18 +104,18 @@ def test_fast_path_declines_for_tags_echo_away_and_history(tmp_path):
     w.user("away", b"AWAY :gone")
     echoer = w.user("echoer", b"CAP REQ :echo-message")
     w.user("plain")
-    assert not relay_direct_fast(w.core, alice, b"PRIVMSG tagged :hi")
-    assert not relay_direct_fast(w.core, alice, b"PRIVMSG away :hi")
-    assert not relay_direct_fast(w.core, echoer, b"PRIVMSG plain :hi")
-    assert relay_direct_fast(w.core, alice, b"PRIVMSG plain :hi")
-    unregistered = w.core.new_client(lambda data: None, lambda reason: None, "127.0.0.1")
-    assert not relay_direct_fast(w.core, unregistered, b"PRIVMSG plain :hi")
+    assert not relay_direct_fast(w.core, alice.session, b"PRIVMSG tagged :hi")
+    assert not relay_direct_fast(w.core, alice.session, b"PRIVMSG away :hi")
+    assert not relay_direct_fast(w.core, echoer.session, b"PRIVMSG plain :hi")
+    assert relay_direct_fast(w.core, alice.session, b"PRIVMSG plain :hi")
+    unregistered = w.core.new_client(CallbackSession(lambda data: None), "127.0.0.1")
+    assert not relay_direct_fast(w.core, unregistered.session, b"PRIVMSG plain :hi")
 
     h = World(tmp_path / "h", history=True)
     a = h.user("acct1")
     a.account = "acct1"
     b = h.user("acct2")
     b.account = "acct2"
-    assert not relay_direct_fast(h.core, a, b"PRIVMSG acct2 :recorded in the history")
+    assert not relay_direct_fast(h.core, a.session, b"PRIVMSG acct2 :recorded in the history")
     guest = h.user("guest")
-    assert relay_direct_fast(h.core, guest, b"PRIVMSG acct2 :not recorded")
+    assert relay_direct_fast(h.core, guest.session, b"PRIVMSG acct2 :not recorded")

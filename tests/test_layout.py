@@ -124,3 +124,30 @@ def test_oper_privileges_are_declared_in_the_table():
         "KILL": "oper", "WALLOPS": "oper", "KLINE": "oper", "DLINE": "oper",
         "UNKLINE": "oper", "UNDLINE": "oper", "REHASH": "admin", "DIE": "admin",
     }
+
+
+def test_no_module_level_counters_ids_come_from_the_server():
+    """Identifiers (message ids, batch and label reference tags) are made by the
+    server's own :class:`ircd.events.Ids`, never by a module-level counter that
+    every server in the process would share."""
+    found = []
+    for path in sorted(IRCD.rglob("*.py")):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                for call in ast.walk(node.value):
+                    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                            and call.func.attr == "count"
+                            and isinstance(call.func.value, ast.Name)
+                            and call.func.value.id == "itertools"):
+                        found.append(f"{path.relative_to(IRCD.parent)}:{node.lineno}")
+    assert found == []
+
+
+def test_two_servers_make_their_own_ids():
+    from ircd.events import Ids
+
+    a, b = Ids(), Ids()
+    ids = [a.msgid() for _ in range(3)] + [b.msgid() for _ in range(3)]
+    assert len(set(ids)) == 6
+    assert a.batch() == "h1" and a.batch("L") == "L2" and b.batch() == "h1"
+    assert all(i.isalnum() for i in ids)

@@ -7,6 +7,7 @@ import pytest
 from ircd.accounts import AccountStore
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
+from ircd.state import CallbackSession
 from ircd.storage.sqlite import SQLiteAccountRows
 
 
@@ -16,14 +17,14 @@ def session(tmp_path):
                                          memory_cost=1024),
                   ImmediateScheduler(), clock=lambda: 1_000_000.0)
     out: list[bytes] = []
-    client = core.new_client(out.append, lambda reason: None, "127.0.0.1")
+    client = core.new_client(CallbackSession(out.append, lambda reason: None), "127.0.0.1")
     for line in (b"NICK amy", b"USER amy 0 * :Amy"):
-        core.handle_line(client, line)
+        core.handle_line(client.session, line)
     out.clear()
 
     def run(line: bytes) -> list[str]:
         out.clear()
-        core.handle_line(client, line)
+        core.handle_line(client.session, line)
         return b"".join(out).decode().splitlines()
 
     return run

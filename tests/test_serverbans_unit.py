@@ -19,6 +19,7 @@ from ircd.serverbans import (
     normalize_kline_mask,
     parse_duration,
 )
+from ircd.state import CallbackSession
 from ircd.storage.sqlite import SQLiteAccountRows, SqliteServerBanStore
 from tests.opersupport import oper_hash
 
@@ -157,18 +158,18 @@ def test_core_timed_kline_expires_with_the_clock_and_is_deleted_from_the_store(t
                                        memory_cost=1024),
                   ImmediateScheduler(), clock=clock, ban_store=store)
     out: list[bytes] = []
-    oper = core.new_client(out.append, lambda reason: None, "127.0.0.1")
+    oper = core.new_client(CallbackSession(out.append, lambda reason: None), "127.0.0.1")
     for line in (b"NICK boss", b"USER boss 0 * :b", b"OPER ops pw", b"KLINE 30m flood@* :later"):
-        core.handle_line(oper, line)
+        core.handle_line(oper.session, line)
     assert b" 381 boss " in b"".join(out)
     assert [b.mask for b in store.load()] == ["*!flood@*"]
 
     def register_flood() -> list[str]:
         closed: list[str] = []
         sent: list[bytes] = []
-        c = core.new_client(sent.append, closed.append, "127.0.0.9")
-        core.handle_line(c, b"NICK flood")
-        core.handle_line(c, b"USER flood 0 * :f")
+        c = core.new_client(CallbackSession(sent.append, closed.append), "127.0.0.9")
+        core.handle_line(c.session, b"NICK flood")
+        core.handle_line(c.session, b"USER flood 0 * :f")
         return closed
 
     assert register_flood() == ["Closing Link: 127.0.0.9 (K-Lined (later))"]
@@ -206,12 +207,12 @@ def test_a_kline_then_its_unkline_end_unbanned_in_the_store_whatever_order_the_j
                                        memory_cost=1024),
                   scheduler, ban_store=store)
     out: list[bytes] = []
-    oper = core.new_client(out.append, lambda reason: None, "127.0.0.1")
+    oper = core.new_client(CallbackSession(out.append, lambda reason: None), "127.0.0.1")
     for line in (b"NICK boss", b"USER boss 0 * :b", b"OPER ops pw"):
-        core.handle_line(oper, line)
+        core.handle_line(oper.session, line)
         scheduler.run_held_reversed()   # (the OPER check)
-    core.handle_line(oper, b"KLINE gone@* :lifted at once")
-    core.handle_line(oper, b"KLINE kept@* :stays")
-    core.handle_line(oper, b"UNKLINE gone@*")
+    core.handle_line(oper.session, b"KLINE gone@* :lifted at once")
+    core.handle_line(oper.session, b"KLINE kept@* :stays")
+    core.handle_line(oper.session, b"UNKLINE gone@*")
     scheduler.run_held_reversed()       # the delete runs first, then the saves
     assert [b.mask for b in store.load()] == ["*!kept@*"]

@@ -16,6 +16,7 @@ from ircd.accounts import AccountStore
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.simple import EchoBot, SimpleSession, split_utf8, valid_simple_name
+from ircd.state import CallbackSession
 from ircd.storage.sqlite import SQLiteAccountRows
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,7 +66,7 @@ class IrcUser:
         self.core = core
         self.out: list[bytes] = []
         self.closed: list[str] = []
-        self.client = core.new_client(self.out.append, self.closed.append, "127.0.0.1")
+        self.client = core.new_client(CallbackSession(self.out.append, self.closed.append), "127.0.0.1")
         if password is not None:
             self.send(f"PASS {password}")
         self.send(f"NICK {nick}")
@@ -74,7 +75,7 @@ class IrcUser:
         self._read = 0
 
     def send(self, line: str) -> None:
-        self.core.handle_line(self.client, line.encode())
+        self.core.handle_line(self.client.session, line.encode())
 
     def raw(self) -> list[bytes]:
         """Raw lines (with CR LF) written since the last call."""

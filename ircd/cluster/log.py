@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
+from ircd.capabilities import TAG_MESSAGE_TAGS
 from ircd.chanaccess import is_banned, is_muted
 from ircd.commands import COMMANDS, Effect, dispatch
 from ircd.protocol import numerics as N
@@ -68,7 +69,7 @@ from ircd.protocol.message import (
 )
 from ircd.reply import Reply, take_label
 from ircd.serverbans import ServerBan
-from ircd.state import Channel, Client
+from ircd.state import NO_SESSION, Channel, Client, Session
 from ircd.worldlog import Apply, EntryClock
 
 if TYPE_CHECKING:
@@ -171,12 +172,11 @@ class NodeInfo:
     info: str = ""
 
 
-def _noop_write(data: bytes) -> None:
-    """The ``write`` of a user on another node: that node delivers its bytes."""
-
-
-def _noop_close(reason: str) -> None:
-    """The ``close`` of a user on another node: that node closes its connection."""
+def _caps(client: Client) -> list[str]:
+    """The capabilities of ``client``'s session, for its record (informative: a
+    user of another node has no session here, so no node reads them)."""
+    session = client.session
+    return sorted(session.caps) if session is not None else []
 
 
 def canonical_line(msg: Message) -> bytes:
@@ -245,9 +245,9 @@ class Replication:
         self._channel_nodes: dict[str, tuple[str, frozenset[int] | None]] = {}
         # seq -> the Message this node parsed and appended (applied here without a reparse)
         self._parsed: dict[int, Message] = {}
-        # While the edge applies a read batch: the clients to resume at its end
-        # (client id -> client), so a paused sender resumes once per batch, not per line.
-        self._resumes: dict[int, Client] | None = None
+        # While the edge applies a read batch: the sessions to resume at its end
+        # (id(session) -> session), so a paused sender resumes once per batch, not per line.
+        self._resumes: dict[int, Session] | None = None
         server.attach_log(self, node.id)
 
     # -- the apply context -----------------------------------------------------
@@ -273,7 +273,7 @@ class Replication:
 
     # -- lines from this node's users ------------------------------------------
 
-    def handle_line(self, client: Client, line: bytes | object) -> None:
+    def handle_line(self, session: Session, line: bytes | object) -> None:
         """:meth:`ircd.core.Server.handle_line` in cluster mode.
 
         A registered user's line is parsed once (:func:`parse_received`); that
@@ -285,34 +285,35 @@ class Replication:
         :data:`MAX_IN_FLIGHT` such lines of one client may be in the log at
         once (then its input pauses). Any other line runs at once on the
         replica, but only after the client's lines in flight were applied, so
-        every client's lines are answered in the order it sent them.
+        every session's lines are answered in the order it sent them.
         """
-        if client.quitting:
+        if session.user.quitting:
             return
-        if client.deferred:  # lines wait already: this one waits behind them
-            client.deferred.append(line)
+        if session.deferred:  # lines wait already: this one waits behind them
+            session.deferred.append(line)
             return
-        self._handle(client, line)
+        self._handle(session, line)
 
-    def _handle(self, client: Client, line: bytes | object) -> None:
+    def _handle(self, session: Session, line: bytes | object) -> None:
         if isinstance(line, Parsed):  # decided already: it runs here
-            self._run_here(client, line)
+            self._run_here(session, line)
             return
+        client = session.user
         if not client.registered or not isinstance(line, bytes):
-            self._run_here(client, line)  # registration, or LineTooLong (417)
+            self._run_here(session, line)  # registration, or LineTooLong (417)
             return
         server = self.server
-        client.last_seen = server.clock()
+        session.last_seen = server.clock()
         parsed = parse_received(line)
         msg = parsed.msg
         if msg is None or not parsed.valid:
-            self._run_here(client, parsed)  # 417, ignored, or refused (UTF8ONLY)
+            self._run_here(session, parsed)  # 417, ignored, or refused (UTF8ONLY)
             return
         shared, local = self.route(msg)
         if local is not None:
-            self._run_here(client, Parsed(local))
+            self._run_here(session, Parsed(local))
         if shared is not None:
-            client.in_flight += 1
+            session.in_flight += 1
             # A message may be routed only while none of its sender's state changes
             # is in flight: it is judged here, now, on this replica.
             targets = (self.route_targets(client, shared)
@@ -321,10 +322,10 @@ class Replication:
             if targets is None:
                 self._state_lines[client.id] = self._state_lines.get(client.id, 0) + 1
             self.submit(client, shared.command, canonical_line(shared),
-                        self._replier(client, shared.command, targets is None), targets,
+                        self._replier(session, shared.command, targets is None), targets,
                         shared)
-            if client.in_flight >= MAX_IN_FLIGHT:
-                client.pending = True
+            if session.in_flight >= MAX_IN_FLIGHT:
+                session.pending = True
 
     def route_targets(self, client: Client, msg: Message) -> frozenset[int] | None:
         """The nodes a PRIVMSG/NOTICE/TAGMSG of ``client`` must reach, judged on this
@@ -443,27 +444,29 @@ class Replication:
             return not words or words[0].upper() not in service.commands
         return False
 
-    def _run_here(self, client: Client, line: bytes | object) -> None:
-        """Run a line on this node now, or once the client's lines in flight are applied.
+    def _run_here(self, session: Session, line: bytes | object) -> None:
+        """Run a line on this node now, or once the session's lines in flight are applied.
 
         ``line`` is raw (bytes, or ``LineTooLong``) for an unregistered client, or
         a :class:`Parsed` line (parsed once, in :meth:`_handle`).
         """
-        if client.in_flight:
-            if client.deferred is None:
-                client.deferred = []
-            client.deferred.insert(0, line)
-            client.pending = True  # the connection keeps the lines after it
+        if session.in_flight:
+            if session.deferred is None:
+                session.deferred = []
+            session.deferred.insert(0, line)
+            session.pending = True  # the connection keeps the lines after it
             return
         server = self.server
         if isinstance(line, Parsed):
-            server.run_parsed(client, line)   # (parsed once, in _handle)
+            server.run_parsed(session, line)   # (parsed once, in _handle)
         else:
-            server.run_line(client, line)
+            server.run_line(session, line)
 
-    def _replier(self, client: Client, command: str, state: bool = True) -> Done:
+    def _replier(self, session: Session, command: str, state: bool = True) -> Done:
+        client = session.user
+
         def done(reply: Reply | None) -> None:
-            client.in_flight -= 1
+            session.in_flight -= 1
             if state:
                 left = self._state_lines.get(client.id, 1) - 1
                 if left > 0:
@@ -473,58 +476,58 @@ class Replication:
             if client.quitting:
                 return
             if reply is None:
-                out = Reply(self.server.name, client)
+                out = Reply(self.server.name, client, session)
                 out.numeric(N.ERR_UNKNOWNERROR, command, UNAVAILABLE)
                 reply = out
             if reply.lines:
-                client.write(reply.to_bytes())
-            self._continue(client)
+                session.write(reply.to_bytes())
+            self._continue(session)
         return done
 
-    def _continue(self, client: Client) -> None:
-        """After one of ``client``'s lines was applied: run the lines that waited for
+    def _continue(self, session: Session) -> None:
+        """After one of ``session``'s lines was applied: run the lines that waited for
         it, or resume reading when it was paused at :data:`MAX_IN_FLIGHT`.
 
         (The connection stops handing over lines while ``pending`` is set, so at
         most the one line that found lines in flight waits here.)
         """
-        deferred = client.deferred
+        client = session.user
+        deferred = session.deferred
         while deferred and not client.quitting:
-            if client.in_flight:
-                client.pending = True
+            if session.in_flight:
+                session.pending = True
                 return
             line = deferred.pop(0)
-            client.pending = False
-            self._handle(client, line)
-            if client.pending and not client.in_flight:
+            session.pending = False
+            self._handle(session, line)
+            if session.pending and not session.in_flight:
                 return  # a local command that waits for a password check resumes itself
-        client.deferred = None
-        if client.quitting or client.in_flight >= MAX_IN_FLIGHT:
+        session.deferred = None
+        if client.quitting or session.in_flight >= MAX_IN_FLIGHT:
             return
-        client.pending = False
-        if client.resume is not None:
-            if self._resumes is not None:
-                self._resumes[client.id] = client   # at the end of the read batch
-            else:
-                client.resume()
+        session.pending = False
+        if self._resumes is not None:
+            self._resumes[id(session)] = session   # at the end of the read batch
+        else:
+            session.resume()
 
     def begin_batch(self) -> None:
-        """The edge begins to apply a read batch: the senders whose lines it applies
+        """The edge begins to apply a read batch: the sessions whose lines it applies
         resume reading once, at :meth:`end_batch`, instead of after each line
-        (a client paused at :data:`MAX_IN_FLIGHT` then reads up to that many
+        (a session paused at :data:`MAX_IN_FLIGHT` then reads up to that many
         lines at once)."""
         if self._resumes is None:
             self._resumes = {}
 
     def end_batch(self) -> None:
-        """The read batch is applied: resume the senders that may read again
+        """The read batch is applied: resume the sessions that may read again
         (unless something paused them again meanwhile; then it resumes them)."""
         resumes, self._resumes = self._resumes, None
         if not resumes:
             return
-        for client in resumes.values():
-            if not client.quitting and not client.pending and client.resume is not None:
-                client.resume()
+        for session in resumes.values():
+            if not session.user.quitting and not session.pending:
+                session.resume()
 
     def submit(self, client: Client, command: str, line: bytes, done: Done,
                targets: frozenset[int] | None = None, msg: Message | None = None) -> None:
@@ -558,7 +561,7 @@ class Replication:
         if msg.command in ("PRIVMSG", "NOTICE"):
             shared, local = self.route(msg)
             if local is not None:
-                reply = dispatch(self.server, client, local)
+                reply = dispatch(self.server, client, local, client.session)
                 if shared is None:
                     if done is not None:
                         done(reply)
@@ -588,21 +591,21 @@ class Replication:
             server.quit(client, "Cluster unavailable", error="Cluster unavailable")
             return
         seq = next(self._seq)
-        client.pending = True
+        session = client.session or NO_SESSION  # (a pseudo-user's inbox, or none)
+        session.pending = True
         client.node = self.node.id
 
         def done(reply: Reply | None) -> None:
-            client.pending = False
+            session.pending = False
             if client.quitting:
                 return
             if reply is None:
                 server.quit(client, "Cluster unavailable", error="Cluster unavailable")
                 return
-            take_label(client, reply)
+            take_label(session, reply, server.ids)
             if reply.lines:
-                client.write(reply.to_bytes())
-            if client.resume is not None:
-                client.resume()
+                session.write(reply.to_bytes())
+            session.resume()
 
         self.waiting[seq] = done
         self.transport.append(encode_json({
@@ -621,7 +624,7 @@ class Replication:
         self.transport.append(encode_json({
             "k": "user", "o": self.node.id, "id": client.id,
             "account": client.account, "oper": list(client.oper) if client.oper else None,
-            "modes": "".join(sorted(client.modes)), "caps": sorted(client.caps)}), 0, retry=True)
+            "modes": "".join(sorted(client.modes)), "caps": _caps(client)}), 0, retry=True)
 
     def publish_account_name(self, name: str, present: bool) -> None:
         """Account ``name`` was created (``present``) or dropped: every replica's
@@ -738,18 +741,21 @@ class Replication:
         history = server.history
         mark = len(history.pending) if history is not None else 0
         apply = self._enter(entry_id, origin, routed_at)
+        # The command runs for the user; its reply is for the session that sent it
+        # (this node's) or for none (a user of another node: its node answers).
+        session = client.session if local or client.is_pseudo else None
         try:
-            paused = client.pending
-            if local:
-                client.pending = False  # (else dispatch keeps a label for a later answer)
-            else:
-                client.last_seen = apply.now
+            if session is not None:
+                paused = session.pending
+                if local:
+                    session.pending = False  # (else dispatch keeps a label for a later answer)
             if routed_at is not None and not local:
                 self._deliver_routed(client, msg, apply)
                 reply = None
             else:
-                reply = dispatch(server, client, msg, apply)
-            client.pending = client.pending or paused
+                reply = dispatch(server, client, msg, session, apply)
+            if session is not None:
+                session.pending = session.pending or paused
         finally:
             self._leave()
             if not local and history is not None:
@@ -771,7 +777,7 @@ class Replication:
         params = msg.params
         server = self.server
         world = server.world
-        client.last_active = client.last_seen   # (PRIVMSG, NOTICE, TAGMSG: updates_idle)
+        client.last_active = apply.now   # (PRIVMSG, NOTICE, TAGMSG: updates_idle)
         text = None if verb == "TAGMSG" else params[1]
         tags = msg.tags
         client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
@@ -786,9 +792,10 @@ class Replication:
             line = (f":{client.source} {verb} {chan.name} :{text}" if text is not None
                     else f":{client.source} TAGMSG {chan.name}")
             event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
-            members = chan.members
-            event.send_to([m for m in members if m.tagmask & 1] if text is None else members,
-                          exclude=client)
+            if text is None:
+                event.send_with_cap(chan.members, "message-tags", exclude=client)
+            else:   # (the sender is another node's: none of its sessions is here)
+                event.send_to_sessions(chan.local_sessions())
             if text is not None and history is not None:
                 history.record_channel(chan, client, verb, text, event)
             return
@@ -798,9 +805,10 @@ class Replication:
         line = (f":{client.source} {verb} {user.nick} :{text}" if text is not None
                 else f":{client.source} TAGMSG {user.nick}")
         event = events.Event(line, apply.now, apply.new_msgid, client.account, client_tags)
-        if text is not None or user.tagmask & 1:
-            mask = user.tagmask
-            user.write(event.bytes_for(mask) if mask else event.plain)
+        for session in user.sessions:
+            mask = session.tagmask
+            if text is not None or mask & TAG_MESSAGE_TAGS:
+                session.write(event.bytes_for(mask) if mask else event.plain)
         if text is not None and history is not None:
             history.record_direct(client, user, verb, text, event)
 
@@ -860,14 +868,13 @@ class Replication:
             self.follow_account(obj["account"])   # (a login after registration)
         if not local:
             client.oper = tuple(obj["oper"]) if obj["oper"] else None  # type: ignore[assignment]
-            client.modes = set(obj["modes"])
-            client.caps = set(obj["caps"])
+            client.modes = frozenset(obj["modes"])
             account = obj["account"]
             if account != client.account:
                 client.account = account
                 event = events.Event(f":{client.source} ACCOUNT {account or '*'}",
                                      self.clock())
-                event.send_to(presence.interested(self.server, client, "account-notify"))
+                event.write_to(presence.interested(self.server, client, "account-notify"))
 
     def _apply_acct(self, entry_id: str, obj: dict[str, Any]) -> None:
         names = self.server.account_names
@@ -966,27 +973,28 @@ class Replication:
             "host": client.host, "ip": client.ip, "realname": client.realname,
             "account": client.account, "kind": client.kind, "modes": "".join(sorted(client.modes)),
             "away": client.away, "signon": client.signon, "last_active": client.last_active,
-            "oper": list(client.oper) if client.oper else None, "caps": sorted(client.caps),
+            "oper": list(client.oper) if client.oper else None, "caps": _caps(client),
             "server": client.server or self.server.name,
             "invites": [[cf, t] for cf, t in client.invites.items()],  # oldest first
         }
 
     def _replica(self, rec: dict[str, Any]) -> Client:
-        client = Client(rec["id"], _noop_write, _noop_close, rec["ip"], rec["kind"],
-                        rec["signon"])
+        """A user of another node, from its record: a :class:`~ircd.state.User`
+        with no session here (its node delivers to it and closes its connection)."""
+        client = Client(rec["id"], rec["ip"], rec["kind"], rec["signon"])
         client.node = rec["node"]
         client.server = rec["server"]
         client.host = rec["host"]
         client.user = rec["user"]
         client.realname = rec["realname"]
         client.account = rec["account"]
-        client.modes = set(rec["modes"])
+        client.modes = frozenset(rec["modes"])
         client.away = rec["away"]
         client.last_active = rec["last_active"]
         client.oper = tuple(rec["oper"]) if rec["oper"] else None  # type: ignore[assignment]
-        client.caps = set(rec["caps"])
-        # [[casefolded channel, its creation time], ...], oldest first (Client.invites)
-        client.invites = {cf: t for cf, t in rec["invites"]}
+        # [[casefolded channel, its creation time], ...], oldest first (User.invites)
+        if rec["invites"]:
+            client.invites = {cf: t for cf, t in rec["invites"]}
         client.set_nick(rec["nick"])
         return client
 

@@ -29,7 +29,7 @@ def broadcast(server, chan: Channel, client: Client, line: str, reply: Reply) ->
     """Send ``line`` from ``client`` to every member of ``chan``, the client through ``reply``."""
     event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
     event.send_to(chan.members, exclude=client)
-    reply.raw(event.str_for(client.tagmask))
+    reply.raw(event.str_for(reply.session.tagmask))
 
 
 def handle_join(ctx: Context, msg: Message) -> None:
@@ -249,9 +249,9 @@ def handle_invite(ctx: Context, msg: Message) -> None:
     reply.numeric(N.RPL_INVITING, target.nick, chan.name)
     event = Event(f":{client.source} INVITE {target.nick} {chan.name}", server.clock(),
                   account=client.account)
-    target.write(event.bytes_for(target.tagmask))
+    event.send_to((target,))
     # invite-notify: the other members who asked for it see the invitation too.
-    event.send_to([m for m in chan.members if "invite-notify" in m.caps and m is not client])
+    event.send_with_cap(chan.members, "invite-notify", exclude=client)
     if target.away is not None:
         reply.numeric(N.RPL_AWAY, target.nick, target.away)
 
@@ -295,10 +295,10 @@ def _user_mode(ctx: Context, msg: Message) -> None:
             adding = ch == "+"
         elif ch in "Biw":  # B: bot (IRCv3 bot-mode, ISUPPORT BOT=B)
             if adding and ch not in client.modes:
-                client.modes.add(ch)
+                client.set_mode(ch, True)
                 added.append(ch)
             elif not adding and ch in client.modes:
-                client.modes.discard(ch)
+                client.set_mode(ch, False)
                 removed.append(ch)
         elif ch == "o":
             # +o only through OPER: ignored here, as ircds do; -o drops oper status.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ircd.commands.registry import Context
 from ircd.events import format_time, parse_time
 from ircd.history import dm_key
-from ircd.ops.batches import new_batch_id, send_batch
+from ircd.ops.batches import send_batch
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import Message
 
@@ -77,8 +77,8 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
             keys.update(history.conversations(client.account))
         start, end = float(a[1]), float(b[1])
         found = history.targets_between(list(keys), start, end, min(int(p[3]), limit_max))
-        ref = new_batch_id()
-        use_batch = "batch" in client.caps
+        ref = server.ids.batch()
+        use_batch = "batch" in ctx.session.caps
         if use_batch:
             ctx.reply.send("BATCH", "+" + ref, "draft/chathistory-targets")
         for dm, t in found:
@@ -104,7 +104,7 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
     items = history.items(key)
     refs = [_selector(x) for x in p[2:-1]]
     if sub == "LATEST" and p[2] == "*":
-        send_batch(ctx.client, ctx.reply, target, items[-limit:] if limit else [])
+        send_batch(ctx.server.ids, ctx.reply, target, items[-limit:] if limit else [])
         return
     where = [history.bounds(items, r) if r else None for r in refs]
     if any(w is None for w in where):
@@ -126,4 +126,4 @@ def handle_chathistory(ctx: Context, msg: Message) -> None:
             result = items[start_after:end_before2][:limit]
         else:
             result = items[start_after2:end_before][-limit:] if limit else []
-    send_batch(ctx.client, ctx.reply, target, result)
+    send_batch(ctx.server.ids, ctx.reply, target, result)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ircd.capabilities import TAG_MESSAGE_TAGS
 from ircd.chanaccess import is_banned, is_muted
 from ircd.commands.registry import Context
-from ircd.events import Event, new_msgid
+from ircd.events import Event
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import RFC1459
 from ircd.protocol.message import MAX_LINE_BODY, Message
@@ -27,7 +28,7 @@ from ircd.state import Client
 
 
 def _relay(ctx: Context, msg: Message, verb: str) -> None:
-    client, reply, server = ctx.client, ctx.reply, ctx.server
+    client, reply, server, session = ctx.client, ctx.reply, ctx.server, ctx.session
     quiet = verb != "PRIVMSG"  # NOTICE never answers with errors; TAGMSG answers below
     tagmsg = verb == "TAGMSG"
     params = msg.params
@@ -64,9 +65,9 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
     world = server.world
     now = server.clock()
     apply = ctx.apply   # the log entry it comes from (a cluster), or None: it runs at once
-    msgids = new_msgid if apply is None else apply.new_msgid
+    msgids = server.ids.msgid if apply is None else apply.new_msgid
     here = apply is None or apply.here   # the node that took the line counts it
-    echo = "echo-message" in client.caps
+    echo = "echo-message" in session.caps
     for target in targets:
         if not target:   # an empty item of the list ("bob,,carol", "bob,"): no recipient
             if errors:
@@ -101,17 +102,22 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
                     else f":{client.source} TAGMSG {status}{chan.name}")
             event = Event(line, now, msgids, client.account, client_tags)
             recipients: Iterable[Client]
-            if tagmsg:
-                recipients = [m for m in members if m.tagmask & 1]
-            elif status:
+            if status:
                 need = "o" if "@" in status else "ov"
                 recipients = [m for m, modes in members.items() if any(x in modes for x in need)]
             else:
                 recipients = members
-            event.send_to(recipients, exclude=client)
+            if tagmsg:
+                event.send_with_cap(recipients, "message-tags", exclude=client)
+            elif status:
+                event.send_to(recipients, exclude=client)
+            else:
+                # (the sender's own session, if it is one of the channel's targets)
+                event.send_to_sessions(chan.local_sessions(),
+                                       session if session.user is client else client.session)
             server.stats.messages_relayed += here
             if echo:
-                reply.raw(event.str_for(client.tagmask))
+                reply.raw(event.str_for(session.tagmask))
             if text is not None and not status and server.history is not None:
                 server.history.record_channel(chan, client, verb, text, event)
         else:
@@ -126,31 +132,33 @@ def _relay(ctx: Context, msg: Message, verb: str) -> None:
             event = Event(line, now, msgids, client.account, client_tags)
             # To yourself with echo-message: the delivery and then the echo, two lines
             # (Ergo, InspIRCd); only the echo, part of the reply, carries a label.
-            if not tagmsg or user.tagmask & 1:
-                mask = user.tagmask
-                user.write(event.bytes_for(mask) if mask else event.plain)
+            for s in user.sessions:
+                mask = s.tagmask
+                if not tagmsg or mask & TAG_MESSAGE_TAGS:
+                    s.write(event.bytes_for(mask) if mask else event.plain)
             server.stats.messages_relayed += here
             if echo:
-                reply.raw(event.str_for(client.tagmask))
+                reply.raw(event.str_for(session.tagmask))
             if text is not None and server.history is not None:
                 server.history.record_direct(client, user, verb, text, event)
             if user.away is not None and verb == "PRIVMSG":
                 reply.numeric(N.RPL_AWAY, user.nick, user.away)
 
 
-def relay_direct_fast(server, client, raw: bytes) -> bool:
+def relay_direct_fast(server, session, raw: bytes) -> bool:
     """Relay a plain direct message straight from its bytes; False: use the general path.
 
-    ``raw`` is a received line (bytes, no CR LF). Handles exactly
+    ``raw`` is a line ``session`` received (bytes, no CR LF). Handles exactly
     ``PRIVMSG <nick> :<text>`` from a registered client without echo-message,
     with valid UTF-8 and no CR or NUL, to an online user who has no tag
-    capabilities and is not away, when the message is not recorded in the
+    capabilities on its one session and is not away, when the message is not recorded in the
     history (not both users logged in): the case that costs one parse and
     dispatch per delivery, so it is worth a path of its own. It writes the
     same bytes as :func:`_relay` would (``tests/test_fast_path.py`` checks
     this) and returns True; for anything else it does nothing and returns
     False.
     """
+    client = session.user
     if not client.registered or len(raw) > MAX_LINE_BODY or 13 in raw or 0 in raw:  # CR, NUL
         return False
     sep = raw.find(b" :", 8)
@@ -170,14 +178,17 @@ def relay_direct_fast(server, client, raw: bytes) -> bool:
             _FOLDED.clear()
         folded = _FOLDED[target] = target.decode().translate(RFC1459)
     user = server.world.users.get(folded)
-    if user is None or user.tagmask or user.away is not None or "echo-message" in client.caps:
+    if user is None:
+        return False
+    to = user.session  # (None: no session here, or several: the general path)
+    if to is None or to.tagmask or user.away is not None or "echo-message" in session.caps:
         return False
     if client.account and user.account and server.history is not None:
         return False
-    client.last_active = client.last_seen
+    client.last_active = session.last_seen
     server.stats.messages_relayed += 1  # a local user's line: cluster mode never comes here
-    user.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
-                         raw[sep:], b"\r\n")))
+    to.write(b"".join((b":", client.source.encode(), b" PRIVMSG ", user.nick.encode(),
+                       raw[sep:], b"\r\n")))
     return True
 
 

@@ -62,7 +62,8 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
         if sub == "-":
             for nick in nicks:
                 cf = casefold(nick)
-                if client.monitoring.pop(cf, None) is not None:
+                if cf in client.monitoring:
+                    del client.monitoring[cf]  # type: ignore[attr-defined]  # (a dict once filled)
                     unwatch(world, client, cf)
             return
         added = []
@@ -75,7 +76,10 @@ def handle_monitor(ctx: Context, msg: Message) -> None:
                     reply.numeric(N.ERR_MONLISTFULL, str(MONITOR_LIMIT), ",".join(nicks[i:]),
                                   "Monitor list is full.")
                     break
-                client.monitoring[cf] = nick
+                monitoring = client.monitoring
+                if not isinstance(monitoring, dict):
+                    monitoring = client.monitoring = {}
+                monitoring[cf] = nick
                 world.monitors.setdefault(cf, set()).add(client)
             added.append((cf, nick))
         _send_status(world, reply, added)

@@ -23,7 +23,7 @@ ban matching and expiry live in :mod:`ircd.serverbans`; storage behind
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from passlib.hash import argon2
 
@@ -43,7 +43,11 @@ from ircd.serverbans import (
     normalize_kline_mask,
     parse_duration,
 )
-from ircd.state import Client
+from ircd.state import Client, Session
+
+if TYPE_CHECKING:
+    from ircd.core import Server
+
 
 log = logging.getLogger("ircd.oper")
 
@@ -69,7 +73,7 @@ def handle_oper(ctx: Context, msg: Message) -> None:
     with the address. Failures are answered after the login throttle's
     delay, and after too many the address is locked out for a while (464).
     """
-    server, client = ctx.server, ctx.client
+    server, client, session = ctx.server, ctx.client, ctx.session
     name, password = msg.params[0], msg.params[1]
     if client.oper is not None:
         ctx.reply.numeric(N.RPL_YOUREOPER, "You are already an IRC operator")
@@ -88,9 +92,9 @@ def handle_oper(ctx: Context, msg: Message) -> None:
         mask_match(mask, a) for mask in block.hosts for a in addresses)
     why = "no such oper" if block is None else "host not allowed" if not host_ok else ""
     if not opers:  # no oper exists: nothing to hide, nothing to verify against
-        _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect", why)
+        _failed(server, client, session, name, N.ERR_PASSWDMISMATCH, "Password incorrect", why)
         return
-    client.pending = True  # the lines after OPER wait for the answer, in order
+    session.pending = True  # the lines after OPER wait for the answer, in order
     # An unknown name costs the same argon2 verification as a known one.
     stored = (block or opers[0]).password
     oper = (block.name, block.class_) if block is not None else ("", "")
@@ -103,58 +107,57 @@ def handle_oper(ctx: Context, msg: Message) -> None:
         return right and not why
 
     def done(ok: Any, error: BaseException | None) -> None:
-        client.pending = False
+        session.pending = False
         if client.quitting:
             return
         if error is not None:
             throttle.abandon(client.ip, _throttle_key(name))
             log.error("OPER password check for %s failed: %r", name, error)
-            reply = Reply(server.name, client)
+            reply = Reply(server.name, client, session)
             reply.numeric(N.ERR_UNKNOWNERROR, "OPER", "Password check failed, try again later")
-            _send(client, reply)
+            _send(server, session, reply)
         elif not ok:
-            _failed(server, client, name, N.ERR_PASSWDMISMATCH, "Password incorrect",
+            _failed(server, client, session, name, N.ERR_PASSWDMISMATCH, "Password incorrect",
                     why or "wrong password")
             return
         else:
             throttle.success(client.ip, _throttle_key(name), begun=True)
             client.oper = oper
-            client.modes.add("o")
+            client.set_mode("o", True)
             server.user_changed(client)
-            reply = Reply(server.name, client)
+            reply = Reply(server.name, client, session)
             reply.raw(f":{client.source} MODE {client.nick} :+o")
             reply.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")
             log.warning("OPER: %s from %s is now oper %s (class %s)", client.nick, client.ip,
                         oper[0], oper[1])
-            _send(client, reply)
-        if client.resume is not None:
-            client.resume()
+            _send(server, session, reply)
+        session.resume()
 
     server.scheduler.run_blocking(verify, done)
 
 
-def _send(client: Client, reply: Reply) -> None:
-    take_label(client, reply)
-    client.write(reply.to_bytes())
+def _send(server: Server, session: Session, reply: Reply) -> None:
+    take_label(session, reply, server.ids)
+    session.write(reply.to_bytes())
 
 
-def _failed(server, client: Client, name: str, code: str, text: str, why: str) -> None:
+def _failed(server, client: Client, session: Session, name: str, code: str, text: str,
+            why: str) -> None:
     """Count a failed OPER, log it, and answer ``code`` after the throttle's delay."""
     delay = server.login_throttle.failure(client.ip, _throttle_key(name), server.clock(),
                                           begun=True)   # (counted by begin in handle_oper)
     log.warning("OPER %s failed from %s (%s, user %s): %s", name, client.ip, client.nick,
                 client.user, why)
-    client.pending = True
+    session.pending = True
 
     def answer() -> None:
-        client.pending = False
+        session.pending = False
         if client.quitting:
             return
-        reply = Reply(server.name, client)
+        reply = Reply(server.name, client, session)
         reply.numeric(code, text)
-        _send(client, reply)
-        if client.resume is not None:
-            client.resume()
+        _send(server, session, reply)
+        session.resume()
 
     server.scheduler.call_later(delay, answer)
 

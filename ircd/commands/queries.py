@@ -38,7 +38,7 @@ def _who_line(ctx: Context, user: Client, chan: Channel | None,
     if user.oper is not None:
         flags += "*"  # a server operator (RFC 2812 section 3.6.1)
     if chan is not None:
-        flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.client.caps)
+        flags += prefix_of(chan.members.get(user, ""), "multi-prefix" in ctx.session.caps)
     if whox is None:
         ctx.reply.numeric(N.RPL_WHOREPLY, chan.name if chan else "*", user.user, user.host,
                           user.server or server.name, user.nick, flags,
@@ -116,7 +116,7 @@ def handle_whois(ctx: Context, msg: Message) -> None:
         reply.numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
         return
     reply.numeric(N.RPL_WHOISUSER, user.nick, user.user, user.host, "*", user.realname)
-    multi = "multi-prefix" in client.caps
+    multi = "multi-prefix" in reply.session.caps
     chans = [
         prefix_of(chan.members[user], multi) + chan.name
         for chan in user.channels.values()
@@ -224,7 +224,7 @@ def handle_away(ctx: Context, msg: Message) -> None:
         ctx.reply.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
         line = f":{client.source} AWAY"
     event = Event(fit_line(line), server.clock(), account=client.account)  # 512 bytes at most
-    event.send_to(presence.interested(server, client, "away-notify"))
+    event.write_to(presence.interested(server, client, "away-notify"))
 
 
 REALNAME_MAX = NAMELEN
@@ -245,9 +245,9 @@ def handle_setname(ctx: Context, msg: Message) -> None:
         return
     client.realname = name
     event = Event(f":{client.source} SETNAME :{name}", server.clock(), account=client.account)
-    event.send_to(presence.interested(server, client, "setname"))
-    if "setname" in client.caps:
-        ctx.reply.raw(event.str_for(client.tagmask))
+    event.write_to(presence.interested(server, client, "setname"))
+    if "setname" in ctx.session.caps:
+        ctx.reply.raw(event.str_for(ctx.session.tagmask))
 
 
 def handle_lusers(ctx: Context, msg: Message) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 
 from ircd.accounts import LoginResult
 from ircd.capabilities import tagmask
@@ -50,27 +49,27 @@ def _cap_target(client) -> str:
 
 def handle_cap(ctx: Context, msg: Message) -> None:
     """IRCv3 capability negotiation: LS, LIST, REQ, END (ircv3.net "capability-negotiation")."""
-    client, reply = ctx.client, ctx.reply
+    client, reply, session = ctx.client, ctx.reply, ctx.session
     sub = msg.params[0].upper()
     target = _cap_target(client)
     if sub == "LS":
         if not client.registered:
-            client.cap_negotiating = True
+            session.cap_negotiating = True
         version = 0
         if len(msg.params) > 1 and msg.params[1].isdigit():
             version = int(msg.params[1])
-        client.cap_version = max(client.cap_version, version)
-        if client.cap_version >= 302:
-            client.caps.add("cap-notify")  # implied by 302 (spec, "cap-notify")
+        session.cap_version = max(session.cap_version, version)
+        if session.cap_version >= 302:
+            session.caps = session.caps | {"cap-notify"}  # implied by 302 (spec, "cap-notify")
             items = [k if v is None else f"{k}={v}" for k, v in ctx.server.capabilities.items()]
         else:
             items = list(ctx.server.capabilities)
-        _send_cap_list(reply, target, "LS", items, multiline=client.cap_version >= 302)
+        _send_cap_list(reply, target, "LS", items, multiline=session.cap_version >= 302)
     elif sub == "LIST":
-        _send_cap_list(reply, target, "LIST", sorted(client.caps), multiline=client.cap_version >= 302)
+        _send_cap_list(reply, target, "LIST", sorted(session.caps), multiline=session.cap_version >= 302)
     elif sub == "REQ":
         if not client.registered:
-            client.cap_negotiating = True
+            session.cap_negotiating = True
         wanted = msg.params[1].split() if len(msg.params) > 1 else []
         ok = bool(wanted)
         for item in wanted:
@@ -78,21 +77,23 @@ def handle_cap(ctx: Context, msg: Message) -> None:
             if name not in ctx.server.capabilities:
                 ok = False
         if ok:
+            caps = set(session.caps)
             for item in wanted:
                 if item.startswith("-"):
-                    client.caps.discard(item[1:])
+                    caps.discard(item[1:])
                 else:
-                    client.caps.add(item)
-            client.tagmask = tagmask(client.caps)
+                    caps.add(item)
+            session.caps = caps
+            session.tagmask = tagmask(caps)
             if client.registered:
                 ctx.server.user_changed(client)
         reply.send("CAP", target, "ACK" if ok else "NAK", " ".join(wanted), trailing=True)
     elif sub == "END":
-        if client.sasl is not None and client.sasl != "done":
-            client.sasl = None  # CAP END during SASL aborts it (IRCv3 SASL 3.1)
+        if session.sasl is not None and session.sasl != "done":
+            session.sasl = None  # CAP END during SASL aborts it (IRCv3 SASL 3.1)
             reply.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
         if not client.registered:
-            client.cap_negotiating = False
+            session.cap_negotiating = False
             try_register(ctx.server, client, reply)
     else:
         reply.numeric("410", sub, "Invalid CAP command")
@@ -124,7 +125,7 @@ def handle_pass(ctx: Context, msg: Message) -> None:
     if ctx.client.registered:
         ctx.reply.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
         return
-    ctx.client.password = msg.params[0]
+    ctx.session.password = msg.params[0]
 
 
 def nick_reserved_for_other(ctx: Context, nick_cf: str) -> bool:
@@ -161,7 +162,7 @@ def handle_nick(ctx: Context, msg: Message) -> None:
         return
     event = Event(f":{client.source} NICK :{nick}", server.clock(), account=client.account)
     event.send_to(server.world.peers(client))
-    reply.raw(event.str_for(client.tagmask))
+    reply.raw(event.str_for(reply.session.tagmask))
     old = client.nick
     server.remember_nick(client)
     server.world.rename_user(client, nick)
@@ -226,7 +227,8 @@ def try_register(server, client, reply: Reply) -> None:
     password, 433 (and waits for another NICK) when the nick was taken in the
     meantime.
     """
-    if client.registered or client.pending or client.cap_negotiating:
+    session = reply.session
+    if client.registered or session.pending or session.cap_negotiating:
         return
     if client.nick == "*" or not client.user:
         return
@@ -249,7 +251,7 @@ def try_register(server, client, reply: Reply) -> None:
             return
         complete_registration(server, client, reply)
         return
-    if client.password is None:
+    if session.password is None:
         if client.nick_cf in server.account_names:
             _refuse(server, client, reply,
                     f"Password required: {client.nick} is a registered account",
@@ -266,7 +268,7 @@ def try_register(server, client, reply: Reply) -> None:
                 f"Too many failed login attempts; try again in {int(wait) + 1} seconds",
                 "Login throttled")
         return
-    _start_login(server, client)   # (the attempt counts as a failure until it succeeds)
+    _start_login(server, client, session)   # (the attempt counts as a failure until it succeeds)
 
 
 SERVER_PASSWORD_KEY = ":server"
@@ -291,21 +293,22 @@ def _server_password_ok(server, client, reply: Reply) -> bool:
                 f"Too many failed login attempts; try again in {int(wait) + 1} seconds",
                 "Login throttled")
         return False
-    if client.password is None:
+    session = reply.session
+    if session.password is None:
         _refuse(server, client, reply, "Password required", "No server password")
         return False
-    given = client.password.encode("utf-8", "surrogateescape")
+    given = session.password.encode("utf-8", "surrogateescape")
     if hmac.compare_digest(given, server.config.server.password.encode("utf-8")):
         throttle.success(client.ip, SERVER_PASSWORD_KEY)
         return True
     delay = throttle.failure(client.ip, SERVER_PASSWORD_KEY, server.clock())
     log.info("wrong server password from %s", client.ip)
-    client.pending = True  # nothing more from this connection until the answer
+    session.pending = True  # nothing more from this connection until the answer
 
     def answer() -> None:
-        client.pending = False
+        session.pending = False
         if not client.quitting:
-            _refuse(server, client, Reply(server.name, client), "Password incorrect",
+            _refuse(server, client, Reply(server.name, client, session), "Password incorrect",
                     "Bad server password")
 
     server.scheduler.call_later(delay, answer)
@@ -314,68 +317,69 @@ def _server_password_ok(server, client, reply: Reply) -> bool:
 
 def _refuse(server, client, reply: Reply, text: str, error: str) -> None:
     reply.numeric(N.ERR_PASSWDMISMATCH, text)
-    client.write(reply.to_bytes())
+    reply.session.write(reply.to_bytes())
     reply.lines.clear()
     log.info("refused %s from %s: %s", client.nick, client.ip, error)
     server.quit(client, error, error=f"Closing Link: {client.host} ({error})")
 
 
-def _start_login(server, client) -> None:
-    """Log in to (or register) the account ``client.nick`` with ``client.password``, off the loop.
+def _start_login(server, client, session) -> None:
+    """Log in to (or register) the account ``client.nick`` with its session's ``password``, off the loop.
 
     A name that is not an account yet counts one creation in the
     registration throttle first (:class:`ircd.limits.RegistrationThrottle`);
     over it, nothing is created and the client gets 400 (see
     :func:`_finish_login`).
     """
-    nick, password = client.nick, client.password
+    nick, password = client.nick, session.password
     regs = server.registration_throttle
     reserved = (client.nick_cf not in server.account_names
                 and regs.reserve(client.ip, server.clock()) == 0)
-    client.pending = True
-    started = time.monotonic()
+    session.pending = True
+    started = server.clock()
 
     def done(result: LoginResult | None, error: BaseException | None) -> None:
-        client.pending = False
+        session.pending = False
         if reserved and result is not LoginResult.CREATED:
             regs.refund(client.ip, server.clock())
         if not client.quitting:
-            _finish_login(server, client, nick, result, error, time.monotonic() - started)
-        if client.resume is not None and not client.quitting:
-            client.resume()
+            _finish_login(server, client, session, nick, result, error,
+                          server.clock() - started)
+        if not client.quitting:
+            session.resume()
 
     server.scheduler.run_blocking(
         unless_gone(client, lambda: server.accounts.login_or_register(nick, password, create=reserved)),
         done)
 
 
-def _finish_login(server, client, nick: str, result: LoginResult | None,
+def _finish_login(server, client, session, nick: str, result: LoginResult | None,
                   error: BaseException | None, seconds: float) -> None:
-    reply = Reply(server.name, client)
+    reply = Reply(server.name, client, session)
     throttle = server.login_throttle
     if error is not None or result is None or result is LoginResult.NO_ACCOUNT:
         throttle.abandon(client.ip, casefold(nick))   # no password was checked
     if error is not None or result is None:
         log.error("account check for %s failed: %r", nick, error)
         reply.numeric(N.ERR_UNKNOWNERROR, "PASS", "Account database unavailable, try again later")
-        client.write(reply.to_bytes())
+        session.write(reply.to_bytes())
         server.quit(client, "Account database error", error="Account database error")
         return
     if result is LoginResult.NO_ACCOUNT:
         wait = server.registration_throttle.wait(client.ip, server.clock())
         log.info("account %s not registered from %s: registration throttle", nick, client.ip)
         reply.numeric(N.ERR_UNKNOWNERROR, "PASS", registration_throttled_text(wait))
-        client.write(reply.to_bytes())
+        session.write(reply.to_bytes())
         server.quit(client, "Registration throttled",
                     error=f"Closing Link: {client.host} (Registration throttled)")
         return
     if result is LoginResult.BAD_PASSWORD:
         delay = throttle.failure(client.ip, casefold(nick), server.clock(), begun=True)
-        client.pending = True  # nothing more from this connection until the answer
+        session.pending = True  # nothing more from this connection until the answer
         log.info("wrong password for %s from %s", nick, client.ip)
 
         def answer() -> None:
-            client.pending = False
+            session.pending = False
             if not client.quitting:
                 _refuse(server, client, reply, "Password incorrect", "Bad password")
 
@@ -385,7 +389,7 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
     if casefold(nick) != client.nick_cf:
         # The client changed NICK while the check ran: check the new nick instead.
         try_register(server, client, reply)
-        client.write(reply.to_bytes())
+        session.write(reply.to_bytes())
         return
     created = result is LoginResult.CREATED
     # The account as registered (a racing client may have created it a moment ago).
@@ -394,5 +398,5 @@ def _finish_login(server, client, nick: str, result: LoginResult | None,
         server.account_name_changed(nick, True)
         log.info("account %s registered from %s (%.0f ms)", nick, client.ip, seconds * 1000)
     complete_registration(server, client, reply, created=created)
-    take_label(client, reply)
-    client.write(reply.to_bytes())
+    take_label(session, reply, server.ids)
+    session.write(reply.to_bytes())

@@ -30,7 +30,7 @@ from ircd.reply import Context, Reply, label_reply, take_label
 
 if TYPE_CHECKING:
     from ircd.core import Server
-    from ircd.state import Client
+    from ircd.state import Client, Session
     from ircd.worldlog import Apply
 
 __all__ = ["ADMIN", "COMMANDS", "OPER", "CommandSpec", "Context", "Effect", "dispatch",
@@ -93,12 +93,15 @@ COMMANDS: dict[str, CommandSpec] = {}
 
 
 def dispatch(server: Server, client: Client, msg: Message,
-             apply: Apply | None = None) -> Reply:
-    """Run one command for ``client``; return the reply lines for it (not yet sent).
+             session: Session | None = None, apply: Apply | None = None) -> Reply:
+    """Run one command of user ``client``, received by its ``session`` (None: no
+    connection of ours, see :class:`Context`); return the reply lines for it (not
+    yet sent).
 
     ``apply``: the log entry it comes from (a cluster node applying its log),
     handed to the handler as ``ctx.apply``; None when it runs at once."""
-    reply = ctx = Context(server, client, apply)
+    reply = ctx = Context(server, client, session, apply)
+    session = ctx.session
     spec = COMMANDS.get(msg.command)
     if spec is None:
         if client.registered:
@@ -113,18 +116,18 @@ def dispatch(server: Server, client: Client, msg: Message,
         pass  # 481 ERR_NOPRIVILEGES
     else:
         if spec.updates_idle:
-            client.last_active = client.last_seen  # set when this line arrived
+            client.last_active = session.last_seen or ctx.now  # when this line arrived (here)
         try:
             spec.handler(ctx, msg)
         except Exception:
             log.exception("handler for %s failed (client %s)", msg.command, client.nick)
             reply.numeric(N.ERR_UNKNOWNERROR, msg.command, "Internal server error")
-    if msg.tags and "labeled-response" in client.caps:
+    if msg.tags and "labeled-response" in session.caps:
         label = msg.tags.get("label")
         if label:
-            if client.pending:
+            if session.pending:
                 # Answered later, off the loop (a password check): label that answer.
-                client.pending_label = label
+                session.pending_label = label
             else:
-                label_reply(reply, label, "batch" in client.caps)
+                label_reply(reply, label, "batch" in session.caps, server.ids)
     return reply

@@ -52,16 +52,16 @@ class SaslExchange:
 
 
 def _fail(ctx: Context, code: str = N.ERR_SASLFAIL, text: str = "SASL authentication failed") -> None:
-    ctx.client.sasl = None
+    ctx.session.sasl = None
     ctx.reply.numeric(code, text)
 
 
 def handle_authenticate(ctx: Context, msg: Message) -> None:
     """One step of a SASL exchange (see the module docstring)."""
-    client, reply = ctx.client, ctx.reply
+    client, reply, session = ctx.client, ctx.reply, ctx.session
     arg = msg.params[0]
     if arg == "*":
-        if isinstance(client.sasl, SaslExchange):
+        if isinstance(session.sasl, SaslExchange):
             _fail(ctx, N.ERR_SASLABORTED, "SASL authentication aborted")
         else:
             _fail(ctx)
@@ -69,14 +69,14 @@ def handle_authenticate(ctx: Context, msg: Message) -> None:
     if client.account:
         reply.numeric(N.ERR_SASLALREADY, "You have already authenticated using SASL")
         return
-    exchange = client.sasl if isinstance(client.sasl, SaslExchange) else None
+    exchange = session.sasl if isinstance(session.sasl, SaslExchange) else None
     if exchange is None:
         mechanism = arg.upper()
         if mechanism not in MECHANISMS:
             reply.numeric(N.RPL_SASLMECHS, ",".join(MECHANISMS), "are available SASL mechanisms")
             _fail(ctx)
             return
-        client.sasl = SaslExchange(mechanism)
+        session.sasl = SaslExchange(mechanism)
         reply.send("AUTHENTICATE", "+")
         return
     if len(arg) > CHUNK:
@@ -93,7 +93,7 @@ def handle_authenticate(ctx: Context, msg: Message) -> None:
 
 
 def _plain(ctx: Context, payload: str) -> None:
-    server, client = ctx.server, ctx.client
+    server, client, session = ctx.server, ctx.client, ctx.session
     try:
         fields = base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
     except (binascii.Error, UnicodeDecodeError, ValueError):   # ValueError: non-ASCII text
@@ -106,7 +106,7 @@ def _plain(ctx: Context, payload: str) -> None:
     if authzid and casefold(authzid) != casefold(authcid):
         _fail(ctx)  # acting as another account is not supported
         return
-    client.sasl = None
+    session.sasl = None
 
     def finish(outcome: str, reply: Reply) -> None:
         if outcome == "throttled":
@@ -128,7 +128,7 @@ def _plain(ctx: Context, payload: str) -> None:
         if outcome == "created":
             reply.send("NOTICE", client.nick, f"Registered new account {authcid}", trailing=True)
         log_in(server, client, authcid, reply)
-        client.sasl = "done"
+        reply.session.sasl = "done"
         reply.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
 
     wait = login_or_create(server, client, authcid, password, ctx.reply, finish)

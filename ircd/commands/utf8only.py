@@ -33,7 +33,7 @@ from ircd.protocol.message import Message
 
 if TYPE_CHECKING:
     from ircd.core import Server
-    from ircd.state import Client
+    from ircd.state import Client, Session
 
 _INVALID = re.compile("[\udc80-\udcff]")
 """What ``parse_line(..., errors="surrogateescape")`` makes of each invalid byte."""
@@ -54,14 +54,15 @@ def shown(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def refuse_invalid_utf8(server: Server, client: Client, msg: Message) -> Context:
+def refuse_invalid_utf8(server: Server, client: Client, msg: Message,
+                        session: Session | None = None) -> Context:
     """The reply to ``msg``, a line that was not valid UTF-8, which is not run.
 
     ``msg`` comes from ``parse_line(raw, errors="surrogateescape")``. Returns
     the reply (a :class:`~ircd.reply.Context`) for the caller to
     write; for ``QUIT`` the client has already been disconnected.
     """
-    reply = Context(server, client)
+    reply = Context(server, client, session)
     command = msg.command if _COMMAND.fullmatch(msg.command) else "*"
     params = msg.params
     if command == "NICK" and params and _invalid(params[0]):
@@ -79,12 +80,12 @@ def refuse_invalid_utf8(server: Server, client: Client, msg: Message) -> Context
                    trailing=True)
     else:
         reply.send("FAIL", command, "INVALID_UTF8", INVALID_UTF8_TEXT, trailing=True)
-    if msg.tags and "labeled-response" in client.caps:
+    if msg.tags and "labeled-response" in reply.session.caps:
         label = msg.tags.get("label")
         if label:
-            label_reply(reply, label, "batch" in client.caps)
+            label_reply(reply, label, "batch" in reply.session.caps, server.ids)
     if command == "QUIT":
-        client.write(reply.to_bytes())
+        reply.session.write(reply.to_bytes())
         reply.lines.clear()
         server.quit(client, "Quit", error=f"Closing Link: {client.host} (Quit)")
     return reply

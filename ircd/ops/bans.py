@@ -73,7 +73,7 @@ def refused_by_kline(server, client: Client, reply: Reply, apply: Apply | None =
     ban = server.serverbans.kline_for(_sources(client), server.clock())
     if ban is None:
         return False
-    client.write(reply.to_bytes())
+    reply.session.write(reply.to_bytes())
     reply.lines.clear()
     disconnect_banned(server, client, ban, apply)
     return True

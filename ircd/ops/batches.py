@@ -3,27 +3,21 @@ and the join-time replay do."""
 
 from __future__ import annotations
 
-import itertools
-
-from ircd.events import Event
+from ircd.events import Event, Ids
 from ircd.history import Item
-
-_BATCH_IDS = itertools.count(1)
-
-
-def new_batch_id() -> str:
-    """A batch reference tag unique in this process (``h1``, ``h2``...)."""
-    return f"h{next(_BATCH_IDS)}"
+from ircd.reply import Reply
 
 
-def send_batch(client, reply, target: str, items: list[Item], batch_type: str = "chathistory") -> None:
-    """Add ``items`` to ``reply`` in a batch (or plainly, for a client without ``batch``)."""
-    use_batch = "batch" in client.caps
-    ref = new_batch_id()
+def send_batch(ids: Ids, reply: Reply, target: str, items: list[Item],
+               batch_type: str = "chathistory") -> None:
+    """Add ``items`` to ``reply`` in a batch (or plainly, for a session without
+    ``batch``); ``ids`` (``server.ids``) makes the batch's reference tag."""
+    use_batch = "batch" in reply.session.caps
+    ref = ids.batch()
     if use_batch:
         reply.send("BATCH", "+" + ref, batch_type, target)
     # Tags as the client's capabilities allow (server-time gives the original time).
-    mask = client.tagmask
+    mask = reply.session.tagmask
     for item in items:
         line = f":{item.source} {item.command} {item.to_name} :{item.text}"
         event = Event(line, item.t, item.msgid, item.account)

@@ -29,6 +29,7 @@ from ircd.ops import presence
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold, is_valid_nick
 from ircd.reply import Reply, take_label
+from ircd.state import NO_SESSION, Session
 
 log = logging.getLogger("ircd.login")
 
@@ -51,22 +52,24 @@ def registration_throttled_text(wait: float) -> str:
             f"{int(wait) + 1} seconds")
 
 
-def answer_later(server, client, delay: float, finish: Callable[[Reply], None]) -> None:
-    """Answer ``client`` after ``delay`` seconds (a wrong password's throttle delay),
-    its later lines waiting; ``finish`` fills a fresh reply then."""
-    client.pending = True
+def answer_later(server, client, delay: float, finish: Callable[[Reply], None],
+                 session: Session | None = None) -> None:
+    """Answer ``client``'s ``session`` (default: its first) after ``delay`` seconds
+    (a wrong password's throttle delay), its later lines waiting; ``finish`` fills
+    a fresh reply then."""
+    session = _session(client, session)
+    session.pending = True
 
     def answer() -> None:
-        client.pending = False
+        session.pending = False
         if client.quitting:
             return
-        reply = Reply(server.name, client)
+        reply = Reply(server.name, client, session)
         finish(reply)
-        take_label(client, reply)
+        take_label(session, reply, server.ids)
         if reply.lines:
-            client.write(reply.to_bytes())
-        if client.resume is not None:
-            client.resume()
+            session.write(reply.to_bytes())
+        session.resume()
 
     server.scheduler.call_later(delay, answer)
 
@@ -88,21 +91,32 @@ def unless_gone(client, fn: Callable[[], Any]) -> Callable[[], Any]:
     return job
 
 
-def _run(server, client, fn: Callable[[], Any], finish: Callable[[Any, BaseException | None, Reply], None]) -> None:
-    """Run ``fn`` off the loop with the client's input paused; then ``finish`` with a fresh reply."""
-    client.pending = True
+def _session(client, session: Session | None) -> Session:
+    """``session``, else ``client``'s first session, else a :class:`NoSession`."""
+    if session is None:
+        session = client.session
+    return session if session is not None else NO_SESSION
+
+
+def _run(server, client, fn: Callable[[], Any],
+         finish: Callable[[Any, BaseException | None, Reply], None],
+         session: Session | None = None) -> None:
+    """Run ``fn`` off the loop with the input of ``client``'s ``session`` (default:
+    its first) paused; then ``finish`` with a fresh reply for that session."""
+    session = _session(client, session)
+    session.pending = True
 
     def done(result: Any, error: BaseException | None) -> None:
-        client.pending = False
+        session.pending = False
         if not client.quitting:
-            reply = Reply(server.name, client)
+            reply = Reply(server.name, client, session)
             finish(result, error, reply)
-            if reply.lines or not client.pending:  # (else a delayed answer takes the label)
-                take_label(client, reply)
+            if reply.lines or not session.pending:  # (else a delayed answer takes the label)
+                take_label(session, reply, server.ids)
             if reply.lines:
-                client.write(reply.to_bytes())
-        if client.resume is not None and not client.quitting:
-            client.resume()
+                session.write(reply.to_bytes())
+        if not client.quitting:
+            session.resume()
 
     server.scheduler.run_blocking(unless_gone(client, fn), done)
 
@@ -132,7 +146,8 @@ def check_password(server, client, name: str, password: str, reply: Reply,
         # (A shared database, PostgreSQL, may hold accounts another server created
         # since this one's cache was filled: ask it.)
         delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
-        answer_later(server, client, delay, lambda later: finish(False, later))
+        answer_later(server, client, delay, lambda later: finish(False, later),
+                     reply.session)
         return 0.0
 
     def checked(ok: Any, error: BaseException | None, out: Reply) -> None:
@@ -152,9 +167,10 @@ def check_password(server, client, name: str, password: str, reply: Reply,
             return
         delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
         log.info("login failure for %s from %s", name, client.ip)
-        answer_later(server, client, delay, lambda later: finish(False, later))
+        answer_later(server, client, delay, lambda later: finish(False, later),
+                     reply.session)
 
-    _run(server, client, lambda: server.accounts.verify(name, password), checked)
+    _run(server, client, lambda: server.accounts.verify(name, password), checked, reply.session)
     return 0.0
 
 
@@ -196,7 +212,8 @@ def create_account(server, client, name: str, password: str, reply: Reply,
             log.info("account %s registered from %s", name, client.ip)
             finish("created", reply)
 
-    _run(server, client, lambda: server.accounts.create(name, password), created)
+    _run(server, client, lambda: server.accounts.create(name, password), created,
+         reply.session)
 
 
 def login_or_create(server, client, name: str, password: str, reply: Reply,
@@ -253,10 +270,12 @@ def login_or_create(server, client, name: str, password: str, reply: Reply,
         else:
             delay = throttle.failure(client.ip, account_cf, server.clock(), begun=True)
             log.info("login failure for %s from %s", name, client.ip)
-            answer_later(server, client, delay, lambda later: finish("bad-password", later))
+            answer_later(server, client, delay, lambda later: finish("bad-password", later),
+                         reply.session)
 
     _run(server, client,
-         lambda: server.accounts.login_or_register(name, password, create=reserved), checked)
+         lambda: server.accounts.login_or_register(name, password, create=reserved), checked,
+         reply.session)
     return 0.0
 
 
@@ -269,7 +288,7 @@ def log_in(server, client, account_name: str, reply: Reply) -> None:
     log.info("login %s as %s from %s", client.nick, client.account, client.ip)
     if client.registered:
         event = Event(f":{client.source} ACCOUNT {client.account}", server.clock())
-        event.send_to(presence.interested(server, client, "account-notify"))
+        event.write_to(presence.interested(server, client, "account-notify"))
         server.user_changed(client)
 
 
@@ -279,8 +298,8 @@ def log_out(server, client, reply: Reply) -> None:
         return
     log.info("logout %s from account %s", client.nick, client.account)
     client.account = None
-    client.sasl = None
+    reply.session.sasl = None
     reply.numeric(N.RPL_LOGGEDOUT, client.source, "You are now logged out")
     event = Event(f":{client.source} ACCOUNT *", server.clock())
-    event.send_to(presence.interested(server, client, "account-notify"))
+    event.write_to(presence.interested(server, client, "account-notify"))
     server.user_changed(client)

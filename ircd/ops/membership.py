@@ -58,7 +58,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
             reply.numeric(N.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
             return
         modes = ""
-    client.invites.pop(cf, None)
+    client.forget_invite(cf)
     t = server.clock()
     basic = Event(f":{client.source} JOIN {chan.name}", t, account=client.account)
     extended = Event(f":{client.source} JOIN {chan.name} {client.account or '*'} :{client.realname}",
@@ -66,13 +66,16 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     away = (Event(fit_line(f":{client.source} AWAY :{client.away}"), t, account=client.account)
             if client.away is not None else None)
     for member in chan.members:
-        event = extended if "extended-join" in member.caps else basic
-        member.write(event.bytes_for(member.tagmask))
-        if away is not None and "away-notify" in member.caps:
-            member.write(away.bytes_for(member.tagmask))
+        for s in member.sessions:
+            caps = s.caps
+            event = extended if "extended-join" in caps else basic
+            s.write(event.bytes_for(s.tagmask))
+            if away is not None and "away-notify" in caps:
+                s.write(away.bytes_for(s.tagmask))
     world.join(client, chan, modes)
-    own = extended if "extended-join" in client.caps else basic
-    reply.raw(own.str_for(client.tagmask))
+    session = reply.session
+    own = extended if "extended-join" in session.caps else basic
+    reply.raw(own.str_for(session.tagmask))
     if chan.topic:
         send_topic(chan, reply)
     send_names(server, client, chan, reply)
@@ -82,7 +85,7 @@ def join_channel(server, client: Client, name: str, key: str | None, reply: Repl
     if replay and server.history is not None:
         items = server.history.items(cf)[-replay:]
         if items:
-            send_batch(client, reply, chan.name, items)
+            send_batch(server.ids, reply, chan.name, items)
 
 
 def send_topic(chan: Channel, reply: Reply) -> None:
@@ -99,8 +102,8 @@ def send_names(server, client: Client, chan: Channel, reply: Reply, end: bool = 
 
     Honours the IRCv3 ``multi-prefix`` and ``userhost-in-names`` capabilities.
     """
-    multi = "multi-prefix" in client.caps
-    full = "userhost-in-names" in client.caps
+    multi = "multi-prefix" in reply.session.caps
+    full = "userhost-in-names" in reply.session.caps
     symbol = "@" if "s" in chan.modes else "="
     entries = [
         prefix_of(modes, multi) + (m.source if full else m.nick)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ircd.protocol import numerics as N
 from ircd.protocol.casemap import casefold
 from ircd.protocol.message import fit_line
-from ircd.state import Client
+from ircd.state import EMPTY_MAP, Client, Session
 
 MONITOR_LIMIT = 100
 
@@ -37,20 +37,21 @@ def notify_offline(server, nick: str) -> None:
         _send(server, list(watchers), N.RPL_MONOFFLINE, nick)
 
 
-def interested(server, client: Client, cap: str) -> list[Client]:
-    """Who is told of a change to ``client`` that capability ``cap`` announces.
+def interested(server, client: Client, cap: str) -> list[Session]:
+    """The sessions told of a change to ``client`` that capability ``cap`` announces.
 
-    Channel peers that enabled ``cap``, and (IRCv3 extended-monitor) the
-    clients that MONITOR ``client`` and enabled both ``extended-monitor`` and
-    ``cap``; each once, never ``client`` itself.
+    Those of channel peers that enabled ``cap``, and (IRCv3 extended-monitor)
+    those of the users that MONITOR ``client`` that enabled both
+    ``extended-monitor`` and ``cap``; each once, never ``client``'s own.
     """
-    out = [p for p in server.world.peers(client) if cap in p.caps]
+    peers = list(server.world.peers(client))
+    out = [s for p in peers for s in p.sessions if cap in s.caps]
     watchers = server.world.monitors.get(client.nick_cf)
     if watchers:
-        seen = set(out)
+        seen = set(peers)
         seen.add(client)
-        out += [w for w in watchers
-                if w not in seen and cap in w.caps and "extended-monitor" in w.caps]
+        out += [s for w in watchers if w not in seen for s in w.sessions
+                if cap in s.caps and "extended-monitor" in s.caps]
     return out
 
 
@@ -67,4 +68,4 @@ def forget(server, client: Client) -> None:
     """Drop ``client``'s whole MONITOR list (on quit, or MONITOR C)."""
     for cf in client.monitoring:
         unwatch(server.world, client, cf)
-    client.monitoring.clear()
+    client.monitoring = EMPTY_MAP

@@ -63,4 +63,4 @@ def log_override(ctx: Context, chan: Channel, what: str) -> None:
 def deoper(client: Client) -> None:
     """Drop operator status (``MODE <nick> -o``)."""
     client.oper = None
-    client.modes.discard("o")
+    client.set_mode("o", False)

@@ -59,13 +59,13 @@ def complete_registration(server, client, reply: Reply, created: bool = False,
     client.registered = True
     client.update_source()
     world.add_user(client)
-    client.password = None  # not kept in memory once used
+    reply.session.password = None  # not kept in memory once used
     log.info("registered %s (%s) from %s%s", client.nick, client.kind, client.ip,
              f" as account {client.account}" if client.account else " as guest")
     if local:
         send_welcome(server, client, reply)
     presence.notify_online(server, client)
-    if client.account and client.sasl != "done":
+    if client.account and reply.session.sasl != "done":
         if created:
             reply.send("NOTICE", client.nick, f"Registered new account {client.account}",
                        trailing=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from ircd.ops import presence
 from ircd.reply import Reply
 from ircd.simple import text_messages
-from ircd.state import Client
+from ircd.state import CallbackSession, Client
 
 log = logging.getLogger("ircd.services")
 
@@ -42,7 +42,9 @@ class Service:
 
     def __init__(self, core) -> None:
         self.core = core
-        client = core.new_client(self._received, lambda reason: None, "127.0.0.1", kind="service")
+        # The service's session is its inbox: the lines delivered to it (no connection).
+        client = core.new_client(CallbackSession(self._received), "127.0.0.1",
+                                 kind="service")
         client.user = self.nick
         client.host = core.name
         client.realname = self.realname
@@ -79,7 +81,7 @@ class Service:
         reply = Reply(self.core.name, sender)
         self.run(sender, text, reply)
         if reply.lines and not sender.quitting:
-            sender.write(reply.to_bytes())
+            reply.session.write(reply.to_bytes())
 
     def run(self, client: Client, text: str, reply: Reply) -> None:
         """Run the command in ``text`` (``"IDENTIFY pw"``) for ``client``; answers go to ``reply``."""

@@ -76,6 +76,7 @@ class ChanServ(Service):
         holds in memory and is retried every second, but is not yet durable.
         """
         core = self.core
+        session = reply.session
         state = {"sync": True, "answered": False, "pause": False}
 
         def saved(error: BaseException | None) -> None:
@@ -84,23 +85,23 @@ class ChanServ(Service):
                 self._saved_notice(reply, text, error)
                 return
             if state["pause"]:
-                client.pending = False
+                session.pending = False
             if client.quitting:
                 return
-            out = Reply(core.name, client)
+            out = Reply(core.name, client, session)
             self._saved_notice(out, text, error)
-            take_label(client, out)
-            client.write(out.to_bytes())
-            if state["pause"] and client.resume is not None:
-                client.resume()
+            take_label(session, out, core.ids)
+            session.write(out.to_bytes())
+            if state["pause"]:
+                session.resume()
 
         core.chanreg.when_saved(saved)
         state["sync"] = False
-        if not state["answered"] and not core.log.sequenced and not client.pending:
+        if not state["answered"] and not core.log.sequenced and not session.pending:
             # The client's later lines wait for the answer, in order (a cluster's
             # log paces its input instead).
             state["pause"] = True
-            client.pending = True
+            session.pending = True
 
     def _saved_notice(self, reply: Reply, text: str, error: BaseException | None) -> None:
         if error is None:
