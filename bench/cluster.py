@@ -33,11 +33,11 @@ from bench.servers import SERVER_CPU, ServerError, ServerProcess, ServerSpec
 from ircd.cluster.log import unpack
 
 STREAM = "chatserver:log"
+"""The cluster's log stream (ircd/cluster/redis.py)."""
 ROUTED = "chatserver:routed"
 """The number of routed batches so far (each one script call, like a stream entry)."""
 INBOXES = "chatserver:inbox:*"
 """The nodes' inbox streams of routed messages (docs/cluster.md "Routed messages")."""
-"""The cluster's log stream (ircd/cluster/redis.py)."""
 
 _POSTGRES: list[PostgresProcess] = []
 

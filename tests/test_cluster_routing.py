@@ -334,3 +334,33 @@ def test_an_inbox_trimmed_past_unread_entries_makes_the_node_rejoin(store):
     assert resets == [] and edge.inbox_id == "6-0"
     edge._apply_routed(b"9-0", entry(5))          # 3 and 4 were trimmed unread
     assert resets == ["inbox entries missed"] and edge.inbox_id == "6-0"
+
+
+def test_a_paused_sender_resumes_once_per_applied_batch_and_its_lines_are_not_parsed_again(
+        store, monkeypatch):
+    """The edge applies what it read between ``begin_batch`` and ``end_batch``: a
+    session paused at MAX_IN_FLIGHT resumes once, at the end, not once per line;
+    its node applies its lines from the Message parsed when they arrived."""
+    from ircd.cluster import log as cluster_log
+
+    net = MemoryLog(store)
+    n1, n2 = nodes(net, 2)
+    alice, bob = user(net, n1, "alice"), user(net, n2, "bob")
+    net.pump()
+    session = alice.client.session
+    resumed: list[object] = []
+    monkeypatch.setattr(type(session), "resume", lambda self: resumed.append(self))
+    parsed: list[object] = []
+    real_parse = cluster_log.parse_line
+    monkeypatch.setattr(cluster_log, "parse_line",
+                        lambda *a, **k: parsed.append(a) or real_parse(*a, **k))
+    for i in range(cluster_log.MAX_IN_FLIGHT):
+        alice.send(f"PRIVMSG bob :m{i}")
+    assert session.pending and session.in_flight == cluster_log.MAX_IN_FLIGHT
+    net.step(net.ports[0], 1 << 30)              # alice's node applies one batch
+    assert [s for s in resumed if s is session] == [session]
+    assert not session.pending and session.in_flight == 0
+    assert parsed == []
+    net.pump()
+    assert [p[1] for _, p in privmsgs(bob)] == [f"m{i}" for i in range(cluster_log.MAX_IN_FLIGHT)]
+    assert len(parsed) == cluster_log.MAX_IN_FLIGHT   # bob's node parses each line once

@@ -27,7 +27,14 @@ can judge (:meth:`Replication.route_targets`) are *routed*: the edge sends
 them only to the nodes holding their recipients, stamped with the state
 position they were judged at, if the state stream has not moved since, and
 each of those nodes applies them right after that state entry
-(:meth:`Replication.apply` ``routed_at``; docs/cluster.md "Routed messages").
+(:meth:`Replication.apply_routed`, a batch at a time; docs/cluster.md
+"Routed messages").
+
+Per line, the node parses a received line once: the :class:`Message` it
+appends is the one it applies when the entry comes back (a node with
+recipients parses the entry's line once). A sender paused at
+:data:`MAX_IN_FLIGHT` resumes once per read batch (:meth:`Replication.begin_batch`,
+:meth:`Replication.end_batch`), not after each of its lines.
 
 :class:`Replication` is the server's :class:`~ircd.worldlog.WorldLog` in a
 cluster: the core hands it lines and publishes changes to it, and it passes
@@ -236,6 +243,11 @@ class Replication:
         self._state_lines: dict[int, int] = {}  # client id -> its state lines in flight
         # channel name -> (position, its members' nodes or None: not routable)
         self._channel_nodes: dict[str, tuple[str, frozenset[int] | None]] = {}
+        # seq -> the Message this node parsed and appended (applied here without a reparse)
+        self._parsed: dict[int, Message] = {}
+        # While the edge applies a read batch: the sessions to resume at its end
+        # (id(session) -> session), so a paused sender resumes once per batch, not per line.
+        self._resumes: dict[int, Session] | None = None
         server.attach_log(self, node.id)
 
     # -- the apply context -----------------------------------------------------
@@ -310,7 +322,8 @@ class Replication:
             if targets is None:
                 self._state_lines[client.id] = self._state_lines.get(client.id, 0) + 1
             self.submit(client, shared.command, canonical_line(shared),
-                        self._replier(session, shared.command, targets is None), targets)
+                        self._replier(session, shared.command, targets is None), targets,
+                        shared)
             if session.in_flight >= MAX_IN_FLIGHT:
                 session.pending = True
 
@@ -397,8 +410,14 @@ class Replication:
             return (msg, None) if known else (None, msg)
         if command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
             return (msg, None) if command in REPLICATED else (None, msg)
-        targets = msg.params[0].split(",")
-        names = (services.nickserv.client.nick_cf, services.chanserv.client.nick_cf)
+        nickserv, chanserv = services.nickserv.client.nick_cf, services.chanserv.client.nick_cf
+        first = msg.params[0]
+        if "," not in first and (first[:1] == "#" or len(first.lstrip("@+")) not in
+                                 (len(nickserv), len(chanserv))):
+            return msg, None   # (the common case: one target, not a service: casefold
+            #                     keeps the length)
+        targets = first.split(",")
+        names = (nickserv, chanserv)
         private = [t for t in targets if casefold(t.lstrip("@+")) in names
                    and self._private_target(t, command, msg.params[1])]
         if not private:
@@ -487,19 +506,45 @@ class Replication:
         if client.quitting or session.in_flight >= MAX_IN_FLIGHT:
             return
         session.pending = False
-        session.resume()
+        if self._resumes is not None:
+            self._resumes[id(session)] = session   # at the end of the read batch
+        else:
+            session.resume()
+
+    def begin_batch(self) -> None:
+        """The edge begins to apply a read batch: the sessions whose lines it applies
+        resume reading once, at :meth:`end_batch`, instead of after each line
+        (a session paused at :data:`MAX_IN_FLIGHT` then reads up to that many
+        lines at once)."""
+        if self._resumes is None:
+            self._resumes = {}
+
+    def end_batch(self) -> None:
+        """The read batch is applied: resume the sessions that may read again
+        (unless something paused them again meanwhile; then it resumes them)."""
+        resumes, self._resumes = self._resumes, None
+        if not resumes:
+            return
+        for session in resumes.values():
+            if not session.user.quitting and not session.pending:
+                session.resume()
 
     def submit(self, client: Client, command: str, line: bytes, done: Done,
-               targets: frozenset[int] | None = None) -> None:
+               targets: frozenset[int] | None = None, msg: Message | None = None) -> None:
         """Append ``line`` (raw bytes, no CR LF) from ``client`` to the log; ``done``
         gets the reply once it is applied here, or None (at once, or when the edge
         reports the append failed) if the log is unavailable. ``targets``: the
-        nodes to route it to (:meth:`route_targets`), judged at :attr:`position`."""
+        nodes to route it to (:meth:`route_targets`), judged at :attr:`position`.
+        ``msg``: the :class:`Message` ``line`` was made from (:func:`canonical_line`),
+        which this node then applies instead of parsing ``line`` again."""
         if not self.transport.available:
             done(None)
             return
         seq = next(self._seq)
         self.waiting[seq] = done
+        if msg is not None:
+            self._parsed[seq] = (msg if msg.source is None
+                                 else Message(msg.command, msg.params, None, msg.tags))
         sender = f"~{client.nick_cf}" if client.is_pseudo else str(client.id)
         data = encode_line(self.node.id, seq, sender, line)
         if targets is None:
@@ -527,6 +572,7 @@ class Replication:
 
     def failed(self, seq: int) -> None:
         """The edge could not append entry ``seq``: tell whoever waits for it."""
+        self._parsed.pop(seq, None)
         done = self.waiting.pop(seq, None)
         if done is not None:
             done(None)
@@ -632,6 +678,35 @@ class Replication:
             if self.clock.current is not None:
                 self._leave()
 
+    def apply_routed(self, stamp: str, number: int, at: float, items: list[bytes]) -> None:
+        """Apply one routed batch from this node's inbox, right after state entry
+        ``stamp`` (``"<ms>-<n>"``): ``items`` is index, entry, index, entry...
+        (the :func:`unpack` of an inbox entry's ``b``), routed as batch ``number``
+        at ``at`` (unix seconds).
+
+        Each message is applied as :meth:`apply` with ``routed_at`` applies it,
+        under the id ``<stamp>.<ROUTED_BASE + number>.<index>`` (the same on
+        every node it reached), in one loop whose ids share one prefix. Never
+        raises: a failing message is logged and skipped.
+        """
+        prefix = f"{stamp}.{ROUTED_BASE + number}."
+        apply_line = self._apply_line
+        clock = self.clock
+        for k in range(0, len(items) - 1, 2):
+            data = items[k + 1]
+            self.applied += 1
+            try:
+                entry_id = prefix + str(int(items[k]))
+                if data[:1] == b"L":
+                    apply_line(entry_id, data, at)
+                else:
+                    self.apply(entry_id, data, routed_at=at)
+            except Exception:
+                log.exception("applying routed message %s%s failed", prefix, items[k])
+            finally:
+                if clock.current is not None:
+                    self._leave()
+
     def _apply_line(self, entry_id: str, data: bytes, routed_at: float | None = None) -> None:
         header, _, line = data[1:].partition(b"\n")
         origin_s, seq_s, sender = header.split(b" ")
@@ -639,7 +714,12 @@ class Replication:
         if origin not in self.nodes:
             return
         local = origin == self.node.id
-        done = self.waiting.pop(int(seq_s), None) if local else None
+        if local:
+            seq = int(seq_s)
+            done = self.waiting.pop(seq, None)
+            msg: Message | None = self._parsed.pop(seq, None)
+        else:
+            done = msg = None
         server = self.server
         if sender[:1] == b"~":
             client = server.world.users.get(sender[1:].decode())
@@ -651,12 +731,13 @@ class Replication:
             if done is not None:
                 done(None)
             return
-        try:
-            msg = parse_line(line, check_length=False)  # checked where it was received
-        except MessageParseError:
-            if done is not None:
-                done(None)
-            return
+        if msg is None:
+            try:
+                msg = parse_line(line, check_length=False)  # checked where it was received
+            except MessageParseError:
+                if done is not None:
+                    done(None)
+                return
         history = server.history
         mark = len(history.pending) if history is not None else 0
         apply = self._enter(entry_id, origin, routed_at)

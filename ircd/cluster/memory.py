@@ -100,20 +100,26 @@ class MemoryLog:
         node = repl.node.id
         routed = self.routed
         done = 0
-        while done < count:
-            while port.rpos < len(routed) and node not in routed[port.rpos].targets:
-                port.rpos += 1
-            if port.rpos < len(routed) and routed[port.rpos].stamp < port.pos:
-                item = routed[port.rpos]
-                port.rpos += 1
-                repl.apply(self.routed_id(item), item.data, routed_at=item.at)
-            elif port.pos < len(self.entries):
-                index = port.pos
-                port.pos += 1
-                repl.apply(self.entry_id(index), self.entries[index])
-            else:
-                break
-            done += 1
+        repl.begin_batch()
+        try:
+            while done < count:
+                while port.rpos < len(routed) and node not in routed[port.rpos].targets:
+                    port.rpos += 1
+                if port.rpos < len(routed) and routed[port.rpos].stamp < port.pos:
+                    item = routed[port.rpos]
+                    port.rpos += 1
+                    # (a routed batch of one message: index 0, as the Redis edge's inboxes hold)
+                    repl.apply_routed(self.entry_id(item.stamp), item.number, item.at,
+                                      [b"0", item.data])
+                elif port.pos < len(self.entries):
+                    index = port.pos
+                    port.pos += 1
+                    repl.apply(self.entry_id(index), self.entries[index])
+                else:
+                    break
+                done += 1
+        finally:
+            repl.end_batch()
         return done
 
     def behind(self, port: MemoryPort) -> bool:

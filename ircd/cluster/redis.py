@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ircd.cluster.log import ROUTED_BASE, NodeInfo, Replication, pack, unpack
+from ircd.cluster.log import NodeInfo, Replication, pack, unpack
 from ircd.storage import redact_text, redact_url
 from ircd.worldlog import Apply
 
@@ -132,6 +132,10 @@ state entries. Returns ``[routed number or 0, state entry id or false,
 offset or false]``. One script runs at a time, so every inbox sees routed
 batches in one global order, and no state entry can come between the check
 and the routing."""
+
+
+_FRAMED_INDEX = [pack((b"%d" % i,)) for i in range(READ_COUNT * 2)]
+"""The indexes 0, 1, ... of a routed batch as :func:`pack` frames (``b"1\\n0"``...)."""
 
 
 class ClusterError(Exception):
@@ -443,18 +447,26 @@ class RedisLog:
                 await self._append("b", pack(state))
             return
         position = positions.pop()
+        # Each message is framed (pack's "<length>\n<entry>") once, and its frame is
+        # joined into the fall-back and into each target node's inbox value.
+        framed = [b"%d\n%s" % (len(item[0]), item[0]) for item in routed]
         per_node: dict[int, list[bytes]] = {}
-        for i, (data, _seq, _retry, route) in enumerate(routed):
-            assert route is not None
-            for node in route[1]:
-                per_node.setdefault(node, []).extend((b"%d" % i, data))
+        for i, item in enumerate(routed):
+            index = _FRAMED_INDEX[i] if i < len(_FRAMED_INDEX) else pack((b"%d" % i,))
+            frame = framed[i]
+            for node in item[3][1]:  # type: ignore[index]
+                parts = per_node.get(node)
+                if parts is None:
+                    parts = per_node[node] = []
+                parts.append(index)
+                parts.append(frame)
         nodes = sorted(per_node)
         number, _id, _offset = await self._write_script(
             keys=[self._key("log"), self._key("offset"), self._key("last"),
                   self._key("routed"), self._key("inbox_offsets"),
                   *(self._key(f"inbox:{n}") for n in nodes)],
-            args=[STREAM_MAXLEN, position, pack(item[0] for item in routed), pack(state), "",
-                  *(pack(per_node[n]) for n in nodes)])
+            args=[STREAM_MAXLEN, position, b"".join(framed), pack(state), "",
+                  *(b"".join(per_node[n]) for n in nodes)])
         self.routed_batches += bool(number)
 
     def _give_up(self, batch: list[tuple[bytes, int, bool,
@@ -515,7 +527,11 @@ class RedisLog:
             routed: list[Any] = []
             for stream, entries in result:
                 (state if stream == key_b else routed).extend(entries)
-            self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
+            repl.begin_batch()
+            try:
+                self._apply_merged(state, routed, len(routed) < READ_COUNT, generation)
+            finally:
+                repl.end_batch()   # the senders resume once per read batch
 
     def _apply_merged(self, state: list[Any], routed: list[Any], inbox_complete: bool,
                       generation: int) -> None:
@@ -568,13 +584,8 @@ class RedisLog:
             self.reset("inbox entries missed")
             return
         self.inbox_id = raw_id.decode()
-        stamp = fields[b"p"].decode()
-        number = int(fields[b"n"]) + ROUTED_BASE
-        at = int(fields[b"t"]) / 1000
-        items = list(unpack(fields[b"b"]))
-        for k in range(0, len(items) - 1, 2):
-            self.replication.apply(f"{stamp}.{number}.{int(items[k])}", items[k + 1],
-                                   routed_at=at)
+        self.replication.apply_routed(fields[b"p"].decode(), int(fields[b"n"]),
+                                      int(fields[b"t"]) / 1000, list(unpack(fields[b"b"])))
 
     def _gap(self, offset: int) -> bool:
         """Check the offset of the next stream entry read; True if entries were missed.
