@@ -380,6 +380,13 @@ def test_killed_node_users_quit_everywhere_their_nicks_free_and_restarted_node_r
         wait_names(c, "#room", {"alice", "amy", "bob", "bea"})
         c.sync()
 
+    round_trip(alice, bob, "#room", "routed to both nodes' inboxes")
+    round_trip(bob, alice, "#room", "and back")
+    redis_client = RedisClient.from_url(net.redis_url)
+    inboxes = lambda: {k.decode() for k in redis_client.keys("chatserver:inbox:*")}  # noqa: E731
+    offsets = lambda: {k.decode() for k in redis_client.hkeys("chatserver:inbox_offsets")}  # noqa: E731
+    assert len(inboxes()) == 2 and offsets() == inboxes(), (inboxes(), offsets())
+
     killed = time.monotonic()
     net.kill(1)
     seen = quits(alice, 2, net.node_timeout + 5)
@@ -387,6 +394,10 @@ def test_killed_node_users_quit_everywhere_their_nicks_free_and_restarted_node_r
     assert seen == {"bob": "node n2 lost", "bea": "node n2 lost"}, seen
     assert took <= net.node_timeout + 5, took
     assert quits(amy, 2, 2.0) == seen
+    # the node that declared n2 lost deleted its inbox (a crashed node cannot)
+    assert wait_until(lambda: len(inboxes()) == 1 and offsets() == inboxes(), 5.0), (
+        inboxes(), offsets())
+    redis_client.close()
     # the nicks are free right away; the channel keeps the other members
     bob2 = irc(net, 0, "bob")
     assert names(alice, "#room") == {"alice", "amy"}

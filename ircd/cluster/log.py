@@ -2,8 +2,8 @@
 
 Every node of a network holds the whole world (:class:`ircd.state.World`):
 its own users behind real connections, and every other node's users as
-:class:`~ircd.state.Client` objects whose ``write`` and ``close`` do nothing
-(``client.node`` names their node). The world changes only by applying log
+:class:`~ircd.state.User` objects with no session on this node, so nothing
+is written to them here (``user.node`` names their node). The world changes only by applying log
 entries, in log order, on every node alike (state-machine replication, as
 RobustIRC does with Raft; here the log is one Redis stream, see
 :mod:`ircd.cluster.redis`):
@@ -129,6 +129,12 @@ class Transport(Protocol):
 
     def put_snapshot(self, entry_id: str, data: bytes) -> None:
         """Store this node's snapshot taken right after entry ``entry_id``."""
+
+    def drop_inbox(self, node_id: int) -> None:
+        """Delete the inbox of node ``node_id``, declared lost by this node. Called
+        once that ``lost`` entry is applied here: no message judged after it routes
+        to that node (its users are gone) and one judged before it cannot pass the
+        compare (the stream moved), so nothing recreates the inbox."""
 
     def reset(self, why: str) -> None:
         """This node was declared lost: drop every local user and rejoin as a new node."""
@@ -903,6 +909,8 @@ class Replication:
             self.transport.reset("declared lost by another node")
             return
         log.warning("node %s (%s) lost: its users quit", lost.name, lost.server)
+        if obj["o"] == self.node.id:   # this node declared it: it deletes the inbox, once
+            self.transport.drop_inbox(lost.id)
         reason = f"node {lost.name} lost"
         for client in [c for c in self.by_id.values() if c.node == lost.id]:
             apply = self._enter(entry_id, obj["o"])

@@ -70,6 +70,9 @@ class MemoryPort:
         """Keep the snapshot for the node whose ``hello`` is ``entry_id``."""
         self.log.snapshots[entry_id] = data
 
+    def drop_inbox(self, node_id: int) -> None:
+        """Nothing to delete: in process, routed messages are one shared list."""
+
     def reset(self, why: str) -> None:
         """No node is declared lost in process."""
         raise AssertionError(f"no node is declared lost here: {why}")

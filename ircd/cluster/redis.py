@@ -6,8 +6,9 @@ Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
   log entries (the bytes of :mod:`ircd.cluster.log`, see :func:`pack`), or
   ``e``, one log entry (a node's ``hello`` and ``lost``), and the field
   ``o``, its offset. Appended by :data:`APPEND_SCRIPT` (INCR and XADD
-  ``MAXLEN ~`` :data:`STREAM_MAXLEN` in one step), read by every node with
-  XREAD BLOCK, in stream order.
+  ``MAXLEN ~`` :data:`STREAM_MAXLEN` in one step), or by :data:`WRITE_SCRIPT`
+  for a write batch with routed messages, read by every node with XREAD
+  BLOCK, in stream order.
 - ``offset``: the last offset given; offsets count the stream entries 1, 2,
   3, ... without holes, so a node that reads offset 9 after 5 knows that the
   stream was trimmed past entries it had not read yet (it fell too far
@@ -19,7 +20,10 @@ Keys, all under ``chatserver:`` in the ``[cluster] url``'s database:
   is stamped with), ``n`` (the routed batch's number, from ``routed``) and
   ``t`` (Redis's time, ms). A node reads its inbox and the state stream in
   one XREAD and applies an inbox entry stamped ``p`` right after state entry
-  ``p`` (:meth:`RedisLog._read_loop`).
+  ``p`` (read by :meth:`RedisLog._read_loop`, merged by
+  :meth:`RedisLog._apply_merged`). A clean exit deletes the node's own inbox;
+  the node that declares a node lost deletes that node's
+  (:meth:`RedisLog.drop_inbox`).
 - ``routed``: the number of the last routed batch.
 - ``inbox_offsets``: a hash, inbox key -> the last offset given in that inbox
   (each inbox entry has it as ``o``, like the stream's).
@@ -229,6 +233,7 @@ class RedisLog:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.delete(self._key(f"node:{node.id}"))
                 pipe.delete(self._key(f"inbox:{node.id}"))
+                pipe.hdel(self._key("inbox_offsets"), self._key(f"inbox:{node.id}"))
                 pipe.hdel(self._key("nodes"), str(node.id))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -372,6 +377,20 @@ class RedisLog:
             except (RedisError, OSError) as exc:
                 log.warning("storing a snapshot failed: %r", exc)
         self._spawn(put())
+
+    def drop_inbox(self, node_id: int) -> None:
+        """Delete a lost node's inbox and its offset (in the background): a node that
+        crashed never deletes its own (:meth:`close` does, on a clean exit)."""
+        async def drop() -> None:
+            inbox = self._key(f"inbox:{node_id}")
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.delete(inbox)
+                    pipe.hdel(self._key("inbox_offsets"), inbox)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("deleting the inbox of lost node %x failed: %r", node_id, exc)
+        self._spawn(drop())
 
     def reset(self, why: str) -> None:
         """Drop this node's users and the replica; rejoin as a new node (heartbeat task)."""
