@@ -97,6 +97,15 @@ class HistoryDisk(Protocol):
         """The newest ``per_target`` messages of each target with ``t >= cutoff``
         (unix seconds), oldest first."""
 
+    def recent_of(self, target: str, cutoff: float, per_target: int) -> list[Row]:
+        """The newest ``per_target`` messages of ``target`` alone with ``t >= cutoff``
+        (unix seconds), oldest first (an index read: a cluster node beginning to
+        follow a channel)."""
+
+    def recent_direct(self, account_cf: str, cutoff: float, per_target: int) -> list[Row]:
+        """As :meth:`recent`, for the direct-message targets naming account
+        ``account_cf`` (casefolded) only (a cluster node whose user logs in)."""
+
     def append(self, rows: list[Row]) -> None:
         """Store ``rows`` in one transaction."""
 
@@ -180,6 +189,17 @@ class HistoryStore:
         """The stored messages from ``since`` (unix seconds) on, at most ``max_per_target``
         per target: for :meth:`merge` (blocks: call it off the loop)."""
         return self.disk.recent(since, self.max_per_target)
+
+    def recent_rows_of(self, target: str, since: float) -> list[Row]:
+        """The stored messages of ``target`` (a history key) from ``since`` (unix
+        seconds) on, at most ``max_per_target``: for :meth:`merge` (blocks)."""
+        return self.disk.recent_of(target, since, self.max_per_target)
+
+    def recent_direct_rows(self, account_cf: str, since: float) -> list[Row]:
+        """The stored direct messages of account ``account_cf`` (casefolded) from
+        ``since`` on, at most ``max_per_target`` per conversation: for
+        :meth:`merge` (blocks)."""
+        return self.disk.recent_direct(account_cf, since, self.max_per_target)
 
     def write(self, items: list[Item], erase: list[Erasure] | None = None) -> None:
         """Delete the ``erase`` targets' old messages, then append ``items`` (except

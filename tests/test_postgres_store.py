@@ -348,3 +348,33 @@ def test_a_forgotten_channels_history_is_deleted_and_a_late_batch_does_not_bring
     with db.connection() as conn:
         texts = [t for (t,) in conn.execute("SELECT text FROM history ORDER BY id")]
     assert texts == ["text 3", "text 4"]
+
+
+def test_a_followed_targets_history_is_read_by_target_on_both_backends(db, tmp_path):
+    """What a cluster node reads when it begins to follow a channel or an account:
+    only that channel's, or that account's conversations', newest messages (at most
+    ``per_target`` each, oldest first, from ``cutoff`` on), on SQLite and PostgreSQL."""
+    from ircd.storage.sqlite import SQLiteHistoryDisk
+
+    rows = []
+    for i in range(6):
+        for target in ("#a", "#b", "dm:alice:bob", "dm:bob:carol", "dm:al:bob", "dm:bob:alice2"):
+            rows.append((target, 100.0 + i, f"{target}-{i}", "x!x@h", None, "PRIVMSG",
+                         target, f"text {i}"))
+    sqlite = SQLiteHistoryDisk(tmp_path / "h.sqlite3")
+    try:
+        for disk in (sqlite, PostgresHistoryDisk(db)):
+            disk.append(rows)
+            got = disk.recent_of("#a", 101.0, 3)
+            assert [r[2] for r in got] == ["#a-3", "#a-4", "#a-5"], disk
+            assert [r[2] for r in disk.recent_of("#a", 104.5, 10)] == ["#a-5"]
+            direct = disk.recent_direct("bob", 103.0, 2)
+            assert {r[0] for r in direct} == {"dm:alice:bob", "dm:bob:carol", "dm:al:bob",
+                                              "dm:bob:alice2"}
+            assert [r[2] for r in direct if r[0] == "dm:alice:bob"] == [
+                "dm:alice:bob-4", "dm:alice:bob-5"]
+            assert [r[1] for r in direct] == sorted(r[1] for r in direct)
+            assert {r[0] for r in disk.recent_direct("alice", 0.0, 10)} == {"dm:alice:bob"}
+            assert disk.recent_direct("nobody", 0.0, 10) == []
+    finally:
+        sqlite.close()

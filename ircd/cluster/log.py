@@ -51,6 +51,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ircd import events
@@ -74,6 +75,7 @@ from ircd.worldlog import Apply, EntryClock
 
 if TYPE_CHECKING:
     from ircd.core import Server
+    from ircd.history import HistoryStore
 
 log = logging.getLogger("ircd.cluster")
 
@@ -107,6 +109,11 @@ UNAVAILABLE = "Cluster unavailable, try again later"
 Done = Callable[[Reply | None], None]
 """Called on the loop when a submitted line was applied here (its reply for the
 sender) or could not be appended to the log (None)."""
+
+
+def _channel_rows(target: str, history: HistoryStore, since: float) -> list[Any]:
+    """The stored messages of channel ``target`` (casefolded) since ``since``."""
+    return history.recent_rows_of(target, since)
 
 
 class Transport(Protocol):
@@ -929,20 +936,20 @@ class Replication:
             if names is not None and cf not in names:
                 continue
             if all(m is client or m.node != here for m in chan.members):
-                self.follow_history(cf.__eq__)
+                self.follow_history(partial(_channel_rows, cf))
 
     def follow_account(self, account: str) -> None:
         """A user of this node is logged in as ``account``: load its direct messages
         (this node receives them from now on; before, they went to other nodes)."""
         mine = casefold(account)
-        self.follow_history(lambda target: target.startswith("dm:")
-                            and mine in target.split(":")[1:])
+        self.follow_history(lambda history, since: history.recent_direct_rows(mine, since))
 
-    def follow_history(self, wanted: Callable[[str], bool]) -> None:
-        """Merge into the in-memory history the stored messages of the targets
-        ``wanted`` accepts (history keys: a casefolded channel, ``dm:a:b``), off
-        the loop, and again :data:`HISTORY_CATCH_UP` seconds later for those
-        their senders' nodes had not written yet (docs/cluster.md "History").
+    def follow_history(self, read: Callable[[HistoryStore, float], list[Any]]) -> None:
+        """Merge into the in-memory history the stored messages ``read(history,
+        since)`` returns (it reads the targets followed, by an index: one channel,
+        or one account's conversations; never every target), off the loop, and
+        again :data:`HISTORY_CATCH_UP` seconds later for those their senders'
+        nodes had not written yet (docs/cluster.md "History").
 
         With routed messages a node holds in memory only what was routed to it:
         the messages of channels it has members in and of its users'
@@ -958,17 +965,17 @@ class Replication:
         days = history.retention_days
         cutoff = self.clock.wall() - days * 86400 if days > 0 else 0.0
 
-        def read() -> list[Any]:
-            return [row for row in history.recent_rows(cutoff) if wanted(row[0])]
+        def rows() -> list[Any]:
+            return read(history, cutoff)
 
-        def done(rows: Any, error: BaseException | None) -> None:
+        def done(found: Any, error: BaseException | None) -> None:
             if error is not None:
                 log.warning("history of a followed target not loaded: %r", error)
                 return
-            history.merge(rows)
+            history.merge(found)
 
         def load() -> None:
-            server.scheduler.run_blocking(read, done)
+            server.scheduler.run_blocking(rows, done)
 
         load()
         server.scheduler.call_later(HISTORY_CATCH_UP, load)

@@ -353,6 +353,26 @@ class PostgresHistoryDisk:
                 " AS rn FROM history WHERE t >= %s) AS recent WHERE rn <= %s ORDER BY t, id",
                 (cutoff, per_target)).fetchall()
 
+    def recent_of(self, target: str, cutoff: float, per_target: int) -> list[Row]:
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM history"
+                " WHERE target = %s AND t >= %s ORDER BY t DESC, id DESC LIMIT %s",
+                (target, cutoff, per_target)).fetchall()
+        rows.reverse()
+        return rows
+
+    def recent_direct(self, account_cf: str, cutoff: float, per_target: int) -> list[Row]:
+        prefix, suffix = f"dm:{account_cf}:", f":{account_cf}"
+        with self.db.connection() as conn:
+            return conn.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
+                " SELECT *, row_number() OVER (PARTITION BY target ORDER BY t DESC, id DESC)"
+                " AS rn FROM history WHERE left(target, 3) = 'dm:' AND t >= %s"
+                " AND (left(target, %s) = %s OR right(target, %s) = %s)) AS recent"
+                " WHERE rn <= %s ORDER BY t, id",
+                (cutoff, len(prefix), prefix, len(suffix), suffix, per_target)).fetchall()
+
     def append(self, rows: list[Row]) -> None:
         with self.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(

@@ -191,6 +191,26 @@ class SQLiteHistoryDisk:
                 (cutoff, per_target),
             ).fetchall()
 
+    def recent_of(self, target: str, cutoff: float, per_target: int) -> list[Row]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM history"
+                " WHERE target = ? AND t >= ? ORDER BY t DESC LIMIT ?",
+                (target, cutoff, per_target)).fetchall()
+        rows.reverse()
+        return rows
+
+    def recent_direct(self, account_cf: str, cutoff: float, per_target: int) -> list[Row]:
+        prefix, suffix = f"dm:{account_cf}:", f":{account_cf}"
+        with self._lock:
+            return self._db.execute(
+                "SELECT target, t, msgid, source, account, command, to_name, text FROM ("
+                " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY t DESC) AS rn"
+                " FROM history WHERE substr(target, 1, 3) = 'dm:' AND t >= ?"
+                " AND (substr(target, 1, ?) = ? OR substr(target, -?) = ?))"
+                " WHERE rn <= ? ORDER BY t",
+                (cutoff, len(prefix), prefix, len(suffix), suffix, per_target)).fetchall()
+
     def append(self, rows: list[Row]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
