@@ -104,7 +104,8 @@ def cluster(members: int, messages: int) -> tuple[float, float, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         log = MemoryLog(time.time)
-        servers, stores, ports = [], [], []
+        servers, stores = [], []
+        ports: list[MemoryPort] = []
         for i, name in enumerate("abc"):
             server, store = _server(Path(tmp) / name, cluster=True)
             port = MemoryPort(log)
