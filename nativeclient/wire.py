@@ -106,11 +106,12 @@ def unescape_tag_value(value: str) -> str:
 def encode_line(text: str) -> bytes:
     """``text`` as UTF-8 with CR LF appended.
 
-    Raises ``ValueError`` when ``text`` contains a line feed, or when the
-    result is longer than :data:`MAX_LINE_BYTES`.
+    Raises ``ValueError`` when ``text`` contains a line feed, a carriage
+    return or a NUL (each could end or cut the line on some server: RFC 2812
+    section 2.3.1), or when the result is longer than :data:`MAX_LINE_BYTES`.
     """
-    if "\n" in text:
-        raise ValueError("Carriage returns not allowed in privmsg(text)")
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise ValueError("CR, LF and NUL are not allowed in a line")
     data = text.encode() + b"\r\n"
     if len(data) > MAX_LINE_BYTES:
         raise ValueError("Messages limited to 512 bytes including CR/LF")

@@ -179,8 +179,9 @@ def test_encode_line_refuses_newlines_and_lines_over_512_bytes() -> None:
     assert len(encode_line("x" * 510)) == 512
     with pytest.raises(ValueError, match="512"):
         encode_line("x" * 511)
-    with pytest.raises(ValueError):
-        encode_line("PRIVMSG #a :one\nQUIT")
+    for bad in ("PRIVMSG #a :one\nQUIT", "PRIVMSG #a :one\rQUIT", "PRIVMSG #a :one\0two"):
+        with pytest.raises(ValueError, match="CR, LF and NUL"):
+            encode_line(bad)
 
 
 @pytest.mark.parametrize(

@@ -74,3 +74,20 @@ def test_a_store_given_a_path_instead_of_a_backend_says_so(tmp_path, make):
     with pytest.raises(TypeError, match="backend, not a path"):
         make(str(tmp_path / "db"))
     assert not (tmp_path / "db").exists()
+
+
+def test_a_history_table_that_cannot_be_opened_is_one_startup_error(tmp_path):
+    """A damaged history table stops start-up with one line naming the data
+    directory (``StartupError``, exit code 1), like the other stores, and the
+    accounts store opened before it is closed again."""
+    import sqlite3
+
+    from ircd.config import Config
+    from ircd.storage.stores import DB_FILE, StartupError, open_stores
+
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        db.execute("CREATE TABLE history (x)")   # no target, t...: the index cannot be made
+    with pytest.raises(StartupError, match=f"cannot read the history in {tmp_path}"):
+        open_stores(Config(), tmp_path)
+    with sqlite3.connect(tmp_path / DB_FILE) as db:   # not left locked or half open
+        assert db.execute("SELECT count(*) FROM accounts").fetchone() == (0,)

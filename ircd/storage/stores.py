@@ -119,12 +119,19 @@ def _open_sqlite(config: Config, data_dir: Path) -> Stores:
                                 a.argon2_memory_cost, a.argon2_parallelism)
     except Exception as exc:
         raise StartupError(f"cannot open database in {data_dir}: {exc}") from None
-    history = (HistoryStore(sqlite.SQLiteHistoryDisk(path), h.max_per_target, h.retention_days,
-                            max_targets=h.max_targets) if h.enabled else None)
+    try:
+        history = (HistoryStore(sqlite.SQLiteHistoryDisk(path), h.max_per_target,
+                                h.retention_days, max_targets=h.max_targets)
+                   if h.enabled else None)
+    except Exception as exc:
+        accounts.close()
+        raise StartupError(f"cannot read the history in {data_dir}: {exc}") from None
     try:
         ban_store = sqlite.SqliteServerBanStore(path)
     except Exception as exc:
         accounts.close()
+        if history is not None:
+            history.close()
         raise StartupError(f"cannot read the server bans in {data_dir}: {exc}") from None
     stores = Stores(accounts, history, ban_store, sqlite.SQLiteChannelStore(path))
     try:
