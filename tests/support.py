@@ -66,11 +66,35 @@ def config_with(**sections: dict[str, object]) -> str:
     return text
 
 
+PORTS_PER_WORKER = 1375
+"""Ports each pytest-xdist worker hands out, from its own slice of 10000-31999."""
+
+_next_port = [0]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` (127.0.0.1, or ::1) that is free right now."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port on ``host`` (127.0.0.1, or ::1) that is free right now.
+
+    Each pytest-xdist worker (``PYTEST_XDIST_WORKER``, ``gw0``, ``gw1``...) takes
+    ports from its own slice of 10000-31999, in turn, below the kernel's
+    ephemeral range (32768 and up). A port the kernel picked (``bind(0)``) could
+    be picked for another worker's server in the moment between this probe and
+    that server's bind; then a test could talk to the other worker's server
+    while its own failed to bind, which ``wait_for_port`` cannot tell apart.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = 10000 + (index % 16) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = base + _next_port[0] % PORTS_PER_WORKER
+        _next_port[0] += 1
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORTS_PER_WORKER - 1}")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15.0,
