@@ -560,12 +560,9 @@ class RedisLog:
         repl = self.replication
         ri = 0
         for raw_id, fields in state:
-            position = _stream_pos(self.last_id)
-            while ri < len(routed) and _stream_pos(routed[ri][1][b"p"].decode()) <= position:
-                self._apply_routed(*routed[ri])
-                ri += 1
-                if generation != self._generation:
-                    return
+            ri = self._apply_routed_upto(routed, ri, generation)
+            if ri < 0:
+                return
             if ri == len(routed) and not inbox_complete:
                 return  # more inbox entries may be stamped before this state entry
             entry_id = raw_id.decode()
@@ -582,12 +579,18 @@ class RedisLog:
                 repl.apply(entry_id, data)
             if generation != self._generation:
                 return
+        self._apply_routed_upto(routed, ri, generation)
+
+    def _apply_routed_upto(self, routed: list[Any], ri: int, generation: int) -> int:
+        """Apply ``routed[ri:]`` while stamped at or before the last state entry
+        applied; the index of the first one left, or -1 if this node reset meanwhile."""
         position = _stream_pos(self.last_id)
         while ri < len(routed) and _stream_pos(routed[ri][1][b"p"].decode()) <= position:
             self._apply_routed(*routed[ri])
             ri += 1
             if generation != self._generation:
-                return
+                return -1
+        return ri
 
     def _apply_routed(self, raw_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Apply one inbox entry: its messages, under ids every target node shares.

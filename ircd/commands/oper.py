@@ -29,6 +29,7 @@ from passlib.hash import argon2
 
 from ircd.commands.registry import Context, take_label
 from ircd.ops.bans import apply_ban
+from ircd.ops.login import answer_later
 from ircd.protocol import numerics as N
 from ircd.protocol.masks import mask_match
 from ircd.protocol.message import Message, fit_line, truncate_utf8
@@ -148,18 +149,7 @@ def _failed(server, client: Client, session: Session, name: str, code: str, text
                                           begun=True)   # (counted by begin in handle_oper)
     log.warning("OPER %s failed from %s (%s, user %s): %s", name, client.ip, client.nick,
                 client.user, why)
-    session.pending = True
-
-    def answer() -> None:
-        session.pending = False
-        if client.quitting:
-            return
-        reply = Reply(server.name, client, session)
-        reply.numeric(code, text)
-        _send(server, session, reply)
-        session.resume()
-
-    server.scheduler.call_later(delay, answer)
+    answer_later(server, client, delay, lambda reply: reply.numeric(code, text), session)
 
 
 # -- KILL / WALLOPS ----------------------------------------------------------
