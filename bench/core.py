@@ -99,29 +99,18 @@ def cluster(members: int, messages: int) -> tuple[float, float, float]:
     recipients: apply, node c with none: apply)``. The origin's submit and apply
     interleave (at most 32 lines in flight, as the edge allows 64), so they are
     measured together."""
-    from ircd.cluster.log import NodeInfo, Replication
-    from ircd.cluster.memory import MemoryLog, MemoryPort
+    from ircd.cluster.log import NodeInfo
+    from ircd.cluster.memory import MemoryLog
 
     with tempfile.TemporaryDirectory() as tmp:
         log = MemoryLog(time.time)
         servers, stores = [], []
-        ports: list[MemoryPort] = []
         for i, name in enumerate("abc"):
             server, store = _server(Path(tmp) / name, cluster=True)
-            port = MemoryPort(log)
-            port.repl = Replication(server, NodeInfo(1 << 30 | (i + 1), name, f"{name}.bench"),
-                                    port)
-            log.entries.append(port.repl.hello_entry())
-            if i == 0:
-                port.repl.found()
-            else:
-                for p in ports:
-                    log.step(p, 1 << 30)
-                port.repl.load_snapshot(log.snapshots[log.entry_id(len(log.entries) - 1)])
-            port.pos = len(log.entries)
+            log.join(server, NodeInfo(1 << 30 | (i + 1), name, f"{name}.bench"))
             servers.append(server)
             stores.append(store)
-            ports.append(port)
+        ports = log.ports
         a, b, _c = servers
         pa, pb, pc = ports
         ra = pa.repl

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ircd.accounts import AccountStore
-from ircd.cluster.log import NodeInfo, Replication
+from ircd.cluster.log import NodeInfo
 from ircd.cluster.memory import MemoryLog, MemoryPort
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
@@ -139,7 +139,6 @@ class Log(MemoryLog):
     def __init__(self, store: AccountStore) -> None:
         super().__init__(FakeClock())
         self.store = store
-        self.ports: list[Port] = []
         self.users: list[User] = []
 
     def node(self, node_id: int) -> Server:
@@ -147,17 +146,7 @@ class Log(MemoryLog):
         server = Server(CONFIG.with_overrides("server", name=f"{name}.test"), self.store,
                         ImmediateScheduler(), clock=EntryClock(self.clock))
         start_services(server)
-        port = Port(self)
-        port.repl = Replication(server, NodeInfo(node_id, name, f"{name}.test"), port)
-        self.entries.append(port.repl.hello_entry())
-        hello = len(self.entries) - 1
-        if not self.ports:
-            port.repl.found()
-        else:
-            self.settle()
-            port.repl.load_snapshot(self.snapshots[self.entry_id(hello)])
-        port.pos = hello + 1
-        self.ports.append(port)
+        self.join(server, NodeInfo(node_id, name, f"{name}.test"))
         return server
 
     def step(self, port: Port, count: int) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from ircd.accounts import AccountStore
 from ircd.cluster import memory
-from ircd.cluster.log import UNAVAILABLE, NodeInfo, Replication, entry_time
+from ircd.cluster.log import UNAVAILABLE, NodeInfo, entry_time
 from ircd.config import Config
 from ircd.core import ImmediateScheduler, Server
 from ircd.history import HistoryStore, Item, log_position
@@ -46,7 +46,6 @@ class MemoryLog(memory.MemoryLog):
     def __init__(self, store: AccountStore) -> None:
         super().__init__(FakeClock())
         self.store = store
-        self.ports: list[Port] = []
 
     def node(self, node_id: int, name: str, config: Config = CONFIG,
              history: HistoryStore | None = None) -> Server:
@@ -55,26 +54,12 @@ class MemoryLog(memory.MemoryLog):
                         ImmediateScheduler(), clock=EntryClock(self.clock), history=history)
         if config.simple.echobot:
             EchoBot(server)    # pseudo-users exist on every node before it joins
-        port = Port(self)
-        port.repl = Replication(server, NodeInfo(node_id, name, f"{name}.test"), port)
-        self.entries.append(port.repl.hello_entry())
-        hello = len(self.entries) - 1
-        if not self.ports:
-            port.repl.found()
-        else:
-            self.pump()
-            port.repl.load_snapshot(self.snapshots[self.entry_id(hello)])
-        port.pos = hello + 1
-        self.ports.append(port)
+        self.join(server, NodeInfo(node_id, name, f"{name}.test"), Port(self))
         return server
 
     def pump(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for port in self.ports:
-                if self.step(port, 1 << 30):
-                    moved = True
+        """Every node applies what it has not applied (:meth:`settle`)."""
+        self.settle()
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ircd.cluster.log import ROUTED_BASE
+from ircd.cluster.log import ROUTED_BASE, NodeInfo, Replication
 
 if TYPE_CHECKING:
-    from ircd.cluster.log import Replication
+    from ircd.core import Server
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +86,32 @@ class MemoryLog:
         self.entries: list[bytes] = []
         self.routed: list[Routed] = []
         self.snapshots: dict[str, bytes] = {}
+        self.ports: list[MemoryPort] = []   # the nodes that joined, in order
+
+    def join(self, server: Server, node: NodeInfo, port: MemoryPort | None = None) -> MemoryPort:
+        """Node ``node`` (its core ``server``) joins the network as a node does on
+        Redis: it appends its ``hello``, then founds the network (the first node)
+        or, once every node has applied that hello (:meth:`settle`), loads the
+        snapshot taken right after it. Returns its port (``port``, or a new
+        :class:`MemoryPort`), added to :attr:`ports`."""
+        port = MemoryPort(self) if port is None else port
+        port.repl = Replication(server, node, port)
+        self.entries.append(port.repl.hello_entry())
+        hello = len(self.entries) - 1
+        if not self.ports:
+            port.repl.found()
+        else:
+            self.settle()
+            port.repl.load_snapshot(self.snapshots[self.entry_id(hello)])
+        port.pos = hello + 1
+        self.ports.append(port)
+        return port
+
+    def settle(self) -> None:
+        """Every node applies everything, entries appended meanwhile included."""
+        while any(self.behind(p) for p in self.ports):
+            for port in self.ports:
+                self.step(port, 1 << 30)
 
     @staticmethod
     def entry_id(index: int) -> str:
